@@ -1,0 +1,47 @@
+"""Typed rejections: bad input ends as a value with a stable code, never a crash."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RejectionCode(StrEnum):
+    """Stable codes written to `manifest.jsonl`; other tools match on them, so only add."""
+
+    EMPTY = "empty"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    TOO_LARGE = "too_large"
+    TOO_SMALL = "too_small"
+    TOO_MANY_PAGES = "too_many_pages"
+    TOO_LONG = "too_long"
+    DECOMPRESSION_BOMB = "decompression_bomb"
+    CORRUPT = "corrupt"
+    ENCRYPTED_PDF = "encrypted_pdf"
+    NOT_FOUND = "not_found"
+    DUPLICATE = "duplicate"
+
+
+class MmflowError(Exception):
+    """Root of mmflow's exceptions."""
+
+
+class Rejection(MmflowError):
+    """The input cannot be processed; `message` tells a person what to do about it."""
+
+    def __init__(self, code: RejectionCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[Rejection], tuple[RejectionCode, str]]:
+        # Prefect pickles task exceptions; keep both fields across the trip.
+        return (Rejection, (self.code, self.message))
+
+
+class MissingDependency(MmflowError):
+    """An optional engine was asked for but its package or program is not installed."""
+
+    def __init__(self, what: str, install: str) -> None:
+        super().__init__(f"{what} is not available: {install}")
+        self.what = what
+        self.install = install
