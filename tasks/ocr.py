@@ -60,9 +60,7 @@ def ocr_image(
         words = _tesseract_words(image, language)
     unit = "px" if scale == 1.0 else "pt"
     if scale != 1.0:
-        words = [
-            w.model_copy(update={"bbox": tuple(v * scale for v in w.bbox)}) for w in words
-        ]
+        words = [w.model_copy(update={"bbox": tuple(v * scale for v in w.bbox)}) for w in words]
     return PageText(
         page=page_number,
         width=image.width * scale,

@@ -1,0 +1,49 @@
+# mmflow developer entry points. `make demo` and `make test` work on a fresh Debian machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages: Tesseract (second OCR engine), FFmpeg/espeak-ng/sox (audio and its tests).
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng ffmpeg espeak-ng sox
+
+.PHONY: demo test lint typecheck unit system-deps clean
+
+$(BIN)/.installed-core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed-dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, exactly: anything else would let pip pick a multi-GB CUDA build.
+	$(BIN)/pip install --quiet 'torch==2.13.0'
+	$(BIN)/pip install --quiet -e '.[dev,audio]'
+	touch $@ $(BIN)/.installed-core
+
+## Run the invoice flow on sample invoices mmflow renders itself (text PDF, scan, photo).
+demo: $(BIN)/.installed-core
+	$(BIN)/mmflow demo --out out/demo
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed-dev
+	$(BIN)/mypy flows tasks blocks deployments
+
+unit: $(BIN)/.installed-dev system-deps
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -n 2 --dist loadfile -q
+
+## Everything CI runs: lint, types, the whole test suite.
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

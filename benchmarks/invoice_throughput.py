@@ -1,0 +1,158 @@
+"""Invoice flow throughput and orchestration overhead, measured in one run on the same inputs.
+
+Prints:
+  (a) batch flow wall time ÷ the same step functions in a plain loop (target ≤ 1.15, 200 docs)
+  (b) OCR-route pages/s in the flow ÷ bare RapidOCR pages/s on the same pages (target ≥ 0.9)
+  (c) text-route documents per second through the flow
+
+    .venv/bin/python benchmarks/invoice_throughput.py [--docs 200] [--scans 20] [--workers 2]
+
+The Prefect server is started (and a warm-up flow run made) before timing, and its start-up is
+reported on its own line: a long-lived server is how batches run in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+import numpy as np
+import pymupdf
+from prefect import flow
+from rich.console import Console
+from rich.table import Table
+
+from flows.invoice import invoice_flow_with_workers, process_invoice
+from flows.steps import InlineSteps
+from tasks.inputs import forget_input, read_input, sha256_of
+from tasks.invoice import InvoiceOptions
+from tasks.normalise import render_page
+from tasks.ocr import _rapidocr
+from tasks.samples import SPECS, invoice_pdf, rasterise
+
+
+def write_text_pdfs(folder: Path, count: int) -> list[Path]:
+    """`count` distinct born-digital invoices (distinct numbers, so distinct hashes)."""
+    folder.mkdir(parents=True)
+    base = SPECS["northwind-invoice"]
+    paths = []
+    for i in range(count):
+        path = folder / f"text-{i:04d}.pdf"
+        path.write_bytes(invoice_pdf(dataclasses.replace(base, number=f"NW-{10000 + i}")))
+        paths.append(path)
+    return paths
+
+
+def write_scans(folder: Path, count: int) -> list[Path]:
+    """`count` image-only PDFs: each a 200-dpi greyscale raster of a distinct invoice."""
+    folder.mkdir(parents=True)
+    base = SPECS["brenner-rechnung-scan"]
+    paths = []
+    for i in range(count):
+        image = rasterise(invoice_pdf(dataclasses.replace(base, number=f"BR-{500 + i}")), 200)[0]
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
+        doc = pymupdf.open()
+        page = doc.new_page(width=595, height=842)
+        page.insert_image(page.rect, stream=buffer.getvalue())
+        path = folder / f"scan-{i:04d}.pdf"
+        doc.save(path)
+        paths.append(path)
+    return paths
+
+
+def plain_loop(paths: list[Path], options: InvoiceOptions) -> float:
+    """The same step functions, called one after another with no Prefect and no cache."""
+    started = time.perf_counter()
+    steps = InlineSteps(None, "plain")
+    for path in paths:
+        uri = str(path)
+        process_invoice(uri, sha256_of(read_input(uri)), steps, options, "plain")
+        forget_input(uri)
+    return time.perf_counter() - started
+
+
+def bare_rapidocr(paths: list[Path], dpi: int) -> float:
+    engine = _rapidocr()
+    images = []
+    for path in paths:
+        with pymupdf.open(path) as doc:
+            images.append(np.asarray(render_page(doc, 0, dpi).convert("RGB"))[:, :, ::-1])
+    started = time.perf_counter()
+    for image in images:
+        engine(image)
+    return time.perf_counter() - started
+
+
+def run_flow(folder: Path, out: Path, workers: int) -> float:
+    started = time.perf_counter()
+    report = invoice_flow_with_workers(workers)(
+        inputs=[str(folder)], out=str(out), cache=False, workers=workers
+    )
+    elapsed = time.perf_counter() - started
+    bad = [d for d in report.documents if d.status.value != "ok"]
+    if bad:
+        raise SystemExit(f"{len(bad)} documents did not end ok: {bad[0]}")
+    return elapsed
+
+
+@flow(name="warm-up")
+def warm_up() -> None:
+    """Starts the temporary server so its start-up is not counted against the flow."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=200)
+    parser.add_argument("--scans", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    console = Console()
+    options = InvoiceOptions()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        texts = write_text_pdfs(root / "text", args.docs)
+        scans = write_scans(root / "scans", args.scans)
+        console.print(f"inputs: {len(texts)} text PDFs, {len(scans)} scanned PDFs")
+
+        started = time.perf_counter()
+        warm_up()
+        server_start = time.perf_counter() - started
+        _rapidocr()  # load the OCR models once, outside every timed region
+
+        text_plain = plain_loop(texts, options)
+        text_flow = run_flow(root / "text", root / "out-text", args.workers)
+        ocr_bare = bare_rapidocr(scans, options.dpi)
+        ocr_plain = plain_loop(scans, options)
+        ocr_flow = run_flow(root / "scans", root / "out-scans", args.workers)
+
+    table = Table(title="mmflow invoice throughput")
+    for column in ("measure", "value", "target"):
+        table.add_column(column)
+    table.add_row("Prefect temporary server start + first run (s)", f"{server_start:.1f}", "")
+    table.add_row(f"text: plain loop, {args.docs} docs (s)", f"{text_plain:.2f}", "")
+    table.add_row(f"text: batch flow, {args.docs} docs (s)", f"{text_flow:.2f}", "")
+    table.add_row("(a) flow ÷ plain loop", f"{text_flow / text_plain:.3f}", "≤ 1.15")
+    table.add_row("(c) text-route documents/s (flow)", f"{args.docs / text_flow:.1f}", "")
+    table.add_row(f"OCR: bare RapidOCR, {args.scans} pages (s)", f"{ocr_bare:.2f}", "")
+    table.add_row(f"OCR: plain loop, {args.scans} pages (s)", f"{ocr_plain:.2f}", "")
+    table.add_row(f"OCR: batch flow, {args.scans} pages (s)", f"{ocr_flow:.2f}", "")
+    table.add_row(
+        "OCR pages/s: bare / flow", f"{args.scans / ocr_bare:.2f} / {args.scans / ocr_flow:.2f}", ""
+    )
+    table.add_row(
+        "(b) flow OCR pages/s ÷ bare RapidOCR pages/s", f"{ocr_bare / ocr_flow:.3f}", "≥ 0.9"
+    )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Two ways to run a `Step`, with one cache: a Prefect task per step, or inline in a batch task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.filesystems import WritableFileSystem
+from prefect.results import ResultStore
+
+from tasks.caching import Stamped, Step
+
+log = logging.getLogger(__name__)
+
+
+class StepRunner(Protocol):
+    def run(self, step: Step, upstream: Sequence[Stamped[Any]], **params: Any) -> Stamped[Any]: ...
+
+
+def retry_on_io(task: Task[..., Any], task_run: Any, state: Any) -> bool:
+    """Retry reads and writes that can fail for a moment; never retry a bug."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+class PrefectSteps:
+    """Each step is its own task run: every step shows in the UI, cached runs show `Cached`."""
+
+    def __init__(self, storage: WritableFileSystem | None, run_id: str, label: str = "") -> None:
+        self.storage = storage
+        self.run_id = run_id
+        self.label = label
+
+    def _task(self, step: Step) -> Task[..., Stamped[Any]]:
+        def execute(upstream: list[Stamped[Any]], params: dict[str, Any]) -> Stamped[Any]:
+            return step.compute(upstream, params, self.run_id)
+
+        execute.__name__ = step.name
+        options: dict[str, Any] = {
+            "name": step.name,
+            "task_run_name": f"{step.name} {self.label}".strip(),
+            "retries": 2,
+            "retry_delay_seconds": [1, 4],
+            "retry_condition_fn": retry_on_io,
+        }
+        if self.storage is None:
+            options |= {"cache_policy": NO_CACHE, "persist_result": False}
+        else:
+            options |= {
+                "cache_key_fn": lambda _ctx, p: step.key(
+                    [u.key for u in p["upstream"]], p["params"]
+                ),
+                "persist_result": True,
+                "result_storage": self.storage,
+            }
+        return task(execute, **options)
+
+    def run(self, step: Step, upstream: Sequence[Stamped[Any]], **params: Any) -> Stamped[Any]:
+        return self._task(step)(list(upstream), params)
+
+
+class InlineSteps:
+    """Steps called directly inside one batch task run, reading and writing the same cache."""
+
+    def __init__(self, storage: WritableFileSystem | None, run_id: str) -> None:
+        self.store = ResultStore(result_storage=storage) if storage is not None else None
+        self.run_id = run_id
+
+    def run(self, step: Step, upstream: Sequence[Stamped[Any]], **params: Any) -> Stamped[Any]:
+        key = step.key([u.key for u in upstream], params)
+        if self.store is not None:
+            try:
+                cached: Stamped[Any] = self.store.read(key).result
+                return cached
+            except (ValueError, OSError, KeyError):
+                pass  # not cached yet
+        result = step.compute(upstream, params, self.run_id)
+        if self.store is not None:
+            self.store.write(result, key=key)
+        return result

@@ -1,0 +1,1 @@
+"""Meeting-audio steps: validate, normalise, denoise, vad, transcribe, diarise, align, notes."""

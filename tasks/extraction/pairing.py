@@ -1,0 +1,289 @@
+"""Label-value pairing: a value is what follows its label on the same row, or sits below it.
+
+For each label the value is searched first to the right (rest of the label's own segment, then
+the following segments of the row until another label begins), then in the first row below
+whose text overlaps the label horizontally (header rows with values underneath). The value must
+parse as the field's kind: amount, date, identifier or name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal
+
+from tasks.extraction.labels import ROUNDING, LabelMatch, match_labels
+from tasks.extraction.layout import Row, Segment, union
+from tasks.extraction.line_items import is_table_header
+from tasks.extraction.parsing import DateOrder, find_amounts, find_dates
+from tasks.models import BBox
+
+Kind = Literal["amount", "date", "id", "name"]
+FIELD_KINDS: dict[str, Kind] = {
+    "invoice_number": "id",
+    "issue_date": "date",
+    "due_date": "date",
+    "total": "amount",
+    "subtotal": "amount",
+    "tax_amount": "amount",
+    "buyer_name": "name",
+    "issuer_name": "name",
+    ROUNDING: "amount",
+}
+# How much a placement is trusted; multiplied by the label's own weight.
+PLACEMENT_CONFIDENCE = {"label:right": 0.9, "label:below": 0.75}
+
+
+@dataclass
+class Candidate:
+    field: str
+    value: str  # normalised: ISO date, plain decimal, identifier or name
+    confidence: float
+    page: int
+    bbox: BBox
+    evidence: str
+    source: str
+    order: int = 0  # reading-order position of the evidence, for tie-breaks
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.value)
+
+
+@dataclass
+class Region:
+    """A piece of a segment where a value may be: text from `start` to `end`."""
+
+    segment: Segment
+    start: int
+    end: int
+
+
+@dataclass
+class Parsed:
+    value: str
+    region: Region
+    start: int
+    end: int
+
+
+@dataclass
+class LabelledRow:
+    row: Row
+    labels: list[tuple[Segment, LabelMatch]]
+
+
+def label_rows(rows: list[Row]) -> list[LabelledRow]:
+    return [
+        LabelledRow(row, [(seg, m) for seg in row.segments for m in match_labels(seg.folded)])
+        for row in rows
+    ]
+
+
+def _starts_with_label(segment: Segment) -> bool:
+    stripped = len(segment.folded) - len(segment.folded.lstrip(" :*#-("))
+    return any(m.start <= stripped + 1 for m in match_labels(segment.folded))
+
+
+def right_regions(row: Row, segment: Segment, label: LabelMatch) -> list[Region]:
+    """Text after the label: rest of its segment, then later segments until a label starts one."""
+    own_end = len(segment.text)
+    for other in match_labels(segment.folded):
+        if other.start >= label.end and other.weight >= 0.8:
+            own_end = other.start
+            break
+    regions = [Region(segment, label.end, own_end)]
+    if own_end < len(segment.text):
+        return regions
+    index = row.segments.index(segment)
+    for later in row.segments[index + 1 :]:
+        if _starts_with_label(later):
+            break
+        regions.append(Region(later, 0, len(later.text)))
+    return regions
+
+
+def below_regions(
+    rows: list[Row], row_index: int, segment: Segment, label: LabelMatch
+) -> tuple[int, list[Region]]:
+    """Segments of the first row below that overlap the label horizontally.
+
+    When that row starts with a label of its own in the same column, the labels are stacked
+    ("Klantnummer: …" over "Factuurdatum: …") and nothing below belongs to this one.
+    """
+    lx0, ly0, lx1, ly1 = segment.span_bbox(label.start, label.end)
+    height = max(1.0, ly1 - ly0)
+    for distance, below in enumerate(rows[row_index + 1 : row_index + 4]):
+        if below.page != segment.page:
+            break
+        if below.bbox[1] - ly1 > 2.5 * height:
+            break
+        hits = [s for s in below.segments if s.bbox[0] < lx1 and s.bbox[2] > lx0]
+        if hits:
+            if any(_starts_with_label(s) for s in hits):
+                return 0, []
+            return distance, [Region(s, 0, len(s.text)) for s in hits]
+    return 0, []
+
+
+_DATE_HINT = re.compile(r"dat|period|expir|valid|check|prelevement|order|fecha|livraison|commande")
+
+# ------------------------------------------------------------------ value parsers
+
+_ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./\-]*[A-Za-z0-9]|[0-9]")
+
+
+def parse_id(region: Region) -> Parsed | None:
+    text = region.segment.text[region.start : region.end]
+    for match in _ID_TOKEN.finditer(text):
+        token = match.group(0)
+        low = token.lower()
+        if low in {"no", "nr", "n", "number", "num", "nummer", "numero", "id", "o", "de"}:
+            continue
+        if not any(c.isdigit() for c in token):
+            return None  # the first real word is not an identifier
+        if find_dates(token) and len(token) <= 10:
+            return None
+        if re.fullmatch(r"\d{1,3}([.,]\d{2})", token):
+            return None  # an amount, not a number
+        start = region.start + match.start()
+        return Parsed(token, region, start, start + len(token))
+    return None
+
+
+_NOT_NAMES = {"address", "adresse", "adres", "name", "naam", "details", "direccion", "anschrift"}
+
+
+def parse_name(region: Region) -> Parsed | None:
+    text = region.segment.text[region.start : region.end]
+    stripped = text.strip(" :;-–,#")
+    stripped = re.sub(r"^(?:attn|t\.a\.v\.|z\.hd\.)[:.]?\s*", "", stripped, flags=re.IGNORECASE)
+    if stripped.startswith("(") and stripped.endswith(")"):
+        return None  # a remark such as "(Not to be used for payment remittance)"
+    if stripped.lower().rstrip(":. ") in _NOT_NAMES:
+        return None
+    letters = sum(c.isalpha() for c in stripped)
+    digits = sum(c.isdigit() for c in stripped)
+    if letters < 2 or digits > letters:
+        return None
+    offset = text.find(stripped) if stripped in text else 0
+    start = region.start + max(0, offset)
+    return Parsed(stripped, region, start, start + len(stripped))
+
+
+def make_amount_parser(decimal_sep: str) -> Callable[[Region], list[Parsed]]:
+    def parse(region: Region) -> list[Parsed]:
+        text = region.segment.text[region.start : region.end]
+        return [
+            Parsed(str(m.value), region, region.start + m.start, region.start + m.end)
+            for m in find_amounts(text, decimal_sep)
+        ]
+
+    return parse
+
+
+def make_date_parser(order: DateOrder) -> Callable[[Region], list[Parsed]]:
+    def parse(region: Region) -> list[Parsed]:
+        text = region.segment.text[region.start : region.end]
+        return [
+            Parsed(m.value.isoformat(), region, region.start + m.start, region.start + m.end)
+            for m in find_dates(text, order)
+        ]
+
+    return parse
+
+
+# ------------------------------------------------------------------ pairing
+
+
+def _candidate(field: str, parsed: Parsed, confidence: float, source: str, order: int) -> Candidate:
+    seg = parsed.region.segment
+    return Candidate(
+        field=field,
+        value=parsed.value,
+        confidence=round(confidence, 3),
+        page=seg.page,
+        bbox=seg.span_bbox(parsed.start, parsed.end),
+        evidence=seg.span_evidence(parsed.start, parsed.end),
+        source=source,
+        order=order,
+    )
+
+
+def labelled_candidates(
+    rows: list[Row], decimal_sep: str, order: DateOrder
+) -> list[Candidate]:
+    """Every (label, value) pairing on the pages, scored by label weight and placement."""
+    parse_amounts = make_amount_parser(decimal_sep)
+    parse_dates = make_date_parser(order)
+    out: list[Candidate] = []
+    header_until: tuple[int, float] = (0, -1.0)  # (page, y) down to which a table header runs
+    for row_index, labelled in enumerate(label_rows(rows)):
+        row = labelled.row
+        if is_table_header(row):
+            # headers wrap over two or three lines ("VK-Preis / Ohne / MwSt.")
+            header_until = (row.page, row.bbox[3] + 2.5 * row.height)
+        in_header = row.page == header_until[0] and row.bbox[1] <= header_until[1]
+        for segment, label in labelled.labels:
+            # Dates next to "Order date", "Expiry" … are recorded too, so the first-date
+            # fallback for the issue date can skip them.
+            kind = FIELD_KINDS.get(label.field, "date")
+            if kind == "name" and label.start > 1:
+                continue  # "from"/"client" inside a sentence is not a label
+            if label.field.startswith("_") and kind == "date":
+                if not _DATE_HINT.search(segment.folded[label.start : label.end]):
+                    continue  # "Cash", "Tel" … say nothing about the date beside them
+            for source in ("label:right", "label:below"):
+                distance = 0
+                if source == "label:right":
+                    regions = right_regions(row, segment, label)
+                elif label.field.startswith("_") and kind == "date":
+                    break  # "Order date" claims the date beside it, not one under it
+                elif kind == "amount" and in_header:
+                    break  # under a line-item column header stand line amounts, not totals
+                else:
+                    distance, regions = below_regions(rows, row_index, segment, label)
+                found = _first_value(kind, regions, parse_amounts, parse_dates)
+                if found is not None:
+                    conf = PLACEMENT_CONFIDENCE[source] * label.weight * 0.85**distance
+                    position = row_index * 1000 + int(segment.bbox[0])
+                    out.append(_candidate(label.field, found, conf, source, position))
+                    break
+    return out
+
+
+def _first_value(
+    kind: Kind,
+    regions: list[Region],
+    parse_amounts: Callable[[Region], list[Parsed]],
+    parse_dates: Callable[[Region], list[Parsed]],
+) -> Parsed | None:
+    if kind == "amount":
+        # Totals rows often repeat columns ("Total 1 278.61 40.39 319.00"): the last amount is
+        # the row's total.
+        amounts = [p for region in regions for p in parse_amounts(region)]
+        return amounts[-1] if amounts else None
+    for region in regions:
+        if kind == "date":
+            dates = parse_dates(region)
+            if dates:
+                return dates[0]
+        elif kind == "id":
+            parsed = parse_id(region)
+            if parsed is not None:
+                return parsed
+            if region.segment.text[region.start : region.end].strip(" :#.-"):
+                return None
+        else:
+            parsed_name = parse_name(region)
+            if parsed_name is not None:
+                return parsed_name
+            if region.segment.text[region.start : region.end].strip(" :#.-"):
+                return None
+    return None
+
+
+def bbox_of(words_boxes: list[BBox]) -> BBox:
+    return union(words_boxes)

@@ -1,0 +1,303 @@
+"""Amounts, dates and currencies as printed in the common locales, parsed into plain values.
+
+Ambiguity is resolved by document-level evidence rather than guessed per token: which decimal
+separator the document uses (`decimal_separator_of`), whether its numeric dates are day-first
+(`date_order_of`), and which currency its symbols and codes point to.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from tasks.extraction.layout import fold
+
+# ------------------------------------------------------------------ currencies
+
+CURRENCY_CODES: frozenset[str] = frozenset(
+    "EUR USD GBP INR MYR CHF PLN SGD AUD CAD JPY CNY SEK NOK DKK CZK HUF RON BGN HKD NZD ZAR "
+    "BRL MXN IDR THB AED SAR KRW RUB UAH ILS VND".split()
+)
+# Prefixes and symbols; "$" alone reads as USD, the usual meaning when nothing else says.
+CURRENCY_SYMBOLS: dict[str, str] = {
+    "US$": "USD",
+    "S$": "SGD",
+    "A$": "AUD",
+    "C$": "CAD",
+    "CA$": "CAD",
+    "HK$": "HKD",
+    "NZ$": "NZD",
+    "R$": "BRL",
+    "€": "EUR",
+    "£": "GBP",
+    "₹": "INR",
+    "¥": "JPY",
+    "₩": "KRW",
+    "₽": "RUB",
+    "₪": "ILS",
+    "zł": "PLN",
+    "$": "USD",
+}
+CURRENCY_WORDS: dict[str, str] = {
+    "rs": "INR",
+    "rs.": "INR",
+    "rupees": "INR",
+    "rm": "MYR",
+    "ringgit": "MYR",
+    "euro": "EUR",
+    "euros": "EUR",
+    "dollars": "USD",
+    "fr.": "CHF",
+    "sfr": "CHF",
+}
+
+_SYMBOL_RE = "|".join(re.escape(s) for s in sorted(CURRENCY_SYMBOLS, key=len, reverse=True))
+_CODE_RE = "|".join(sorted(CURRENCY_CODES))
+_PREFIX = rf"(?:{_SYMBOL_RE}|\b(?:{_CODE_RE})\b|\bRM|\bRs\.?)"
+_CURRENCY_RE = re.compile(
+    rf"(?P<sym>{_SYMBOL_RE})|(?<![A-Za-z])(?P<code>[A-Z]{{3}})(?![A-Za-z])"
+    r"|(?<![A-Za-z])(?P<word>RM|Rs\.?|rupees|ringgit|euros?|dollars|Fr\.|SFr)(?![A-Za-z])",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class CurrencyMention:
+    code: str
+    start: int
+    end: int
+
+
+def find_currencies(text: str) -> list[CurrencyMention]:
+    """ISO codes named by symbols, codes or words in `text` (codes only in capitals)."""
+    found: list[CurrencyMention] = []
+    for match in _CURRENCY_RE.finditer(text):
+        if match.group("sym"):
+            sym = match.group("sym")
+            code = CURRENCY_SYMBOLS.get(sym) or CURRENCY_SYMBOLS.get(sym.upper())
+        elif match.group("code"):
+            raw = match.group("code")
+            code = raw if raw.isupper() and raw in CURRENCY_CODES else None
+        else:
+            raw = match.group("word")
+            code = CURRENCY_WORDS.get(raw.lower())
+            if raw.lower() in ("rm", "rs", "rs.") and not raw[0].isupper():
+                code = None  # "rm" inside prose is not ringgit
+        if code:
+            found.append(CurrencyMention(code, match.start(), match.end()))
+    return found
+
+
+# ------------------------------------------------------------------ amounts
+
+_AMOUNT_RE = re.compile(
+    r"(?<![\w.,/:@#-])"
+    rf"(?P<pre>{_PREFIX}\s?)?"
+    r"(?P<sign>--?|[−–]|\()?"
+    rf"(?:(?P<pre2>{_PREFIX})\s?)?"
+    r"(?P<num>\d{1,3}(?:[.,'\u00a0\u202f]\d{3})+(?:[.,]\d{1,3})?"
+    r"|\d{1,3}(?: \d{3})+,\d{2}"  # '1 234,56': space groups only with a decimal comma
+    r"|\d+(?:[.,]\d{2,3})?)"
+    r"(?P<close>\))?"
+    rf"(?P<post>\s?(?:{_SYMBOL_RE}|(?:{_CODE_RE})\b|RM\b|-(?!\d)))?"
+    r"(?P<suffix>\*|[A-Z]{1,2}\b)?"
+    r"(?![\w%/:]|[.,]\d|\s?%|-\d)"
+)
+
+
+@dataclass(frozen=True)
+class AmountMention:
+    value: Decimal
+    start: int
+    end: int
+    has_currency: bool
+    has_decimals: bool
+
+
+def decimal_separator_of(texts: list[str]) -> str:
+    """'.' or ',': whichever separator more often ends a number with exactly two decimals."""
+    dots = commas = 0
+    for text in texts:
+        dots += len(re.findall(r"\d\.\d{2}(?![\d.,])", text))
+        commas += len(re.findall(r"\d,\d{2}(?![\d.,])", text))
+    return "," if commas > dots else "."
+
+
+def parse_number(raw: str, decimal_sep: str = ".") -> Decimal | None:
+    """'1.234,56' / '1,234.56' / '1 234,56' / "1'234.56" / '279.84' into a Decimal."""
+    text = raw.replace("\u00a0", " ").replace("\u202f", " ").replace("'", " ")
+    text = text.strip()
+    if not re.fullmatch(r"\d[\d., ]*", text):
+        return None
+    seps = [c for c in text if c in ".,"]
+    if not seps:
+        digits = text.replace(" ", "")
+    else:
+        last = seps[-1]
+        head, _, tail = text.rpartition(last)
+        if len(seps) == 1 and len(tail) == 3 and last != decimal_sep:
+            # '1.234' in a comma-decimal document is a thousand
+            digits = text.replace(last, "").replace(" ", "")
+        elif len(set(seps)) == 1 and len(seps) > 1:
+            digits = text.replace(last, "").replace(" ", "")  # '1.234.567'
+            if len(tail) != 3:
+                return None
+        else:
+            digits = head.replace(".", "").replace(",", "").replace(" ", "") + "." + tail
+    try:
+        return Decimal(digits)
+    except InvalidOperation:
+        return None
+
+
+def find_amounts(text: str, decimal_sep: str = ".") -> list[AmountMention]:
+    """Money-looking numbers in `text`: decimals, or integers with a currency beside them."""
+    found: list[AmountMention] = []
+    for match in _AMOUNT_RE.finditer(text):
+        num = match.group("num")
+        value = parse_number(num, decimal_sep)
+        if value is None:
+            continue
+        post = (match.group("post") or "").strip()
+        has_currency = bool(match.group("pre") or match.group("pre2") or (post and post != "-"))
+        exponent = value.as_tuple().exponent
+        has_decimals = isinstance(exponent, int) and exponent < 0
+        if not has_decimals and not has_currency:
+            continue
+        if len(num.replace(".", "").replace(",", "").replace(" ", "")) > 12:
+            continue
+        sign = match.group("sign") or ""
+        negative = bool(sign and sign != "(") or bool(sign == "(" and match.group("close"))
+        negative = negative or post == "-"
+        found.append(
+            AmountMention(
+                value=-value if negative else value,
+                start=match.start(),
+                end=match.end(),
+                has_currency=has_currency,
+                has_decimals=has_decimals,
+            )
+        )
+    return found
+
+
+def format_amount(value: Decimal) -> str:
+    """Plain decimal string with at least two decimals: Decimal('4.1') -> '4.10'."""
+    quantised = value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01")) else value
+    return format(quantised, "f")
+
+
+# ------------------------------------------------------------------ dates
+
+
+class DateOrder(StrEnum):
+    DMY = "dmy"
+    MDY = "mdy"
+
+
+MONTHS: dict[str, int] = {}
+for _number, _names in enumerate(
+    [
+        "january jan januar janvier janv januari enero ene jänner janner",
+        "february feb februar fevrier fevr fev februari febrero",
+        "march mar marz maerz mars maart marzo",
+        "april apr avril avr abril",
+        "may mai mei mayo",
+        "june jun juni juin junio",
+        "july jul juli juillet juil julio",
+        "august aug august aout augustus agosto ago",
+        "september sep sept septembre septiembre set",
+        "october oct oktober octobre okt octubre",
+        "november nov novembre noviembre",
+        "december dec dezember decembre dez diciembre dic",
+    ],
+    start=1,
+):
+    for _name in _names.split():
+        MONTHS.setdefault(_name, _number)
+
+_MONTH_RE = "|".join(sorted(MONTHS, key=len, reverse=True))
+_DAY = r"(?P<d>[0-3]?\d)(?:st|nd|rd|th|er|e)?"
+_YEAR = r"(?P<y>(?:19|20)\d{2}|\d{2})"
+_DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("iso", re.compile(r"(?<![\d.])(?P<y>(?:19|20)\d{2})[-/.](?P<m>[01]?\d)[-/.](?P<d>[0-3]?\d)(?!\d)")),
+    (
+        "numeric",
+        re.compile(r"(?<![\d.,/])(?P<a>[0-3]?\d)(?P<s>[./-])(?P<b>[0-3]?\d)(?P=s)" + _YEAR + r"(?![\d,]|\.\d)"),
+    ),
+    (
+        "day_month",
+        re.compile(
+            rf"(?<![\w]){_DAY}\.?(?:\s*(?:de|-|/)\s*|\s+|-)(?P<mon>{_MONTH_RE})\.?"
+            rf"(?:\s*(?:de|del|-|/|,)\s*|\s+|-)\s*{_YEAR}(?!\d)"
+        ),
+    ),
+    (
+        "month_day",
+        re.compile(
+            rf"(?<![\w])(?P<mon>{_MONTH_RE})\.?\s+{_DAY}\s*,?\s*(?P<y>(?:19|20)\d{{2}})(?!\d)"
+        ),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class DateMention:
+    value: date
+    start: int
+    end: int
+    numeric: bool  # printed as digits only, so the day/month order mattered
+
+
+def _year(raw: str) -> int:
+    year = int(raw)
+    if len(raw) == 2:
+        year += 2000 if year < 70 else 1900
+    return year
+
+
+def date_order_of(texts: list[str], currency: str | None = None) -> DateOrder:
+    """Day-first unless the document proves month-first (a 13-31 in the middle) or is in USD."""
+    dmy = mdy = 0
+    for text in texts:
+        for match in _DATE_PATTERNS[1][1].finditer(text):
+            a, b = int(match.group("a")), int(match.group("b"))
+            if a > 12 >= b:
+                dmy += 1
+            elif b > 12 >= a:
+                mdy += 1
+    if dmy or mdy:
+        return DateOrder.DMY if dmy >= mdy else DateOrder.MDY
+    return DateOrder.MDY if currency == "USD" else DateOrder.DMY
+
+
+def find_dates(text: str, order: DateOrder = DateOrder.DMY) -> list[DateMention]:
+    """Dates in `text`; character offsets index the text as given (folding keeps lengths)."""
+    folded = fold(text)
+    found: list[DateMention] = []
+    taken: list[tuple[int, int]] = []
+    for kind, pattern in _DATE_PATTERNS:
+        for match in pattern.finditer(folded):
+            if any(match.start() < e and s < match.end() for s, e in taken):
+                continue
+            try:
+                if kind == "iso":
+                    value = date(int(match["y"]), int(match["m"]), int(match["d"]))
+                elif kind == "numeric":
+                    a, b = int(match["a"]), int(match["b"])
+                    day, month = (a, b) if order is DateOrder.DMY else (b, a)
+                    if month > 12:
+                        day, month = month, day
+                    value = date(_year(match["y"]), month, day)
+                else:
+                    value = date(_year(match["y"]), MONTHS[match["mon"]], int(match["d"]))
+            except ValueError:
+                continue
+            if not 1970 <= value.year <= 2100:
+                continue
+            found.append(DateMention(value, match.start(), match.end(), kind == "numeric"))
+            taken.append((match.start(), match.end()))
+    return sorted(found, key=lambda m: m.start)

@@ -1,0 +1,98 @@
+"""Cache keys chain from the input hash through each step's version and parameters."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.filesystems import LocalFileSystem
+
+from flows.steps import InlineSteps
+from tasks.caching import Rejected, Step, source_key
+from tasks.errors import Rejection, RejectionCode
+
+
+def _module(tmp_path: Path, name: str, body: str) -> str:
+    (tmp_path / f"{name}.py").write_text(body)
+    sys.path.insert(0, str(tmp_path))
+    importlib.invalidate_caches()
+    return name
+
+
+@pytest.fixture
+def toy_steps(tmp_path: Path) -> tuple[list[Step], dict[str, int]]:
+    calls = {"first": 0, "second": 0, "third": 0}
+
+    def counted(name: str):
+        def fn(value: str, **params: object) -> str:
+            calls[name] += 1
+            return f"{value}>{name}"
+
+        return fn
+
+    steps = [
+        Step(
+            name, counted(name), (_module(tmp_path, f"toy_{name}_{id(calls)}", f"V = '{name}'\n"),)
+        )
+        for name in calls
+    ]
+    return steps, calls
+
+
+def _run_chain(steps: list[Step], runner: InlineSteps, sha: str) -> str:
+    current = source_key(sha)
+    for step in steps:
+        current = runner.run(step, [current], level=1)
+    return str(current.value)
+
+
+def test_same_input_twice_recomputes_nothing(tmp_path: Path, toy_steps) -> None:
+    steps, calls = toy_steps
+    storage = LocalFileSystem(basepath=str(tmp_path / "cache"))
+    assert _run_chain(steps, InlineSteps(storage, "run-1"), "a" * 64).endswith("third")
+    _run_chain(steps, InlineSteps(storage, "run-2"), "a" * 64)
+    assert calls == {"first": 1, "second": 1, "third": 1}
+
+
+def test_changed_step_recomputes_from_that_step_on(tmp_path: Path, toy_steps) -> None:
+    steps, calls = toy_steps
+    storage = LocalFileSystem(basepath=str(tmp_path / "cache"))
+    _run_chain(steps, InlineSteps(storage, "run-1"), "b" * 64)
+    module = sys.modules[steps[1].modules[0]]
+    Path(module.__file__).write_text("V = 'second, edited'\n")
+    edited = [steps[0], Step(steps[1].name, steps[1].fn, steps[1].modules), steps[2]]
+    _run_chain(edited, InlineSteps(storage, "run-2"), "b" * 64)
+    assert calls == {"first": 1, "second": 2, "third": 2}
+
+
+def test_different_input_or_parameters_give_different_keys(toy_steps) -> None:
+    steps, _ = toy_steps
+    step = steps[0]
+    assert step.key(["input-a"], {"dpi": 200}) != step.key(["input-b"], {"dpi": 200})
+    assert step.key(["input-a"], {"dpi": 200}) != step.key(["input-a"], {"dpi": 300})
+    assert step.key(["input-a"], {"dpi": 200}) == step.key(["input-a"], {"dpi": 200})
+
+
+def test_rejection_becomes_a_cached_value_not_an_exception(tmp_path: Path) -> None:
+    calls = []
+
+    def refuse(value: str) -> str:
+        calls.append(value)
+        raise Rejection(RejectionCode.CORRUPT, "the file is cut short; export it again")
+
+    step = Step("refuse", refuse, (_module(tmp_path, "toy_refuse", "V = 1\n"),))
+    storage = LocalFileSystem(basepath=str(tmp_path / "cache"))
+    for run in ("run-1", "run-2"):
+        result = InlineSteps(storage, run).run(step, [source_key("c" * 64)])
+        assert isinstance(result.value, Rejected)
+        assert result.value.error.code == "corrupt"
+    assert len(calls) == 1
+
+
+def test_without_storage_every_call_computes(tmp_path: Path, toy_steps) -> None:
+    steps, calls = toy_steps
+    _run_chain(steps, InlineSteps(None, "run-1"), "d" * 64)
+    _run_chain(steps, InlineSteps(None, "run-2"), "d" * 64)
+    assert calls["first"] == 2

@@ -1,0 +1,145 @@
+"""The invoice flow on the real Prefect engine and server: steps, caching, grouping, contracts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.invoice import invoice_flow
+from tasks.models import InvoiceResult
+from tasks.samples import make_samples
+from tests.badinputs import build_mixed_directory
+
+pytestmark = pytest.mark.slow
+STEP_NAMES = {"validate", "normalise", "route", "read", "extract", "verify", "sanity"}
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return make_samples(tmp_path_factory.mktemp("samples"))
+
+
+def _text_pdf(samples: list[Path]) -> Path:
+    return next(p for p in samples if p.suffix == ".pdf" and "scan" not in p.name)
+
+
+def _task_run_names(flow_run_id: object) -> list[str]:
+    async def read() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            return [r.name for r in runs]
+
+    import asyncio
+
+    return asyncio.run(read())
+
+
+def test_one_document_shows_every_step_as_a_task_run(
+    prefect_server: str, samples: list[Path], tmp_path: Path
+) -> None:
+    state = invoice_flow(
+        inputs=[str(_text_pdf(samples))],
+        out=str(tmp_path / "out"),
+        cache_dir=str(tmp_path / "cache"),
+        return_state=True,
+    )
+    report = state.result()
+    assert [d.status.value for d in report.documents] == ["ok"]
+    names = {name.split(" ")[0] for name in _task_run_names(state.state_details.flow_run_id)}
+    assert names >= STEP_NAMES
+
+
+def test_output_json_carries_fields_checks_routes_and_lineage(
+    prefect_server: str, samples: list[Path], tmp_path: Path
+) -> None:
+    pdf = _text_pdf(samples)
+    invoice_flow(inputs=[str(pdf)], out=str(tmp_path / "out"), cache=False)
+    result = InvoiceResult.model_validate_json((tmp_path / "out" / f"{pdf.stem}.json").read_text())
+    truth = json.loads(pdf.with_suffix(".truth.json").read_text())
+    assert result.fields["total"].value == truth["total"]
+    assert result.fields["total"].evidence and result.fields["total"].bbox
+    assert [r.route.value for r in result.route] == ["text_layer"] * result.source.pages
+    assert {s["name"] for s in result.lineage["steps"]} == STEP_NAMES
+    assert all(s["cache_key"] and s["version"] for s in result.lineage["steps"])
+    assert {c.name for c in result.checks}
+
+
+def test_rerun_of_the_same_inputs_recomputes_nothing(
+    prefect_server: str, samples: list[Path], tmp_path: Path
+) -> None:
+    kwargs = {"inputs": [str(p) for p in samples], "cache_dir": str(tmp_path / "cache")}
+    first = invoice_flow(out=str(tmp_path / "first"), stepwise_max=0, **kwargs)
+    second = invoice_flow(out=str(tmp_path / "second"), stepwise_max=0, **kwargs)
+    assert [d.fields for d in first.documents] == [d.fields for d in second.documents]
+    for doc in second.documents:
+        if doc.output:
+            lineage = json.loads(Path(doc.output).read_text())["lineage"]["steps"]
+            assert all(step["cached"] for step in lineage), doc.uri
+
+
+def test_a_batch_groups_documents_into_few_task_runs(
+    prefect_server: str, samples: list[Path], tmp_path: Path
+) -> None:
+    pdf = _text_pdf(samples)
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"copy{i:02d}.pdf").write_bytes(pdf.read_bytes())
+    state = invoice_flow(
+        inputs=[str(folder)],
+        out=str(tmp_path / "out"),
+        cache=False,
+        group_size=6,
+        return_state=True,
+    )
+    assert all(d.status.value == "ok" for d in state.result().documents)
+    assert len(_task_run_names(state.state_details.flow_run_id)) == 2
+
+
+def test_fifty_mixed_files_all_end_in_the_manifest_and_the_batch_completes(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    expected = build_mixed_directory(tmp_path / "mixed", n=50)
+    report = invoice_flow(inputs=[str(tmp_path / "mixed")], out=str(tmp_path / "out"), cache=False)
+    lines = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert len(lines) == 50 == len(report.documents)
+    by_name = {Path(line["uri"]).name: line for line in lines}
+    for name, code in expected.items():
+        line = by_name[name]
+        if code == "ok" or code.startswith("flag:"):
+            assert line["status"] == "ok", line
+        else:
+            assert line["status"] == "rejected" and line["error"]["code"] == code, line
+            assert line["error"]["message"]
+    assert not any(line["status"] == "failed" for line in lines)
+
+
+def test_cli_writes_contracts_and_prints_a_summary(
+    prefect_server: str, samples: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    env = dict(os.environ, PREFECT_API_URL=prefect_server, MMFLOW_CACHE_DIR=str(tmp_path / "c"))
+    done = subprocess.run(
+        [sys.executable, "-m", "flows", "run", "invoice", *map(str, samples), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ok" in done.stdout and "manifest" in done.stdout
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == len(samples)
+    assert all(m["status"] == "ok" for m in manifest)
+    items = pd.read_parquet(out / "line_items.parquet")
+    assert len(items) > 0 and set(items["sha256"]) <= {m["sha256"] for m in manifest}

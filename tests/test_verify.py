@@ -1,0 +1,299 @@
+"""Grounding of extracted values in the page words, and the line-items pandera schema."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pandera.errors
+import pymupdf
+import pytest
+
+from tasks.models import (
+    BBox,
+    Check,
+    CheckStatus,
+    DocumentText,
+    Extraction,
+    FieldValue,
+    LineItem,
+    PageText,
+    Route,
+    Word,
+)
+from tasks.schemas import LineItemsSchema, line_items_frame
+from tasks.textlayer import read_text_layer
+from tasks.verify import (
+    MISPLACED_FACTOR,
+    UNGROUNDED_FACTOR,
+    amount_candidates,
+    date_candidates,
+    verify_extraction,
+)
+
+SHA = "ab" * 32
+TOTAL_BOX: BBox = (400, 300, 450, 310)
+NUMBER_BOX: BBox = (142, 80, 220, 90)
+
+
+def _page() -> PageText:
+    words = [
+        ("Invoice", (60, 80, 100, 90)),
+        ("number:", (102, 80, 140, 90)),
+        ("INV-2023-0042", NUMBER_BOX),
+        ("Date:", (60, 100, 85, 110)),
+        ("20/03/2023", (87, 100, 140, 110)),
+        ("Office", (60, 200, 90, 210)),
+        ("chair", (92, 200, 120, 210)),
+        ("2", (300, 200, 305, 210)),
+        ("120,00", (340, 200, 370, 210)),
+        ("240,00", (400, 200, 440, 210)),
+        ("Total", (60, 300, 90, 310)),
+        ("279,84", (400, 300, 440, 310)),
+        ("€", (442, 300, 450, 310)),
+    ]
+    return PageText(
+        page=1,
+        width=595,
+        height=842,
+        unit="pt",
+        route=Route.TEXT_LAYER,
+        engine="pymupdf",
+        words=[Word(text=t, bbox=b) for t, b in words],
+    )
+
+
+TEXT = DocumentText(pages=[_page()])
+
+
+def _field(
+    value: str | None, evidence: str | None, box: BBox | None, page: int | None = 1
+) -> FieldValue:
+    return FieldValue(value=value, confidence=0.9, page=page, bbox=box, evidence=evidence)
+
+
+def _verify(**fields: FieldValue) -> tuple[Extraction, list[Check]]:
+    return verify_extraction(Extraction(fields=fields), TEXT)
+
+
+def _status(checks: list[Check], name: str) -> Check:
+    return next(c for c in checks if c.name == name)
+
+
+def test_amount_with_locale_formatting_is_grounded() -> None:
+    result, checks = _verify(total=_field("279.84", "279,84 €", TOTAL_BOX))
+    assert _status(checks, "grounding:total").status is CheckStatus.PASS
+    assert result.fields["total"].confidence == 0.9
+
+
+def test_date_in_day_first_format_is_grounded() -> None:
+    result, checks = _verify(issue_date=_field("2023-03-20", "20/03/2023", (87, 100, 140, 110)))
+    assert _status(checks, "grounding:issue_date").status is CheckStatus.PASS
+    assert result.fields["issue_date"].confidence == 0.9
+
+
+def test_currency_symbol_grounds_iso_code() -> None:
+    _, checks = _verify(currency=_field("EUR", "€", (442, 300, 450, 310)))
+    assert _status(checks, "grounding:currency").status is CheckStatus.PASS
+
+
+def test_identifier_is_grounded_verbatim() -> None:
+    _, checks = _verify(invoice_number=_field("INV-2023-0042", "INV-2023-0042", NUMBER_BOX))
+    assert _status(checks, "grounding:invoice_number").status is CheckStatus.PASS
+
+
+def test_value_that_contradicts_its_evidence_fails_and_loses_confidence() -> None:
+    result, checks = _verify(total=_field("297.84", "279,84 €", TOTAL_BOX))
+    check = _status(checks, "grounding:total")
+    assert check.status is CheckStatus.FAIL and "total" in check.detail
+    assert result.fields["total"].confidence == pytest.approx(0.9 * UNGROUNDED_FACTOR)
+
+
+def test_evidence_not_on_the_page_fails() -> None:
+    result, checks = _verify(invoice_number=_field("INV-9999", "INV-9999", NUMBER_BOX))
+    check = _status(checks, "grounding:invoice_number")
+    assert check.status is CheckStatus.FAIL and "not found on page 1" in check.detail
+    assert result.fields["invoice_number"].confidence == pytest.approx(0.9 * UNGROUNDED_FACTOR)
+
+
+def test_evidence_elsewhere_on_the_page_warns() -> None:
+    result, checks = _verify(total=_field("279.84", "279,84 €", (60, 80, 100, 90)))
+    check = _status(checks, "grounding:total")
+    assert check.status is CheckStatus.WARN and "not at the recorded box" in check.detail
+    assert result.fields["total"].confidence == pytest.approx(0.9 * MISPLACED_FACTOR)
+
+
+def test_value_without_evidence_fails() -> None:
+    result, checks = _verify(total=_field("279.84", None, None))
+    check = _status(checks, "grounding:total")
+    assert check.status is CheckStatus.FAIL
+    assert "no evidence, bbox recorded" in check.detail
+    assert result.fields["total"].confidence == pytest.approx(0.9 * UNGROUNDED_FACTOR)
+
+
+def test_evidence_on_a_page_without_text_fails() -> None:
+    _, checks = _verify(total=_field("279.84", "279,84 €", TOTAL_BOX, page=3))
+    assert "page 3 has no text" in _status(checks, "grounding:total").detail
+
+
+def test_null_values_are_left_alone() -> None:
+    result, checks = _verify(due_date=FieldValue())
+    assert result.fields["due_date"] == FieldValue()
+    assert not [c for c in checks if c.name == "grounding:due_date"]
+
+
+def test_verify_returns_a_new_extraction_and_never_changes_values() -> None:
+    original = Extraction(
+        fields={
+            "total": _field("297.84", "279,84 €", TOTAL_BOX),
+            "invoice_number": _field("INV-2023-0042", "INV-2023-0042", NUMBER_BOX),
+        },
+        line_items=[LineItem(description="Ghost", amount=Decimal("5"), confidence=0.8)],
+    )
+    before = original.model_dump()
+    result, _ = verify_extraction(original, TEXT)
+    assert original.model_dump() == before
+    assert result is not original
+    assert {n: f.value for n, f in result.fields.items()} == {
+        n: f.value for n, f in original.fields.items()
+    }
+    assert result.line_items[0].amount == Decimal("5")
+
+
+def test_grounded_line_items_pass() -> None:
+    item = LineItem(
+        description="Office chair",
+        quantity=Decimal("2"),
+        unit_price=Decimal("120.00"),
+        amount=Decimal("240.00"),
+        page=1,
+        bbox=(60, 200, 440, 210),
+        evidence="Office chair 2 120,00 240,00",
+        confidence=0.8,
+    )
+    result, checks = verify_extraction(Extraction(fields={}, line_items=[item]), TEXT)
+    assert _status(checks, "grounding:line_items").status is CheckStatus.PASS
+    assert _status(checks, "line_items_schema").status is CheckStatus.PASS
+    assert result.line_items[0].confidence == 0.8
+
+
+def test_ungrounded_line_items_lose_confidence() -> None:
+    items = [LineItem(description="Ghost", amount=Decimal("5"), confidence=0.8)]
+    result, checks = verify_extraction(Extraction(fields={}, line_items=items), TEXT)
+    assert _status(checks, "grounding:line_items").status is CheckStatus.FAIL
+    assert result.line_items[0].confidence == pytest.approx(0.8 * UNGROUNDED_FACTOR)
+
+
+def test_line_items_failing_the_schema_fail_the_schema_check() -> None:
+    items = [LineItem(description="   ", amount=Decimal("1.00"), confidence=1.5)]
+    _, checks = verify_extraction(Extraction(fields={}, line_items=items), TEXT)
+    check = _status(checks, "line_items_schema")
+    assert check.status is CheckStatus.FAIL
+    assert "description" in check.detail and "confidence" in check.detail
+
+
+def test_amount_readings_cover_common_locales() -> None:
+    assert Decimal("1234.56") in amount_candidates("1.234,56 EUR")
+    assert Decimal("1234.56") in amount_candidates("$1,234.56")
+    assert Decimal("1234.56") in amount_candidates("1 234,56 €")
+    assert Decimal("1234.56") in amount_candidates("CHF 1'234.56")
+
+
+def test_date_readings_cover_month_names_in_five_languages() -> None:
+    day = date(2023, 3, 20)
+    for text in (
+        "March 20, 2023",
+        "20. März 2023",
+        "20 mars 2023",
+        "20 maart 2023",
+        "20 de marzo de 2023",
+    ):
+        assert day in date_candidates(text), text
+    assert date(2014, 4, 19) in date_candidates("Factuurdatum: 19 april 2014")
+
+
+# ---------------------------------------------------------------- the pandera table
+
+
+def _valid_frame() -> pd.DataFrame:
+    items = [
+        LineItem(description="Chair", quantity=Decimal("2"), unit_price=Decimal("120.00"),
+                 amount=Decimal("240.00"), page=1, confidence=0.9),
+        LineItem(description="Levy", amount=Decimal("-9.32"), confidence=0.5),
+    ]  # fmt: skip
+    return line_items_frame(items, SHA, "invoices/a.pdf")
+
+
+def test_line_items_frame_keeps_exact_decimals_as_strings() -> None:
+    frame = _valid_frame()
+    assert list(frame["amount"]) == ["240.00", "-9.32"]
+    assert frame["quantity"].isna().tolist() == [False, True]
+    assert list(frame["line_no"]) == [1, 2]
+
+
+def test_line_items_frame_round_trips_through_parquet(tmp_path: Path) -> None:
+    frame = _valid_frame()
+    path = tmp_path / "line_items.parquet"
+    frame.to_parquet(path)
+    back = pd.read_parquet(path)
+    LineItemsSchema.validate(back)
+    pd.testing.assert_frame_equal(back, frame)
+
+
+@pytest.mark.parametrize(
+    ("column", "bad"),
+    [
+        ("amount", "12,50"),
+        ("unit_price", "1e3"),
+        ("description", "  "),
+        ("confidence", 1.5),
+        ("sha256", "not-a-hash"),
+        ("page", 0),
+    ],
+)
+def test_schema_rejects_bad_rows(column: str, bad: object) -> None:
+    frame = _valid_frame()
+    frame.loc[0, column] = bad
+    with pytest.raises(pandera.errors.SchemaErrors):
+        LineItemsSchema.validate(frame, lazy=True)
+
+
+# ---------------------------------------------------------------- a real page
+
+
+@pytest.fixture
+def coolblue_text() -> DocumentText:
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "invoices"
+    path = path / "invoice2data" / "coolblue1.pdf"
+    if not path.is_file():
+        pytest.skip("../shared/data is not present")
+    with pymupdf.open(path) as document:
+        return DocumentText(pages=[read_text_layer(document[0], 1)])
+
+
+def test_values_read_from_a_real_invoice_are_grounded(coolblue_text: DocumentText) -> None:
+    extraction = Extraction(
+        fields={
+            "total": _field("717.97", "€ 717,97", (518.3, 578.8, 549.8, 589.7)),
+            "issue_date": _field("2014-04-19", "19 april 2014", (104.3, 184.0, 152.6, 194.8)),
+            "invoice_number": _field("993548900", "993548900", (111.7, 155.5, 152.7, 166.4)),
+        }
+    )
+    _, checks = verify_extraction(extraction, coolblue_text)
+    assert [c.status for c in checks if c.name.startswith("grounding:")] == [
+        CheckStatus.PASS,
+        CheckStatus.PASS,
+        CheckStatus.PASS,
+        CheckStatus.SKIPPED,  # no line items
+    ]
+
+
+def test_a_misread_total_on_a_real_invoice_is_flagged(coolblue_text: DocumentText) -> None:
+    extraction = Extraction(
+        fields={"total": _field("717.79", "€ 717,97", (518.3, 578.8, 549.8, 589.7))}
+    )
+    result, checks = verify_extraction(extraction, coolblue_text)
+    assert _status(checks, "grounding:total").status is CheckStatus.FAIL
+    assert result.fields["total"].value == "717.79"
