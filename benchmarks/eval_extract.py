@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import sys
 import time
 from collections import Counter
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks.evaluate import EvalReport, evaluate, render_report
 from tasks.extract import extract_invoice
-from tasks.models import DocumentText, PageText
+from tasks.models import DocumentText, PageText, Route, Word
 from tasks.ocr import ocr_image
 from tasks.textlayer import read_text_layer
 
@@ -42,12 +43,33 @@ def ocr_cached(path: Path, cache: Path | None) -> PageText:
         image.load()
         scale = MAX_SIDE / max(image.size)
         if scale < 1:
-            image = image.resize((round(image.width * scale), round(image.height * scale)))
-        page = ocr_image(image, 1)
+            size = (round(image.width * scale), round(image.height * scale))
+            page = ocr_image(image.resize(size), 1)
+        else:
+            page = ocr_image(image, 1)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(page.model_dump_json())
     return page
+
+
+def text_file_page(path: Path) -> PageText:
+    """A plain-text invoice laid out as a monospaced page: 6 pt per column, 12 pt per line."""
+    words = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        for match in re.finditer(r"\S+", line):
+            x0, y0 = match.start() * 6.0, line_no * 12.0
+            bbox = (x0, y0, x0 + 6.0 * len(match.group()), y0 + 10.0)
+            words.append(Word(text=match.group(), bbox=bbox, line=line_no))
+    return PageText(
+        page=1,
+        width=600,
+        height=12.0 * (line_no + 1),
+        unit="pt",
+        route=Route.TEXT_LAYER,
+        engine="text",
+        words=words,
+    )
 
 
 def predict(doc: DocumentText) -> dict[str, str | None]:
@@ -60,8 +82,10 @@ def run_invoice2data(folder: Path, cache: Path | None, png: bool) -> list[EvalRe
         with pymupdf.open(pdf) as doc:
             pages = [read_text_layer(page, i + 1) for i, page in enumerate(doc)]
         predictions[pdf.stem] = predict(DocumentText(pages=pages))
+    for txt in sorted(folder.glob("*.txt")):
+        predictions[txt.stem] = predict(DocumentText(pages=[text_file_page(txt)]))
     reports = [evaluate(predictions, folder)]
-    reports[0].dataset = "invoice2data PDFs (text layer)"
+    reports[0].dataset = "invoice2data PDFs (text layer) and TXT (monospaced layout)"
     if png:
         ocr_predictions = {
             p.stem: predict(DocumentText(pages=[ocr_cached(p, cache)]))

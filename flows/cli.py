@@ -9,7 +9,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,8 +24,12 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.progress import ItemDone, listening
-from tasks.models import Status
+from tasks.models import FIELD_NAMES, Status
 from tasks.ocr import OcrEngine
+
+if TYPE_CHECKING:
+    from flows.invoice import InvoiceRunReport
+    from tasks.invoice import InvoiceOptions
 
 app = typer.Typer(
     help="Multimodal document, image and audio processing on Prefect.",
@@ -61,16 +65,31 @@ def run_invoice(
     dpi: Annotated[int, typer.Option(min=72, max=600, help="Rendering DPI for OCR.")] = 200,
 ) -> None:
     """Extract verified fields and line items from invoices and receipts."""
-    from flows.invoice import DOCUMENT_SUFFIXES, invoice_flow_with_workers
-    from tasks.inputs import expand_inputs
     from tasks.invoice import InvoiceOptions
     from tasks.route import RouteOptions
 
-    total = len(expand_inputs(inputs, DOCUMENT_SUFFIXES))
+    options = InvoiceOptions(ocr_engine=ocr_engine, route=RouteOptions(render_dpi=dpi))
+    report = _invoice_with_progress(inputs, out, options, cache, cache_dir, workers)
+    _print_invoice_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _invoice_with_progress(
+    inputs: list[str],
+    out: str,
+    options: InvoiceOptions,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    workers: int = 2,
+) -> InvoiceRunReport:
+    from flows.invoice import invoice_flow_with_workers
+    from tasks.inputs import expand_inputs
+
+    total = len(expand_inputs(inputs))
     if total == 0:
         console.print("[red]No inputs found.[/] Name files, folders or globs.")
         raise typer.Exit(2)
-    options = InvoiceOptions(ocr_engine=ocr_engine, route=RouteOptions(render_dpi=dpi))
     progress = Progress(
         TextColumn("[bold]invoice"),
         BarColumn(),
@@ -87,7 +106,7 @@ def run_invoice(
             progress.update(bar, advance=event.units, description=Path(event.uri).name)
 
         with listening(advance):
-            report = invoice_flow_with_workers(workers)(
+            report: InvoiceRunReport = invoice_flow_with_workers(workers)(
                 inputs=inputs,
                 out=out,
                 options=options,
@@ -95,7 +114,10 @@ def run_invoice(
                 cache_dir=cache_dir,
                 workers=workers,
             )
+    return report
 
+
+def _print_invoice_report(report: InvoiceRunReport) -> None:
     table = Table(title=f"mmflow invoice → {report.out}")
     for column in ("input", "status", "route", "total", "checks", "detail"):
         table.add_column(column, overflow="fold")
@@ -118,8 +140,6 @@ def run_invoice(
         f"{counts[Status.OK]} ok, {counts[Status.REJECTED]} rejected, "
         f"{counts[Status.FAILED]} failed · manifest: {report.out}/manifest.jsonl"
     )
-    if report.failed:
-        raise typer.Exit(1)
 
 
 @eval_app.command("invoice")
@@ -152,8 +172,34 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where samples and outputs go.")] = Path("out/demo"),
 ) -> None:
     """Make the sample invoices and run the invoice flow on them with embedded defaults."""
-    from tasks.samples import make_samples
+    from tasks.evaluate import values_match
+    from tasks.invoice import InvoiceOptions
+    from tasks.samples import make_samples, sample_truth
 
     paths = make_samples(out / "samples")
     console.print(f"[bold]{len(paths)} sample inputs[/] written to {out / 'samples'}")
-    run_invoice([str(p) for p in paths], out=str(out / "results"))
+    report = _invoice_with_progress([str(p) for p in paths], str(out / "results"), InvoiceOptions())
+    _print_invoice_report(report)
+
+    table = Table(title="extracted vs the samples' known truth")
+    for column in ("sample", "form", "fields right", "line items", "wrong or missing"):
+        table.add_column(column, overflow="fold")
+    for path, doc in zip(paths, report.documents, strict=True):
+        truth = sample_truth(path)
+        wrong = [
+            name
+            for name in FIELD_NAMES
+            if truth.get(name) is not None
+            and not values_match(name, str(truth[name]), doc.fields.get(name))
+        ]
+        expected = [f for f in FIELD_NAMES if truth.get(f) is not None]
+        table.add_row(
+            path.name,
+            str(truth.get("form", "")),
+            f"{len(expected) - len(wrong)}/{len(expected)}",
+            f"{len(doc.line_items)}/{len(truth.get('line_items', []))}",
+            ", ".join(wrong),
+        )
+    console.print(table)
+    if report.failed:
+        raise typer.Exit(1)

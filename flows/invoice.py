@@ -18,8 +18,8 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
-from prefect.runtime import flow_run
 from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
@@ -58,8 +58,6 @@ from tasks.persist import (
     write_parquet,
 )
 from tasks.schemas import line_items_frame
-
-DOCUMENT_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 
 
 def default_cache_dir() -> str:
@@ -240,7 +238,7 @@ def invoice_flow(
     """Turn invoices and receipts (PDFs, scans, photos) into verified structured data."""
     options = options or InvoiceOptions()
     run_id = str(flow_run.get_id() or "local")
-    uris = expand_inputs(inputs, DOCUMENT_SUFFIXES)
+    uris = expand_inputs(inputs)
     ensure_dir(out)
     manifest, names = Manifest(out), OutputNames()
     storage = _result_storage(cache, cache_dir)

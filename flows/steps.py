@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
-from prefect.filesystems import WritableFileSystem
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.results import ResultStore
 
 from tasks.caching import Stamped, Step
-
-log = logging.getLogger(__name__)
 
 
 class StepRunner(Protocol):
@@ -29,6 +28,16 @@ def retry_on_io(task: Task[..., Any], task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+def _task_result_storage(storage: WritableFileSystem) -> WritableFileSystem | Path:
+    """Tasks take result storage as a saved block or a local path, never an unsaved block."""
+    if isinstance(storage, LocalFileSystem) and storage.basepath:
+        return Path(storage.basepath)
+    if getattr(storage, "_block_document_id", None) is None:
+        digest = hashlib.sha256(storage.model_dump_json().encode()).hexdigest()[:12]
+        storage.save(f"mmflow-results-{digest}", overwrite=True)
+    return storage
 
 
 class PrefectSteps:
@@ -59,7 +68,7 @@ class PrefectSteps:
                     [u.key for u in p["upstream"]], p["params"]
                 ),
                 "persist_result": True,
-                "result_storage": self.storage,
+                "result_storage": _task_result_storage(self.storage),
             }
         return task(execute, **options)
 

@@ -93,6 +93,8 @@ class PriceTable(BaseModel):
     vision_call: VisionCall
     models: dict[str, ModelPrice]
     local: dict[str, LocalCost]
+    # Batch APIs (OpenAI Batch, Anthropic Message Batches) bill this fraction of the standard price.
+    batch_price_factor: Decimal = Decimal("0.5")
 
 
 @cache
@@ -238,6 +240,11 @@ def estimate_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
         Decimal(input_tokens) * row.input_usd_per_mtok
         + Decimal(output_tokens) * row.output_usd_per_mtok
     ) / million
+
+
+def estimate_batch_cost(model: str, input_tokens: int, output_tokens: int) -> Decimal:
+    """USD for one call sent through a provider's batch API (the table's batch price factor)."""
+    return estimate_cost(model, input_tokens, output_tokens) * price_table().batch_price_factor
 
 
 def estimate_local(alternative: str, width_px: int, height_px: int) -> Estimate:

@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from rich.table import Table
 
 from tasks.extraction.parsing import (
     DateOrder,
+    decimal_separator_of,
     find_amounts,
     find_currencies,
     find_dates,
     format_amount,
 )
+from tasks.extraction.text import plain, text_key
 from tasks.models import AMOUNT_FIELDS, DATE_FIELDS, FIELD_NAMES
 
 GoldFormat = Literal["invoice2data", "sroie"]
@@ -64,6 +66,7 @@ class FieldScore(BaseModel):
     total: int = 0
     excluded: int = 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.total if self.total else None
@@ -111,7 +114,7 @@ def normalise_amount(raw: object) -> str | None:
         return format_amount(Decimal(text))
     except InvalidOperation:
         pass
-    sep = "," if re.search(r",\d{2}$", text) else "."
+    sep = decimal_separator_of([text])
     found = find_amounts(text, sep) or find_amounts(f"{text} EUR", sep)
     return format_amount(found[-1].value) if found else None
 
@@ -127,19 +130,12 @@ def normalise_date(raw: object, order: DateOrder = DateOrder.DMY) -> str | None:
     return found[0].value.isoformat() if found else None
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def text_key(text: str) -> str:
-    """Letters and digits only, case- and accent-free: spacing and punctuation never count."""
-    return re.sub(r"[\W_]+", "", _fold(text))
-
-
 def name_key(text: str) -> str:
-    """A company name without its legal form: 'Amazon Web Services, Inc.' ~ 'Amazon Web Services'."""
-    return text_key(_LEGAL_SUFFIX.sub("", _fold(text).strip()))
+    """A company name without its legal form: 'Amazon Web Services, Inc.' ~ 'Amazon Web Services'.
+
+    Legal forms are dropped from both sides because templates name the issuer without one.
+    """
+    return text_key(_LEGAL_SUFFIX.sub("", plain(text)))
 
 
 def invoice_number_key(text: str) -> str:
@@ -231,17 +227,11 @@ def document_text(gold_dir: Path, stem: str) -> str | None:
 def shown_on_page(field: str, gold: str, page_text: str) -> bool:
     """Whether the page shows `gold` in any of the formats the extractor reads."""
     if field in AMOUNT_FIELDS:
-        shown = {
-            format_amount(m.value)
-            for sep in (".", ",")
-            for m in find_amounts(page_text, sep)
-        }
+        shown = {format_amount(m.value) for sep in (".", ",") for m in find_amounts(page_text, sep)}
         return gold in shown or format_amount(-Decimal(gold)) in shown
     if field in DATE_FIELDS:
         return any(
-            m.value.isoformat() == gold
-            for order in DateOrder
-            for m in find_dates(page_text, order)
+            m.value.isoformat() == gold for order in DateOrder for m in find_dates(page_text, order)
         )
     if field == "currency":
         return gold in {m.code for m in find_currencies(page_text)}
@@ -255,19 +245,19 @@ def shown_on_page(field: str, gold: str, page_text: str) -> bool:
             for n in (1, 2, 3)
             for i in range(len(tokens))
         )
-    return _runs(gold) and f" {_runs(gold)} " in f" {_runs(page_text)} "
+    return bool(_runs(gold)) and f" {_runs(gold)} " in f" {_runs(page_text)} "
 
 
 def _runs(text: str) -> str:
     """Letter/digit runs separated by single spaces: word boundaries kept, punctuation not."""
-    return " ".join(re.findall(r"[^\W_]+", _fold(text)))
+    return " ".join(re.findall(r"[^\W_]+", plain(text)))
 
 
 # ------------------------------------------------------------------ scoring
 
 
 def evaluate(
-    predictions: dict[str, dict[str, str | None]],
+    predictions: Mapping[str, Mapping[str, str | None]],
     gold_dir: Path,
     page_texts: dict[str, str] | None = None,
     only_predicted: bool = False,

@@ -4,7 +4,15 @@ Works on words with boxes from the text layer or OCR, with no per-issuer templat
 several languages are paired with the values beside or below them, amounts are chosen so that
 subtotal + tax = total where the page allows, and every value carries the page text, page and
 box it was read from. `source` says how it was found and `confidence` ranks those ways:
-label on the same row > label above > arithmetic > positional heuristics.
+
+    label:right, label:rounding   label on the same row (0.9 × the label's weight)
+    label:below                   label above the value, e.g. a header row (0.75 × weight)
+    symbol:amount, symbol:text    currency sign or code beside an amount, or elsewhere
+    arithmetic, arithmetic:line_items   derived (subtotal = total − tax …), printed on the page
+    legal_form, top_of_page, below_issuer   where issuer name and address were found
+    registration, payee           issuer named by its registration footer or bank account
+    recipient_block               an unlabelled name-and-address block beside the issuer (0.35)
+    first_date, largest_amount    last resorts when no label is found (0.3–0.4)
 """
 
 from __future__ import annotations
@@ -23,10 +31,9 @@ from tasks.extraction.parsing import (
     find_dates,
     format_amount,
 )
-from tasks.extraction.parties import guess_address, guess_issuer
+from tasks.extraction.parties import guess_address, guess_buyer, guess_issuer
 from tasks.models import FIELD_NAMES, DocumentText, Extraction, FieldValue
 
-VERSION = "1"
 FIRST_DATE_CONFIDENCE = 0.4
 BUYER_BLOCK_ROWS = 5
 
@@ -46,13 +53,13 @@ def extract_invoice(doc: DocumentText) -> Extraction:
     chosen["currency"] = currency
     chosen["invoice_number"] = _best(labelled, "invoice_number")
     chosen["due_date"] = _best(labelled, "due_date")
-    chosen["issue_date"] = _issue_date(rows, labelled, chosen["due_date"], order)
-    chosen["buyer_name"] = _best(labelled, "buyer_name")
+    chosen["issue_date"] = _issue_date(rows, labelled, order)
     issuer = _best(labelled, "issuer_name")
     guess = guess_issuer(rows, _buyer_block(rows))
     if guess is not None and (issuer is None or guess.candidate.confidence > issuer.confidence):
         issuer = guess.candidate
     chosen["issuer_name"] = issuer
+    chosen["buyer_name"] = _best(labelled, "buyer_name") or guess_buyer(rows, guess)
     chosen["issuer_address"] = guess_address(rows, guess) if guess is not None else None
 
     fields = {name: _field_value(name, chosen.get(name)) for name in FIELD_NAMES}
@@ -62,7 +69,9 @@ def extract_invoice(doc: DocumentText) -> Extraction:
 def _field_value(name: str, cand: Candidate | None) -> FieldValue:
     if cand is None:
         return FieldValue()
-    value = format_amount(cand.amount) if name in ("subtotal", "tax_amount", "total") else cand.value
+    value = (
+        format_amount(cand.amount) if name in ("subtotal", "tax_amount", "total") else cand.value
+    )
     return FieldValue(
         value=value,
         confidence=cand.confidence,
@@ -79,9 +88,7 @@ def _best(candidates: list[Candidate], field: str) -> Candidate | None:
     return min(pool, key=lambda c: (-c.confidence, c.order)) if pool else None
 
 
-def _issue_date(
-    rows: list[Row], labelled: list[Candidate], due: Candidate | None, order: DateOrder
-) -> Candidate | None:
+def _issue_date(rows: list[Row], labelled: list[Candidate], order: DateOrder) -> Candidate | None:
     """A labelled date, else the first date on the page that no other label claims."""
     taken = {(c.page, c.bbox) for c in labelled if c.field in (OTHER, "due_date")}
     pool = [c for c in labelled if c.field == "issue_date" and (c.page, c.bbox) not in taken]

@@ -16,18 +16,18 @@ def _is_remote(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
 
 
-def expand_inputs(locations: list[str], suffixes: tuple[str, ...] | None = None) -> list[str]:
+def expand_inputs(locations: list[str]) -> list[str]:
     """Every file named, found below a folder or matched by a glob, sorted and without repeats.
 
-    A folder is walked recursively; `suffixes` (lower-case, with the dot) filters what a folder
-    or glob yields, never a file named explicitly — a mis-named file is validate's business.
-    Names that match nothing are kept, so they end in the manifest as `not_found`.
+    A folder is walked recursively. No file is skipped for its name (only hidden dot-files):
+    what a file is, validate decides from its bytes, and a file that is not a document ends in
+    the manifest as a rejection rather than vanishing. Names that match nothing are kept too,
+    so they end in the manifest as `not_found`.
     """
     found: dict[str, None] = {}
 
-    def keep(name: str, explicit: bool) -> None:
-        if explicit or suffixes is None or Path(name).suffix.lower() in suffixes:
-            found.setdefault(name, None)
+    def keep(name: str) -> None:
+        found.setdefault(name, None)
 
     for location in locations:
         fs, path = fsspec.core.url_to_fs(location)
@@ -35,16 +35,16 @@ def expand_inputs(locations: list[str], suffixes: tuple[str, ...] | None = None)
         if fs.isdir(path):
             for name in sorted(fs.find(path)):
                 if not Path(name).name.startswith("."):
-                    keep(protocol + name if protocol else str(Path(name)), explicit=False)
+                    keep(protocol + name if protocol else str(Path(name)))
         elif any(ch in path for ch in "*?["):
             matches = sorted(fs.glob(path))
             for name in matches:
                 if not fs.isdir(name) and not Path(name).name.startswith("."):
-                    keep(protocol + name if protocol else str(Path(name)), explicit=False)
+                    keep(protocol + name if protocol else str(Path(name)))
             if not matches:
-                keep(location, explicit=True)
+                keep(location)
         else:
-            keep(location if protocol else str(Path(path)), explicit=True)
+            keep(location if protocol else str(Path(path)))
     return list(found)
 
 

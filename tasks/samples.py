@@ -122,7 +122,7 @@ LABELS: dict[Language, dict[str, str]] = {
 }
 
 CURRENCY_SYMBOL = {"GBP": "£", "EUR": "€", "USD": "$"}
-MONTHS_EN = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+MONTHS_EN = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 def format_amount(value: Decimal, language: Language) -> str:
@@ -185,7 +185,10 @@ SPECS: dict[str, InvoiceSpec] = {
             LineSpec("Lever arch files, A4", Decimal("20"), Decimal("2.35")),
             LineSpec("Desk organiser, bamboo", Decimal("4"), Decimal("18.75")),
         ),
-        payment=("Payment within 30 days by bank transfer.", "Sort code 20-45-77  Account 4481 9902"),
+        payment=(
+            "Payment within 30 days by bank transfer.",
+            "Sort code 20-45-77  Account 4481 9902",
+        ),
     ),
     "brenner-rechnung-scan": InvoiceSpec(
         language="de",
@@ -233,7 +236,10 @@ SPECS: dict[str, InvoiceSpec] = {
             LineSpec("Sticky notes, 76 x 76 mm, pack of 12", Decimal("5"), Decimal("7.40")),
             LineSpec("Office chair, mesh back", Decimal("1"), Decimal("149.99")),
         ),
-        payment=("Payment within 30 days by bank transfer.", "Sort code 20-45-77  Account 4481 9902"),
+        payment=(
+            "Payment within 30 days by bank transfer.",
+            "Sort code 20-45-77  Account 4481 9902",
+        ),
         terms_page=(
             "Terms and conditions",
             "1. Goods remain our property until paid in full.",
@@ -287,7 +293,13 @@ class _Pen:
         self.bold = pymupdf.Font("hebo")
 
     def text(
-        self, x: float, y: float, text: str, size: float = 9.5, bold: bool = False, right: bool = False
+        self,
+        x: float,
+        y: float,
+        text: str,
+        size: float = 9.5,
+        bold: bool = False,
+        right: bool = False,
     ) -> None:
         font = self.bold if bold else self.regular
         if right:
@@ -316,7 +328,7 @@ def _draw_invoice_page(page: pymupdf.Page, spec: InvoiceSpec, pages: int) -> Non
         (labels["due"], format_date(spec.due_date, lang)),
     )
     for n, (label, value) in enumerate(meta):
-        y = 160 + 15 * n
+        y = 160.0 + 15 * n
         pen.text(330, y, f"{label}:", size=9.5)
         pen.text(545, y, value, size=9.5, bold=True, right=True)
 
@@ -536,7 +548,11 @@ def make_samples(out_dir: Path) -> list[Path]:
     ]
     buffer = io.BytesIO()
     frames[0].save(
-        buffer, format="TIFF", compression="group4", save_all=True, append_images=frames[1:],
+        buffer,
+        format="TIFF",
+        compression="group4",
+        save_all=True,
+        append_images=frames[1:],
         dpi=(200, 200),
     )
     write(

@@ -2,19 +2,21 @@
 
 A value is grounded when its evidence text is found among the page's words near the evidence
 box, and the value agrees with that evidence once both are normalised ("279.84" and "279,84 €",
-"2023-03-20" and "20/03/2023", "EUR" and "€"). Ungrounded values keep their value — verify
-never edits data — but lose confidence and get a check naming the field, so a reviewer knows
-which numbers to look at. The line items must also pass the table's pandera schema.
+"2023-03-20" and "20/03/2023", "EUR" and "€"). Evidence is read by the extractor's own parser
+(`tasks.extraction.parsing`), so a format the extractor reads is never one verify cannot.
+Ungrounded values keep their value — verify never edits data — but lose confidence and get a
+check naming the field, so a reviewer knows which numbers to look at. The line items must also
+pass the table's pandera schema.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import Counter
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from tasks.extraction.parsing import amount_readings, currency_readings, date_readings
+from tasks.extraction.text import plain, text_key
 from tasks.models import (
     AMOUNT_FIELDS,
     DATE_FIELDS,
@@ -36,180 +38,6 @@ MISPLACED_FACTOR = 0.6
 LINE_AMOUNT = "line_amount"
 
 
-# ---------------------------------------------------------------- text normalisation
-
-
-def _plain(text: str) -> str:
-    """Casefolded, accent-free, NFKC text with single spaces: the form comparisons use."""
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(text.casefold().split())
-
-
-def _squash(text: str) -> str:
-    return "".join(_plain(text).split())
-
-
-def _alnum(text: str) -> str:
-    return "".join(c for c in _plain(text) if c.isalnum())
-
-
-# ---------------------------------------------------------------- amounts
-
-_NUMBER = re.compile(r"\d[\d.,'’]*\d|\d")
-_SPACED_THOUSANDS = re.compile(r"\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?:[.,]\d{1,2})?")
-
-
-def _number_readings(token: str) -> set[Decimal]:
-    """Every decimal a printed number can mean: "1.234" is 1234 (German) or 1.234 (English)."""
-    token = token.replace("'", "").replace("’", "")
-    readings: set[str] = set()
-    if "," in token and "." in token:
-        decimal_sep = "," if token.rfind(",") > token.rfind(".") else "."
-        thousands = "." if decimal_sep == "," else ","
-        readings.add(token.replace(thousands, "").replace(decimal_sep, "."))
-    elif "," in token or "." in token:
-        sep = "," if "," in token else "."
-        head, _, tail = token.rpartition(sep)
-        if token.count(sep) > 1:
-            readings.add(token.replace(sep, ""))  # 1.234.567: thousands only
-            readings.add(head.replace(sep, "") + "." + tail)
-        elif len(tail) == 3:
-            readings.add(head + tail)  # ambiguous: thousands...
-            readings.add(head + "." + tail)  # ...or three decimals
-        else:
-            readings.add(head + "." + tail)
-    else:
-        readings.add(token)
-    values = set()
-    for reading in readings:
-        try:
-            values.add(Decimal(reading))
-        except InvalidOperation:
-            continue
-    return values
-
-
-def amount_candidates(text: str) -> set[Decimal]:
-    """Absolute values of the amounts printed in `text`, under every plausible locale."""
-    found: set[Decimal] = set()
-    for match in _NUMBER.finditer(text):
-        found |= _number_readings(match.group())
-    for match in _SPACED_THOUSANDS.finditer(text):
-        joined = re.sub(r"[ \u00a0\u202f]", "", match.group())
-        found |= _number_readings(joined)
-    return {abs(v) for v in found}
-
-
-# ---------------------------------------------------------------- dates
-
-_MONTH_NAMES: dict[int, tuple[str, ...]] = {
-    1: ("january", "januar", "janvier", "januari", "enero", "jan", "ene", "jänner", "janner"),
-    2: ("february", "februar", "fevrier", "februari", "febrero", "feb", "fev", "fevr"),
-    3: ("march", "marz", "maerz", "mars", "maart", "marzo", "mar", "mrz", "mrt"),
-    4: ("april", "avril", "abril", "apr", "avr", "abr"),
-    5: ("may", "mai", "mei", "mayo", "may"),
-    6: ("june", "juni", "juin", "junio", "jun"),
-    7: ("july", "juli", "juillet", "julio", "jul", "juil"),
-    8: ("august", "aout", "augustus", "agosto", "aug", "ago"),
-    9: ("september", "septembre", "septiembre", "setiembre", "sep", "sept", "set"),
-    10: ("october", "oktober", "octobre", "octubre", "oct", "okt"),
-    11: ("november", "novembre", "noviembre", "nov"),
-    12: ("december", "dezember", "decembre", "diciembre", "dec", "dez", "dic"),
-}
-_MONTHS = {name: number for number, names in _MONTH_NAMES.items() for name in names}
-_ISO_DATE = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})")
-_NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,2})[-/.](\d{1,2})[-/.](\d{4}|\d{2})(?!\d)")
-_DAY_MONTH_YEAR = re.compile(
-    r"(?<!\d)(\d{1,2})(?:st|nd|rd|th|er|\.)?\s*(?:de\s+)?([a-z]+)\.?,?\s*(?:de\s+)?(\d{4}|\d{2})(?!\d)"
-)
-_MONTH_DAY_YEAR = re.compile(r"([a-z]+)\.?\s*(\d{1,2})(?:st|nd|rd|th)?,?\s*(\d{4})(?!\d)")
-
-
-def _year(text: str) -> int:
-    value = int(text)
-    if len(text) == 2:
-        return 2000 + value if value < 70 else 1900 + value
-    return value
-
-
-def _make_date(year: int, month: int, day: int) -> date | None:
-    try:
-        return date(year, month, day)
-    except ValueError:
-        return None
-
-
-def date_candidates(text: str) -> set[date]:
-    """Dates `text` can mean: ISO, D/M/Y and M/D/Y, and month names in EN/DE/FR/NL/ES."""
-    plain = _plain(text)
-    found: list[date | None] = []
-    for y, m, d in _ISO_DATE.findall(plain):
-        found.append(_make_date(int(y), int(m), int(d)))
-    for a, b, y in _NUMERIC_DATE.findall(plain):
-        found.append(_make_date(_year(y), int(b), int(a)))  # day first
-        found.append(_make_date(_year(y), int(a), int(b)))  # month first
-    for d, month, y in _DAY_MONTH_YEAR.findall(plain):
-        if month in _MONTHS:
-            found.append(_make_date(_year(y), _MONTHS[month], int(d)))
-    for month, d, y in _MONTH_DAY_YEAR.findall(plain):
-        if month in _MONTHS:
-            found.append(_make_date(int(y), _MONTHS[month], int(d)))
-    return {d for d in found if d is not None}
-
-
-# ---------------------------------------------------------------- currencies
-
-_ISO_CURRENCY_LIST = (
-    "EUR USD GBP CHF JPY CNY INR MYR SGD AUD CAD NZD SEK NOK DKK PLN CZK HUF RON BGN TRY "
-    "RUB BRL MXN ZAR HKD KRW IDR THB PHP VND AED SAR ILS"
-)
-_ISO_CURRENCIES = frozenset(_ISO_CURRENCY_LIST.split())
-_CURRENCY_MARKS: dict[str, frozenset[str]] = {
-    "€": frozenset({"EUR"}),
-    "£": frozenset({"GBP"}),
-    "$": frozenset({"USD", "CAD", "AUD", "NZD", "SGD", "HKD", "MXN"}),
-    "¥": frozenset({"JPY", "CNY"}),
-    "₹": frozenset({"INR"}),
-    "₩": frozenset({"KRW"}),
-    "₺": frozenset({"TRY"}),
-    "₽": frozenset({"RUB"}),
-    "zł": frozenset({"PLN"}),
-}
-_CURRENCY_WORDS: dict[str, frozenset[str]] = {
-    "euro": frozenset({"EUR"}),
-    "euros": frozenset({"EUR"}),
-    "eur": frozenset({"EUR"}),
-    "dollar": frozenset({"USD", "CAD", "AUD", "NZD", "SGD", "HKD"}),
-    "dollars": frozenset({"USD", "CAD", "AUD", "NZD", "SGD", "HKD"}),
-    "rs": frozenset({"INR"}),
-    "rupees": frozenset({"INR"}),
-    "rm": frozenset({"MYR"}),
-    "ringgit": frozenset({"MYR"}),
-    "kr": frozenset({"SEK", "NOK", "DKK"}),
-    "fr": frozenset({"CHF"}),
-    "pounds": frozenset({"GBP"}),
-}
-
-
-def currency_candidates(text: str) -> set[str]:
-    """ISO 4217 codes that `text` names by upper-case code, symbol or word."""
-    codes = {
-        token
-        for token in re.findall(r"(?<![A-Za-z])[A-Z]{3}(?![A-Za-z])", text)
-        if token in _ISO_CURRENCIES
-    }
-    for mark, options in _CURRENCY_MARKS.items():
-        if mark in text:
-            codes |= options
-    for word in re.findall(r"[a-z]+", _plain(text)):
-        codes |= _CURRENCY_WORDS.get(word, frozenset())
-    return codes
-
-
-# ---------------------------------------------------------------- grounding
-
-
 def _near(box: BBox, page: PageText) -> list[str]:
     """Words (in the page's reading order) that touch the box grown by a small margin."""
     x0, y0, x1, y1 = box
@@ -223,6 +51,10 @@ def _near(box: BBox, page: PageText) -> list[str]:
     ]
 
 
+def _squash(text: str) -> str:
+    return "".join(plain(text).split())
+
+
 def _contains(haystack: list[str], evidence: str) -> bool:
     """Evidence appears in the words, ignoring spacing, or every evidence token is among them."""
     if not haystack:
@@ -230,8 +62,8 @@ def _contains(haystack: list[str], evidence: str) -> bool:
     needle = _squash(evidence)
     if needle and needle in _squash(" ".join(haystack)):
         return True
-    wanted = Counter(_plain(evidence).split())
-    have = Counter(token for word in haystack for token in _plain(word).split())
+    wanted = Counter(plain(evidence).split())
+    have = Counter(token for word in haystack for token in plain(word).split())
     return bool(wanted) and not (wanted - have)
 
 
@@ -245,7 +77,7 @@ def value_agrees(kind: str, value: str, evidence: str) -> str | None:
             amount = Decimal(value)
         except InvalidOperation:
             return f"value {value!r} is not a decimal amount"
-        if abs(amount) not in amount_candidates(evidence):
+        if abs(amount) not in amount_readings(evidence):
             return f"value {value} is not the amount in the evidence {evidence!r}"
         return None
     if kind in DATE_FIELDS:
@@ -253,18 +85,18 @@ def value_agrees(kind: str, value: str, evidence: str) -> str | None:
             day = date.fromisoformat(value)
         except ValueError:
             return f"value {value!r} is not an ISO 8601 date"
-        if day not in date_candidates(evidence):
+        if day not in date_readings(evidence):
             return f"value {value} is not a date the evidence {evidence!r} can mean"
         return None
     if kind == "currency":
-        if value.upper() not in currency_candidates(evidence):
+        if value.upper() not in currency_readings(evidence):
             return f"value {value} is not named in the evidence {evidence!r}"
         return None
-    wanted = _alnum(value)
-    if wanted and wanted in _alnum(evidence):
+    wanted, have = text_key(value), text_key(evidence)
+    if wanted and wanted in have:
         return None
-    tokens = _plain(value).split()
-    present = sum(_alnum(t) in _alnum(evidence) for t in tokens if _alnum(t))
+    tokens = [text_key(t) for t in plain(value).split()]
+    present = sum(t in have for t in tokens if t)
     if tokens and present / len(tokens) >= 0.8:
         return None
     return f"value {value!r} does not appear in the evidence {evidence!r}"

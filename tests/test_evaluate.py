@@ -33,8 +33,15 @@ def write_sroie(folder: Path, name: str, record: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(279.84, "279.84"), (4.1, "4.10"), ("$8.20", "8.20"), ("RM9.75", "9.75"), ("9.00", "9.00"),
-     ("1.234,56", "1234.56"), (1939.0, "1939.00")],
+    [
+        (279.84, "279.84"),
+        (4.1, "4.10"),
+        ("$8.20", "8.20"),
+        ("RM9.75", "9.75"),
+        ("9.00", "9.00"),
+        ("1.234,56", "1234.56"),
+        (1939.0, "1939.00"),
+    ],
 )
 def test_normalise_amount_accepts_numbers_and_printed_strings(raw: object, expected: str) -> None:
     assert normalise_amount(raw) == expected
@@ -42,15 +49,23 @@ def test_normalise_amount_accepts_numbers_and_printed_strings(raw: object, expec
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("2014-08-03", "2014-08-03"), ("25/12/2018", "2018-12-25"), ("01/03/18", "2018-03-01"),
-     ("21-11-16", "2016-11-21"), ("25 MAY 2017", "2017-05-25"), ("06-05-2018", "2018-05-06")],
+    [
+        ("2014-08-03", "2014-08-03"),
+        ("25/12/2018", "2018-12-25"),
+        ("01/03/18", "2018-03-01"),
+        ("21-11-16", "2016-11-21"),
+        ("25 MAY 2017", "2017-05-25"),
+        ("06-05-2018", "2018-05-06"),
+    ],
 )
 def test_normalise_date_reads_sroie_dates_day_first(raw: str, expected: str) -> None:
     assert normalise_date(raw) == expected
 
 
 def test_values_match_ignores_case_spacing_punctuation_and_legal_form() -> None:
-    assert values_match("issuer_name", "BOOK TA .K (TAMAN DAYA) SDN BHD", "Book Ta _K (Taman Daya) Sdn Bhd")
+    assert values_match(
+        "issuer_name", "BOOK TA .K (TAMAN DAYA) SDN BHD", "Book Ta _K (Taman Daya) Sdn Bhd"
+    )
     assert values_match("issuer_name", "Amazon Web Services", "Amazon Web Services, Inc.")
     assert values_match("invoice_number", "#BLR_WFLD2015", "BLR_WFLD2015")
     assert values_match("total", "279.84", "279.840")
@@ -64,9 +79,16 @@ def test_invoice2data_gold_maps_keys_to_field_names(tmp_path: Path) -> None:
     write_invoice2data(
         tmp_path,
         "a",
-        {"amount": 279.84, "amount_untaxed": 262.9, "amount_tax": 16.94, "date": "2023-03-20",
-         "invoice_number": "INV/1", "currency": "usd", "issuer": "Azure  Interior",
-         "lines": [{"name": "x"}]},
+        {
+            "amount": 279.84,
+            "amount_untaxed": 262.9,
+            "amount_tax": 16.94,
+            "date": "2023-03-20",
+            "invoice_number": "INV/1",
+            "currency": "usd",
+            "issuer": "Azure  Interior",
+            "lines": [{"name": "x"}],
+        },
     )
     gold = load_invoice2data_gold(tmp_path / "a.json")
     assert gold == {
@@ -81,8 +103,16 @@ def test_invoice2data_gold_maps_keys_to_field_names(tmp_path: Path) -> None:
 
 
 def test_sroie_gold_normalises_printed_values(tmp_path: Path) -> None:
-    write_sroie(tmp_path, "408", {"company": "EDEN SDN BHD", "date": "20/10/2016",
-                                  "address": "LOT 20, KL", "total": "RM9.75"})
+    write_sroie(
+        tmp_path,
+        "408",
+        {
+            "company": "EDEN SDN BHD",
+            "date": "20/10/2016",
+            "address": "LOT 20, KL",
+            "total": "RM9.75",
+        },
+    )
     assert load_sroie_gold(tmp_path / "key" / "408.json") == {
         "issuer_name": "EDEN SDN BHD",
         "issue_date": "2016-10-20",
@@ -103,12 +133,16 @@ def test_evaluate_scores_sroie_fields_and_lists_misses(tmp_path: Path) -> None:
     assert (report.fields["total"].correct, report.fields["total"].total) == (1, 2)
     assert report.accuracy("issue_date") == 1.0
     assert report.accuracy("issuer_name") == 0.5
+    assert report.model_dump(mode="json")["fields"]["total"]["accuracy"] == 0.5
     assert {(m.document, m.field) for m in report.misses} == {("2", "issuer_name"), ("2", "total")}
 
 
 def test_gold_values_missing_from_the_page_are_excluded_with_a_reason(tmp_path: Path) -> None:
-    write_invoice2data(tmp_path, "inv", {"amount": 56.02, "issuer": "NETPRESSE TEMPLATE",
-                                         "currency": "EUR", "invoice_number": "F"})
+    write_invoice2data(
+        tmp_path,
+        "inv",
+        {"amount": 56.02, "issuer": "NETPRESSE TEMPLATE", "currency": "EUR", "invoice_number": "F"},
+    )
     page = {"inv": "Facture n° 2022089083 Total TTC : 56,02 € TVA 9,34 €"}
     predictions = {"inv": {"total": "56.02", "currency": "EUR", "invoice_number": "2022089083"}}
     report = evaluate(predictions, tmp_path, page_texts=page)

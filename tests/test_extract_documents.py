@@ -344,8 +344,14 @@ def test_missing_subtotal_is_derived_only_when_printed_on_the_page() -> None:
     fields = extract_invoice(printed).fields
     assert fields["subtotal"].value == "100.00"
     assert fields["subtotal"].source == "arithmetic"
-    not_printed = render([(300, 140, "TVA"), (400, 140, "20,00 €"), (300, 154, "Net à payer"),
-                          (400, 154, "120,00 €")])
+    not_printed = render(
+        [
+            (300, 140, "TVA"),
+            (400, 140, "20,00 €"),
+            (300, 154, "Net à payer"),
+            (400, 154, "120,00 €"),
+        ]
+    )
     assert extract_invoice(not_printed).fields["subtotal"].value is None
 
 
@@ -465,3 +471,24 @@ def test_buyer_block_is_not_taken_for_the_issuer() -> None:
     assert got["buyer_name"] == "Initech Ltd."
     assert got["issuer_name"] != "Initech Ltd."
     assert got["currency"] == "GBP"
+
+
+def test_without_a_total_label_the_largest_amount_not_cash_tendered_is_taken() -> None:
+    doc = render(
+        [
+            (50, 100, "Nasi lemak"),
+            (300, 100, "6.50"),
+            (50, 114, "Teh tarik"),
+            (300, 114, "2.50"),
+            (50, 128, "=="),
+            (300, 128, "9.00"),
+            (50, 142, "CASH"),
+            (300, 142, "50.00"),
+            (50, 156, "CHANGE"),
+            (300, 156, "41.00"),
+        ]
+    )
+    total = extract_invoice(doc).fields["total"]
+    assert total.value == "9.00"
+    assert total.source == "largest_amount"
+    assert total.confidence < 0.5

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tasks.extraction.layout import fold
+from tasks.extraction.text import fold
 from tasks.extraction.parsing import (
     DateOrder,
     date_order_of,
@@ -32,6 +32,7 @@ from tasks.extraction.parsing import (
         ("2.321", ",", "2321"),  # a thousand in a comma-decimal document
         ("9.000", ".", "9.000"),  # three decimals in a dot-decimal receipt
         ("1.234.567", ",", "1234567"),
+        ("1,23,456.00", ".", "123456.00"),  # Indian lakh grouping
     ],
 )
 def test_parse_number_reads_locale_separators(raw: str, sep: str, expected: str) -> None:
@@ -50,6 +51,7 @@ def test_parse_number_reads_locale_separators(raw: str, sep: str, expected: str)
         ("€ -9,32", ",", ["-9.32"]),
         ("(12.50)", ".", ["-12.50"]),
         ("55.10*", ".", ["55.10"]),
+        ("₹ 1,23,456.00", ".", ["123456.00"]),
     ],
 )
 def test_find_amounts_reads_money_in_context(text: str, sep: str, expected: list[str]) -> None:

@@ -19,19 +19,19 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_folder_is_walked_recursively_and_filtered_by_suffix(tree: Path) -> None:
-    found = expand_inputs([str(tree / "a")], (".pdf", ".png", ".jpg"))
-    assert [Path(f).name for f in found] == ["three.jpg", "one.pdf", "two.PNG"]
+def test_folder_is_walked_recursively_and_no_file_is_skipped_for_its_name(tree: Path) -> None:
+    found = expand_inputs([str(tree / "a")])
+    assert [Path(f).name for f in found] == ["three.jpg", "notes.txt", "one.pdf", "two.PNG"]
 
 
-def test_glob_matches_and_explicit_file_is_kept_whatever_its_suffix(tree: Path) -> None:
-    found = expand_inputs([str(tree / "a" / "*.pdf"), str(tree / "a" / "notes.txt")], (".pdf",))
+def test_glob_matches_visible_files(tree: Path) -> None:
+    found = expand_inputs([str(tree / "a" / "*.pdf"), str(tree / "a" / "notes.txt")])
     assert [Path(f).name for f in found] == ["one.pdf", "notes.txt"]
 
 
 def test_repeats_are_dropped_and_missing_names_kept(tree: Path) -> None:
     one = str(tree / "a" / "one.pdf")
-    found = expand_inputs([one, one, str(tree / "missing.pdf")], (".pdf",))
+    found = expand_inputs([one, one, str(tree / "missing.pdf")])
     assert found == [one, str(tree / "missing.pdf")]
 
 

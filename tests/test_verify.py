@@ -11,6 +11,8 @@ import pandera.errors
 import pymupdf
 import pytest
 
+from tasks.extract import extract_invoice
+from tasks.extraction.parsing import amount_readings, currency_readings, date_readings
 from tasks.models import (
     BBox,
     Check,
@@ -25,13 +27,7 @@ from tasks.models import (
 )
 from tasks.schemas import LineItemsSchema, line_items_frame
 from tasks.textlayer import read_text_layer
-from tasks.verify import (
-    MISPLACED_FACTOR,
-    UNGROUNDED_FACTOR,
-    amount_candidates,
-    date_candidates,
-    verify_extraction,
-)
+from tasks.verify import MISPLACED_FACTOR, UNGROUNDED_FACTOR, verify_extraction
 
 SHA = "ab" * 32
 TOTAL_BOX: BBox = (400, 300, 450, 310)
@@ -195,10 +191,10 @@ def test_line_items_failing_the_schema_fail_the_schema_check() -> None:
 
 
 def test_amount_readings_cover_common_locales() -> None:
-    assert Decimal("1234.56") in amount_candidates("1.234,56 EUR")
-    assert Decimal("1234.56") in amount_candidates("$1,234.56")
-    assert Decimal("1234.56") in amount_candidates("1 234,56 €")
-    assert Decimal("1234.56") in amount_candidates("CHF 1'234.56")
+    assert Decimal("1234.56") in amount_readings("1.234,56 EUR")
+    assert Decimal("1234.56") in amount_readings("$1,234.56")
+    assert Decimal("1234.56") in amount_readings("1 234,56 €")
+    assert Decimal("1234.56") in amount_readings("CHF 1'234.56")
 
 
 def test_date_readings_cover_month_names_in_five_languages() -> None:
@@ -210,8 +206,46 @@ def test_date_readings_cover_month_names_in_five_languages() -> None:
         "20 maart 2023",
         "20 de marzo de 2023",
     ):
-        assert day in date_candidates(text), text
-    assert date(2014, 4, 19) in date_candidates("Factuurdatum: 19 april 2014")
+        assert day in date_readings(text), text
+    assert date(2014, 4, 19) in date_readings("Factuurdatum: 19 april 2014")
+
+
+def test_date_with_a_space_before_the_comma_is_grounded() -> None:
+    page = PageText(
+        page=1,
+        width=595,
+        height=842,
+        unit="pt",
+        route=Route.TEXT_LAYER,
+        engine="pymupdf",
+        words=[
+            Word(text=t, bbox=b)
+            for t, b in (
+                ("August", (400, 130, 430, 137)),
+                ("3", (432, 130, 436, 137)),
+                (",", (437, 130, 439, 137)),
+                ("2014", (441, 130, 460, 137)),
+            )
+        ],
+    )
+    field = FieldValue(
+        value="2014-08-03", confidence=0.9, page=1, bbox=(400, 130, 460, 137),
+        evidence="August 3 , 2014",
+    )  # fmt: skip
+    result, checks = verify_extraction(
+        Extraction(fields={"issue_date": field}), DocumentText(pages=[page])
+    )
+    assert _status(checks, "grounding:issue_date").status is CheckStatus.PASS
+    assert result.fields["issue_date"].confidence == 0.9
+
+
+def test_a_shared_dollar_sign_grounds_any_dollar_currency() -> None:
+    assert {"USD", "CAD", "SGD"} <= currency_readings("$ 12.00")
+    assert currency_readings("12,00 €") == {"EUR"}
+
+
+def test_a_bare_integer_reads_as_an_amount() -> None:
+    assert Decimal("280") in amount_readings("Total 280")
 
 
 # ---------------------------------------------------------------- the pandera table
@@ -288,6 +322,18 @@ def test_values_read_from_a_real_invoice_are_grounded(coolblue_text: DocumentTex
         CheckStatus.PASS,
         CheckStatus.SKIPPED,  # no line items
     ]
+
+
+def test_the_extracted_aws_invoice_is_grounded_in_full(shared_data: Path) -> None:
+    path = shared_data / "invoices" / "invoice2data" / "AmazonWebServices.pdf"
+    with pymupdf.open(path) as document:
+        text = DocumentText(pages=[read_text_layer(p, i + 1) for i, p in enumerate(document)])
+    extraction = extract_invoice(text)
+    assert extraction.fields["issue_date"].value == "2014-08-03"
+    _, checks = verify_extraction(extraction, text)
+    assert _status(checks, "grounding:issue_date").status is CheckStatus.PASS
+    failed = [c.name for c in checks if c.status is CheckStatus.FAIL]
+    assert failed == []
 
 
 def test_a_misread_total_on_a_real_invoice_is_flagged(coolblue_text: DocumentText) -> None:

@@ -83,6 +83,12 @@ def diarisation_error_rate(reference: Any, hypothesis: Any, uem: Any | None = No
         from pyannote.metrics.diarization import DiarizationErrorRate
     except ImportError as exc:
         raise MissingDependency("pyannote.metrics", "pip install 'mmflow[audio]'") from exc
+    if uem is None:
+        # pyannote would guess the same extent, with a warning: say it explicitly instead.
+        from pyannote.core import Timeline
+
+        extent = reference.get_timeline().union(hypothesis.get_timeline()).extent()
+        uem = Timeline([extent], uri=reference.uri)
     full = DiarizationErrorRate(collar=0.0, skip_overlap=False)
     forgiving = DiarizationErrorRate(collar=0.25, skip_overlap=True)
     return DerScore(

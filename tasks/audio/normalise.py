@@ -175,7 +175,7 @@ def normalise_audio(
         mono = stereo.mean(axis=0).astype(np.float32)
         if layout is ChannelLayout.STEREO_SPEAKERS:
             # Averaging would halve a lone talker; summing keeps each at its own level.
-            mono = np.clip(stereo.sum(axis=0), -1.0, 1.0).astype(np.float32)
+            mono = stereo.sum(axis=0).astype(np.float32)  # the gain below keeps peaks < 1
             notes.append(
                 f"stereo channels carry different speakers (correlation {correlation:.2f}, "
                 f"one channel dominates {dominance:.0%} of sounding frames): channels kept"

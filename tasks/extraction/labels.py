@@ -1,4 +1,4 @@
-"""The label lexicon: what invoices and receipts print beside each field, in five languages and more.
+"""The label lexicon: what invoices and receipts print beside each field, in five languages.
 
 Phrases are written in folded form (lower case, accents removed, `°`/`º` read as `o`); a space
 in a phrase matches any run of spaces and punctuation, so "sub total" also finds "Sub-Total:" and
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 OTHER = "_other"
 SHIP_TO = "_ship_to"
@@ -31,7 +32,9 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
         (rf"factuur {_NO}|factuurnummer|factuurnr", 1.0),
         (rf"factura {_NO}|(?:no|numero|num) (?:de )?factura", 1.0),
         (rf"(?:bill|receipt|cash bill|document|doc|belegs?|slip|ticket) {_NO}", 0.8),
-        (r"invoice|rechnung|facture|factuur|factura", 0.6),
+        (rf"invois {_NO}|{_NO} invois", 1.0),
+        (rf"faktura {_NO}", 1.0),
+        (r"invoice|rechnung|facture|factuur|factura|invois|faktura", 0.6),
         (r"booking (?:id|no|number|reference)", 0.5),
     ],
     "issue_date": [
@@ -41,7 +44,7 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
         (r"date (?:de (?:la )?)?facture|date d.?emission|date de facturation", 1.0),
         (r"factuur ?datum|datum factuur", 1.0),
         (r"fecha (?:de )?(?:la )?(?:factura|emision|expedicion)", 1.0),
-        (r"data wystawienia", 1.0),
+        (r"data wystawienia|tarikh", 1.0),
         (r"date|datum|fecha|dated|dd", 0.7),
     ],
     "due_date": [
@@ -54,7 +57,11 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
     "total": [
         (r"grand total|total amount due|amount due|total due|balance due|total to pay", 1.0),
         (r"amount payable|total payable|invoice total|total invoice|nett? total|final total", 1.0),
-        (r"total (?:rm |\$ )?(?:incl|inc|including|inclusive)\w*(?: of)?(?: (?:vat|tax|gst|sst|btw|tva))?", 1.0),
+        (
+            r"total (?:rm |\$ )?(?:incl|inc|inkl|including|inclusive)\w*(?: of)?"
+            r"(?: (?:vat|tax|gst|sst|btw|tva|mwst|ust|iva))?",
+            1.0,
+        ),
         (r"total \(?(?:vat|tax|gst|sst) incl\w*\)?", 1.0),
         (r"total (?:sales|amt|amount) (?:incl|inc|inclusive)\w*(?: of)?(?: gst| vat| tax)?", 1.0),
         (r"(?:takeout |rounded |round(?:ing)? )?total (?:rounded)?", 0.8),
@@ -66,11 +73,17 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
         (r"totaal(?:bedrag)?|factuur ?totaal|te betalen|totaal incl\w* btw", 1.0),
         (r"importe total|total a pagar|total factura|total general", 1.0),
         (r"razem|naleznosc ogolem", 0.8),
+        (r"jumlah(?: besar| bersih| perlu dibayar)?", 0.9),  # Malay receipts
         (r"total", 0.8),
     ],
     "subtotal": [
         (r"sub ?total|sous total|zwischensumme|subtotaal|subtotal", 1.0),
-        (r"net amount|amount (?:excl|ex)\w*|total (?:excl|excluding|ex|net|before tax)\w*", 1.0),
+        (r"net amount|amount (?:excl|ex)\w*", 1.0),
+        (
+            r"total (?:excl|exkl|excluding|ex|net|before tax)\w*"
+            r"(?: (?:vat|tax|gst|sst|btw|tva|mwst|ust|iva))?",
+            1.0,
+        ),
         (r"total sales \(?(?:excl|excluding|ex)\w*(?: of)?(?: gst| vat| tax)?", 1.0),
         (r"total (?:\d+% )?supplies \(?(?:excl|ex)\w*(?: gst)?", 1.0),
         (r"total ht|montant (?:eur )?ht|total hors tax\w*|hors tax\w*|base ht", 1.0),
@@ -79,10 +92,14 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
         (r"base imponible|importe neto|subtotal", 1.0),
     ],
     "tax_amount": [
-        (r"\(?total includ\w* (?:\d+ ?% )?(?:gst|vat|tax)? ?(?:@ ?)?(?:\d+ ?%)?(?: gst| vat| tax)?", 0.9),
+        (
+            r"\(?total includ\w* (?:\d+ ?% )?(?:gst|vat|tax)? ?(?:@ ?)?(?:\d+ ?%)?"
+            r"(?: gst| vat| tax)?",
+            0.9,
+        ),
         (r"total (?:tax|vat|gst|sst|tva|btw|mwst|iva)|tax amount|vat amount|gst amount", 1.0),
         (r"(?:sales )?tax|vat|gst|sst|hst|tva|montant tva|mwst|ust|umsatzsteuer", 0.9),
-        (r"mehrwertsteuer|btw(?: bedrag)?|iva|cuota iva|importe iva|impuesto", 0.9),
+        (r"mehrwertsteuer|btw(?: bedrag)?|iva|cuota iva|importe iva|impuesto|cukai", 0.9),
     ],
     "buyer_name": [
         (r"bill(?:ed)? to|invoice to|sold to|customer(?: name)?|client|guest name", 1.0),
@@ -97,14 +114,21 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
         (r"verkaufer|lieferant|rechnungssteller|vendeur|fournisseur|emetteur", 1.0),
         (r"leverancier|verkoper|proveedor|emisor|vendedor|sprzedawca", 1.0),
     ],
-    ROUNDING: [(r"rounding(?: adj\w*)?(?: rm)?|round(?:ing)? adj\w*|adj(?:ustment)? rounding", 1.0)],
+    ROUNDING: [
+        (r"rounding(?: adj\w*)?(?: rm)?|round(?:ing)? adj\w*|adj(?:ustment)? rounding", 1.0)
+    ],
     SHIP_TO: [
         (r"ship(?:ped)? to|deliver(?:ed)? to|shipping address|delivery address|afleveradres", 1.0),
-        (r"lieferadresse|lieferanschrift|adresse de livraison|livre a|direccion de (?:envio|entrega)", 1.0),
+        (
+            r"lieferadresse|lieferanschrift|adresse de livraison|livre a"
+            r"|direccion de (?:envio|entrega)",
+            1.0,
+        ),
     ],
     OTHER: [
+        (r"(?:customer|merchant|client|shop)(?:.?s)? copy", 1.0),  # receipt copy marks
         (r"customer (?:care|service|support)|service clients?|klantenservice|kundenservice", 1.0),
-        (r"(?:ohne|excl\w*|inkl\w*|zzgl\.?|incl\w*) (?:mwst|ust|btw|vat|tva|gst)", 0.5),
+        (r"(?:ohne|excl\w*|exkl\w*|inkl\w*|zzgl\.?|incl\w*) (?:mwst|ust|btw|vat|tva|gst)", 0.5),
         (r"bank(?: name| account|verbindung)?|account|ifsc|konto", 0.5),
         (r"(?:order|delivery|ship(?:ping)?|purchase|start|end|print(?:ed)?) date", 1.0),
         (r"order(?: date)?|orderdatum|bestelldatum|auftragsdatum|lieferdatum|leverdatum", 1.0),
@@ -115,7 +139,11 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
         (r"discount|savings?|balance(?: \(? if any \)?)?", 1.0),
         (r"(?:vat|tax|gst|btw|tva|ust|mwst) ?(?:id|reg\w*|no|nr|number|nummer)\w*", 1.0),
         (r"ustid|ust-?id(?:nr)?|steuer ?nr|steuernummer|siret|siren|kvk|iban|bic|swift", 1.0),
-        (r"(?:customer|account|klant|kunden?|client|order|contract|member(?: card)?) ?(?:no|nr|number|nummer|id|#)", 1.0),
+        (
+            r"(?:customer|account|klant|kunden?|client|order|contract|member(?: card)?)"
+            r" ?(?:no|nr|number|nummer|id|#)",
+            1.0,
+        ),
         (r"klantnummer|kundennummer|kundennr|ordernummer|numero de dossier|id.?client", 1.0),
         (r"tax invoice|simplified tax invoice|payment (?:terms|mode|method)", 0.5),
         (r"tel|phone|fax|email|e-mail", 0.5),
@@ -145,6 +173,12 @@ _COMPILED: list[tuple[str, float, re.Pattern[str]]] = [
 
 def match_labels(folded: str) -> list[LabelMatch]:
     """Non-overlapping label matches in folded text, longest first, left to right."""
+    return list(_match_labels(folded))
+
+
+@lru_cache(maxsize=8192)
+def _match_labels(folded: str) -> tuple[LabelMatch, ...]:
+    # one segment is asked about many times (pairing, tables, issuer): match it once
     candidates: list[LabelMatch] = []
     for field, weight, pattern in _COMPILED:
         for match in pattern.finditer(folded):
@@ -158,4 +192,4 @@ def match_labels(folded: str) -> list[LabelMatch]:
     for cand in candidates:
         if all(cand.end <= c.start or cand.start >= c.end for c in chosen):
             chosen.append(cand)
-    return sorted(chosen, key=lambda m: m.start)
+    return tuple(sorted(chosen, key=lambda m: m.start))

@@ -8,27 +8,16 @@ stores them as separate lines.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import pairwise
 from statistics import median
 
+from tasks.extraction.text import fold
 from tasks.models import BBox, PageText, Word
 
 # A gap wider than this many word heights splits a line into two segments (table cells).
 _SEGMENT_GAP = 1.2
-
-
-def fold(text: str) -> str:
-    """Lower-case, accent-free text of the *same length*, so offsets map back to the words."""
-    out = []
-    for char in text:
-        if char in "°º":
-            out.append("o")
-            continue
-        base = unicodedata.normalize("NFKD", char)[:1] or char
-        low = base.lower()
-        out.append(low[:1] if low else base)
-    return "".join(out)
 
 
 def union(boxes: list[BBox]) -> BBox:
@@ -60,11 +49,11 @@ class Segment:
         self.text = " ".join(pieces)
         self.folded = fold(self.text)
 
-    @property
+    @cached_property
     def bbox(self) -> BBox:
         return union([w.bbox for w in self.words])
 
-    @property
+    @cached_property
     def height(self) -> float:
         return median(w.bbox[3] - w.bbox[1] for w in self.words)
 
@@ -104,7 +93,7 @@ class Row:
 def _split_line(page: int, words: list[Word]) -> list[Segment]:
     words = sorted(words, key=lambda w: w.bbox[0])
     segments: list[list[Word]] = [[words[0]]]
-    for prev, word in zip(words, words[1:], strict=False):
+    for prev, word in pairwise(words):
         height = max(1.0, min(prev.bbox[3] - prev.bbox[1], word.bbox[3] - word.bbox[1]))
         if word.bbox[0] - prev.bbox[2] > _SEGMENT_GAP * height:
             segments.append([word])
@@ -136,10 +125,7 @@ def _engine_lines(page: PageText) -> list[list[Word]]:
 def build_rows(page: PageText) -> list[Row]:
     """Segments of a page grouped into rows, top to bottom, each row left to right."""
     segments = [
-        segment
-        for line in _engine_lines(page)
-        if line
-        for segment in _split_line(page.page, line)
+        segment for line in _engine_lines(page) if line for segment in _split_line(page.page, line)
     ]
     segments.sort(key=lambda s: (s.bbox[1] + s.bbox[3]) / 2)
     rows: list[list[Segment]] = []

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from tasks.extraction.labels import ROUNDING, LabelMatch, match_labels
-from tasks.extraction.layout import Row, Segment, union
+from tasks.extraction.labels import OTHER, ROUNDING, LabelMatch, match_labels
+from tasks.extraction.layout import Row, Segment
 from tasks.extraction.line_items import is_table_header
 from tasks.extraction.parsing import DateOrder, find_amounts, find_dates
 from tasks.models import BBox
@@ -32,12 +32,15 @@ FIELD_KINDS: dict[str, Kind] = {
     "issuer_name": "name",
     ROUNDING: "amount",
 }
+OTHER_AMOUNT = "_other_amount"  # an amount beside a label that is none of our fields
 # How much a placement is trusted; multiplied by the label's own weight.
 PLACEMENT_CONFIDENCE = {"label:right": 0.9, "label:below": 0.75}
 
 
 @dataclass
 class Candidate:
+    """A value for a field, with where on the page it was read and how it was found."""
+
     field: str
     value: str  # normalised: ISO date, plain decimal, identifier or name
     confidence: float
@@ -63,6 +66,8 @@ class Region:
 
 @dataclass
 class Parsed:
+    """A value parsed from a region; `start`/`end` index the region's segment text."""
+
     value: str
     region: Region
     start: int
@@ -103,6 +108,30 @@ def right_regions(row: Row, segment: Segment, label: LabelMatch) -> list[Region]
             break
         regions.append(Region(later, 0, len(later.text)))
     return regions
+
+
+def tilted_regions(rows: list[Row], row_index: int, segment: Segment) -> list[Region]:
+    """Segments to the right that a tilted photo put on the row above or below.
+
+    Used only when the label's own row has nothing after it: the value's centre must still lie
+    within the label's height, and it must be the nearest segment to the right on its row.
+    """
+    row = rows[row_index]
+    if row.segments[-1] is not segment:
+        return []
+    x1 = segment.bbox[2]
+    centre = (segment.bbox[1] + segment.bbox[3]) / 2
+    found: list[tuple[float, Segment]] = []
+    neighbours = [rows[i] for i in (row_index - 1, row_index + 1) if 0 <= i < len(rows)]
+    for near in neighbours:
+        right = [s for s in near.segments if s.page == segment.page and s.bbox[0] > x1]
+        if not right:
+            continue
+        nearest = min(right, key=lambda s: s.bbox[0])
+        offset = abs((nearest.bbox[1] + nearest.bbox[3]) / 2 - centre)
+        if offset <= 0.8 * segment.height and not _starts_with_label(nearest):
+            found.append((offset, nearest))
+    return [Region(s, 0, len(s.text)) for _, s in sorted(found, key=lambda f: f[0])[:1]]
 
 
 def below_regions(
@@ -212,12 +241,9 @@ def _candidate(field: str, parsed: Parsed, confidence: float, source: str, order
     )
 
 
-def labelled_candidates(
-    rows: list[Row], decimal_sep: str, order: DateOrder
-) -> list[Candidate]:
+def labelled_candidates(rows: list[Row], decimal_sep: str, order: DateOrder) -> list[Candidate]:
     """Every (label, value) pairing on the pages, scored by label weight and placement."""
-    parse_amounts = make_amount_parser(decimal_sep)
-    parse_dates = make_date_parser(order)
+    parsers = _Parsers(make_amount_parser(decimal_sep), make_date_parser(order))
     out: list[Candidate] = []
     header_until: tuple[int, float] = (0, -1.0)  # (page, y) down to which a table header runs
     for row_index, labelled in enumerate(label_rows(rows)):
@@ -227,47 +253,71 @@ def labelled_candidates(
             header_until = (row.page, row.bbox[3] + 2.5 * row.height)
         in_header = row.page == header_until[0] and row.bbox[1] <= header_until[1]
         for segment, label in labelled.labels:
-            # Dates next to "Order date", "Expiry" … are recorded too, so the first-date
-            # fallback for the issue date can skip them.
-            kind = FIELD_KINDS.get(label.field, "date")
-            if kind == "name" and label.start > 1:
-                continue  # "from"/"client" inside a sentence is not a label
-            if label.field.startswith("_") and kind == "date":
-                if not _DATE_HINT.search(segment.folded[label.start : label.end]):
-                    continue  # "Cash", "Tel" … say nothing about the date beside them
-            for source in ("label:right", "label:below"):
-                distance = 0
-                if source == "label:right":
-                    regions = right_regions(row, segment, label)
-                elif label.field.startswith("_") and kind == "date":
-                    break  # "Order date" claims the date beside it, not one under it
-                elif kind == "amount" and in_header:
-                    break  # under a line-item column header stand line amounts, not totals
-                else:
-                    distance, regions = below_regions(rows, row_index, segment, label)
-                found = _first_value(kind, regions, parse_amounts, parse_dates)
-                if found is not None:
-                    conf = PLACEMENT_CONFIDENCE[source] * label.weight * 0.85**distance
-                    position = row_index * 1000 + int(segment.bbox[0])
-                    out.append(_candidate(label.field, found, conf, source, position))
-                    break
+            position = row_index * 1000 + int(segment.bbox[0])
+            if label.field == OTHER:
+                # "Cash 50.00", "Change 0.60": amounts known not to be the total
+                right = right_regions(row, segment, label)
+                claimed = _first_value("amount", right, parsers)
+                if claimed is not None:
+                    out.append(_candidate(OTHER_AMOUNT, claimed, 0.0, "label:right", position))
+            found = _pair(rows, row_index, segment, label, in_header, parsers)
+            if found is not None:
+                parsed, source, confidence = found
+                out.append(_candidate(label.field, parsed, confidence, source, position))
     return out
 
 
-def _first_value(
-    kind: Kind,
-    regions: list[Region],
-    parse_amounts: Callable[[Region], list[Parsed]],
-    parse_dates: Callable[[Region], list[Parsed]],
-) -> Parsed | None:
+@dataclass
+class _Parsers:
+    amounts: Callable[[Region], list[Parsed]]
+    dates: Callable[[Region], list[Parsed]]
+
+
+def _pair(
+    rows: list[Row],
+    row_index: int,
+    segment: Segment,
+    label: LabelMatch,
+    in_header: bool,
+    parsers: _Parsers,
+) -> tuple[Parsed, str, float] | None:
+    """The value of one label, where it was found, and how much that placement is trusted."""
+    # Labels that are none of our fields ("Order date", "Expiry") still claim the date beside
+    # them, so the first-date fallback for the issue date can skip it.
+    kind = FIELD_KINDS.get(label.field, "date")
+    other = label.field.startswith("_") and kind == "date"
+    if other and not _DATE_HINT.search(segment.folded[label.start : label.end]):
+        return None  # "Cash", "Tel" … say nothing about the date beside them
+    if kind == "name" and label.start > 1:
+        return None  # "from"/"client" inside a sentence is not a label
+    right = right_regions(rows[row_index], segment, label)
+    if not segment.text[label.end :].strip(" :.-#"):
+        right += tilted_regions(rows, row_index, segment)
+    parsed = _first_value(kind, right, parsers)
+    if parsed is not None:
+        return parsed, "label:right", PLACEMENT_CONFIDENCE["label:right"] * label.weight
+    if other or (kind == "amount" and in_header):
+        # "Order date" claims only the date beside it; under a line-item column header stand
+        # line amounts, not totals
+        return None
+    distance, below = below_regions(rows, row_index, segment, label)
+    parsed = _first_value(kind, below, parsers)
+    if parsed is None:
+        return None
+    confidence = PLACEMENT_CONFIDENCE["label:below"] * label.weight * 0.85**distance
+    return parsed, "label:below", confidence
+
+
+def _first_value(kind: Kind, regions: list[Region], parsers: _Parsers) -> Parsed | None:
+    """The value of `kind` in the regions; an identifier or name must come first in them."""
     if kind == "amount":
         # Totals rows often repeat columns ("Total 1 278.61 40.39 319.00"): the last amount is
         # the row's total.
-        amounts = [p for region in regions for p in parse_amounts(region)]
+        amounts = [p for region in regions for p in parsers.amounts(region)]
         return amounts[-1] if amounts else None
     for region in regions:
         if kind == "date":
-            dates = parse_dates(region)
+            dates = parsers.dates(region)
             if dates:
                 return dates[0]
         elif kind == "id":
@@ -283,7 +333,3 @@ def _first_value(
             if region.segment.text[region.start : region.end].strip(" :#.-"):
                 return None
     return None
-
-
-def bbox_of(words_boxes: list[BBox]) -> BBox:
-    return union(words_boxes)

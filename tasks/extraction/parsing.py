@@ -13,13 +13,46 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-from tasks.extraction.layout import fold
+from tasks.extraction.text import fold
 
 # ------------------------------------------------------------------ currencies
 
 CURRENCY_CODES: frozenset[str] = frozenset(
-    "EUR USD GBP INR MYR CHF PLN SGD AUD CAD JPY CNY SEK NOK DKK CZK HUF RON BGN HKD NZD ZAR "
-    "BRL MXN IDR THB AED SAR KRW RUB UAH ILS VND".split()
+    [
+        "EUR",
+        "USD",
+        "GBP",
+        "INR",
+        "MYR",
+        "CHF",
+        "PLN",
+        "SGD",
+        "AUD",
+        "CAD",
+        "JPY",
+        "CNY",
+        "SEK",
+        "NOK",
+        "DKK",
+        "CZK",
+        "HUF",
+        "RON",
+        "BGN",
+        "HKD",
+        "NZD",
+        "ZAR",
+        "BRL",
+        "MXN",
+        "IDR",
+        "THB",
+        "AED",
+        "SAR",
+        "KRW",
+        "RUB",
+        "UAH",
+        "ILS",
+        "VND",
+    ]
 )
 # Prefixes and symbols; "$" alone reads as USD, the usual meaning when nothing else says.
 CURRENCY_SYMBOLS: dict[str, str] = {
@@ -91,6 +124,28 @@ def find_currencies(text: str) -> list[CurrencyMention]:
     return found
 
 
+# A symbol shared by several currencies reads as the usual one when choosing the document's
+# currency, but a value naming any of them is consistent with it.
+_SHARED_SYMBOLS: dict[str, frozenset[str]] = {
+    "$": frozenset({"USD", "CAD", "AUD", "NZD", "SGD", "HKD", "MXN"}),
+    "dollars": frozenset({"USD", "CAD", "AUD", "NZD", "SGD", "HKD"}),
+    "¥": frozenset({"JPY", "CNY"}),
+    "kr": frozenset({"SEK", "NOK", "DKK"}),
+}
+_KRONE = re.compile(r"(?<![A-Za-z])kr\.?(?![A-Za-z])", re.IGNORECASE)
+
+
+def currency_readings(text: str) -> set[str]:
+    """Every ISO code `text` can name: its symbols, codes and words, shared symbols in full."""
+    codes: set[str] = set()
+    for mention in find_currencies(text):
+        codes.add(mention.code)
+        codes |= _SHARED_SYMBOLS.get(text[mention.start : mention.end].strip().lower(), set())
+    if _KRONE.search(text):
+        codes |= _SHARED_SYMBOLS["kr"]
+    return codes
+
+
 # ------------------------------------------------------------------ amounts
 
 _AMOUNT_RE = re.compile(
@@ -100,6 +155,7 @@ _AMOUNT_RE = re.compile(
     rf"(?:(?P<pre2>{_PREFIX})\s?)?"
     r"(?P<num>\d{1,3}(?:[.,'\u00a0\u202f]\d{3})+(?:[.,]\d{1,3})?"
     r"|\d{1,3}(?: \d{3})+,\d{2}"  # '1 234,56': space groups only with a decimal comma
+    r"|\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d{2})?"  # Indian grouping: '1,23,456.00'
     r"|\d+(?:[.,]\d{2,3})?)"
     r"(?P<close>\))?"
     rf"(?P<post>\s?(?:{_SYMBOL_RE}|(?:{_CODE_RE})\b|RM\b|-(?!\d)))?"
@@ -184,9 +240,29 @@ def find_amounts(text: str, decimal_sep: str = ".") -> list[AmountMention]:
     return found
 
 
+_BARE_NUMBER = re.compile(r"(?<![\d.,])\d+(?:[.,]\d+)?(?![\d]|[.,]\d)")
+
+
+def amount_readings(text: str) -> set[Decimal]:
+    """Absolute values `text` can mean as an amount, under either decimal separator.
+
+    For checking a value against its evidence, not for finding amounts: "1.234" reads as both
+    1234 and 1.234, and a bare "280" or "12.5" (no currency, no two decimals) counts too.
+    """
+    found = {abs(m.value) for sep in (".", ",") for m in find_amounts(text, sep)}
+    for match in _BARE_NUMBER.finditer(text):
+        for sep in (".", ","):
+            value = parse_number(match.group(), sep)
+            if value is not None:
+                found.add(value)
+    return found
+
+
 def format_amount(value: Decimal) -> str:
     """Plain decimal string with at least two decimals: Decimal('4.1') -> '4.10'."""
-    quantised = value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01")) else value
+    quantised = (
+        value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01")) else value
+    )
     return format(quantised, "f")
 
 
@@ -223,10 +299,17 @@ _MONTH_RE = "|".join(sorted(MONTHS, key=len, reverse=True))
 _DAY = r"(?P<d>[0-3]?\d)(?:st|nd|rd|th|er|e)?"
 _YEAR = r"(?P<y>(?:19|20)\d{2}|\d{2})"
 _DATE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("iso", re.compile(r"(?<![\d.])(?P<y>(?:19|20)\d{2})[-/.](?P<m>[01]?\d)[-/.](?P<d>[0-3]?\d)(?!\d)")),
+    (
+        "iso",
+        re.compile(r"(?<![\d.])(?P<y>(?:19|20)\d{2})[-/.](?P<m>[01]?\d)[-/.](?P<d>[0-3]?\d)(?!\d)"),
+    ),
     (
         "numeric",
-        re.compile(r"(?<![\d.,/])(?P<a>[0-3]?\d)(?P<s>[./-])(?P<b>[0-3]?\d)(?P=s)" + _YEAR + r"(?![\d,]|\.\d)"),
+        re.compile(
+            r"(?<![\d.,/])(?P<a>[0-3]?\d)(?P<s>[./-])(?P<b>[0-3]?\d)(?P=s)"
+            + _YEAR
+            + r"(?![\d,]|\.\d)"
+        ),
     ),
     (
         "day_month",
@@ -301,3 +384,8 @@ def find_dates(text: str, order: DateOrder = DateOrder.DMY) -> list[DateMention]
             found.append(DateMention(value, match.start(), match.end(), kind == "numeric"))
             taken.append((match.start(), match.end()))
     return sorted(found, key=lambda m: m.start)
+
+
+def date_readings(text: str) -> set[date]:
+    """Every date `text` can mean: numeric dates read both day-first and month-first."""
+    return {m.value for order in DateOrder for m in find_dates(text, order)}

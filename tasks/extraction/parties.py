@@ -9,12 +9,13 @@ the first line that is a phone number, tax id or document label.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tasks.extraction.labels import match_labels
 from tasks.extraction.layout import Row, Segment, union
 from tasks.extraction.pairing import Candidate
 from tasks.extraction.parsing import find_amounts, find_dates
+from tasks.extraction.text import text_key
 from tasks.models import Word
 
 LEGAL_FORM = re.compile(
@@ -34,12 +35,32 @@ STOP_ADDRESS = re.compile(
     r"whatsapp|hp|h/p|doc|receipt|bank|account|konto|ifsc|bic|swift)(?![a-z])|@"
 )
 REGISTRATION = re.compile(r"\d{4,}-?[a-z]\)?\.?$|^\(?(?:co|company)\.?\s*(?:reg\w*\.?)?\s*no")
+COMPANY_IDENTIFIERS = re.compile(
+    r"(?<![a-z])(?:au capital|capital social|share capital|rcs|siret|siren|siege social|"
+    r"registered (?:office|in|number|address)|company (?:reg\w*|no|number)|handelsregister|"
+    r"amtsgericht|registergericht|hrb|hra|geschaftsfuhrer\w*|kvk|kamer van koophandel|"
+    r"ust-?id\w*|ust\.? ?id\w*|steuernummer|steuer-?nr|vat (?:no|reg\w*|number|id)|"
+    r"tva intra\w*|no (?:de )?tva|btw[- ]?(?:nr|nummer|id)|cif|nif|abn|gstin|tax id)(?![a-z])"
+)
+PAYEE = re.compile(
+    r"(?<![a-z])(?:titulaire du compte|account holder|account name|kontoinhaber(?:in)?|"
+    r"payable to|in favou?r of|beneficiary(?: name)?|payment received by|rekeninghouder|"
+    r"ten name van|titular(?: de la cuenta)?)(?![a-z])\s*:?\s*"
+)
+_PAYEE_END = re.compile(r"\s[-–|]\s|[,;(]")
+ISSUER_TIED = 0.6
+BUYER_UNLABELLED = 0.35
+SAME_SIZE = (0.75, 1.35)  # height ratio of lines set in one font size
 ISSUER_LEGAL_FORM_TOP = 0.75
 ISSUER_LEGAL_FORM_LOW = 0.45
 ISSUER_TOP_LINE = 0.5
 MAX_NAME_WORDS = 9
 TOP_NAME_LINES = 3  # a legal-form name among the first this many name-like lines is the issuer
 TOP_LINE_ZONE = 0.3  # share of the page height, from the first text down, searched for a name
+TOP_LINE_CHOICES = 3  # top lines weighed against each other (logo word, tagline, name)
+FOOTER_ZONE = 0.6  # share of the page height below which registration lines are a footer
+LABEL_ROW_CELLS = 2  # a row with this many cells starting with a label is a heading row
+SHORT_NAME_WORDS = 5
 
 
 @dataclass
@@ -63,11 +84,18 @@ def _is_name_like(segment: Segment) -> bool:
     return not any(m.start <= 1 for m in labels if m.weight >= 0.8)
 
 
-def _legal_form_name(segment: Segment) -> tuple[str, int] | None:
-    """The name up to and including its legal form, and where the rest of the text starts."""
-    if len(segment.words) > MAX_NAME_WORDS * 2:
+def _legal_form_name(
+    segment: Segment, max_words: int | None = MAX_NAME_WORDS * 2
+) -> tuple[str, int] | None:
+    """The name up to and including its legal form, and where the rest of the text starts.
+
+    `max_words` bounds the whole line (a longer one is prose); None for registration lines,
+    which run long but start with the name.
+    """
+    if max_words is not None and len(segment.words) > max_words:
         return None
-    for match in LEGAL_FORM.finditer(segment.folded):
+    matches = list(LEGAL_FORM.finditer(segment.folded))
+    for index, match in enumerate(matches):
         end = match.end()
         name = segment.text[:end].strip(" ,;-–")
         if sum(c.isalpha() for c in name) - (end - match.start()) < 2:
@@ -77,15 +105,26 @@ def _legal_form_name(segment: Segment) -> tuple[str, int] | None:
         head = segment.text[: match.start()].split()
         if head and sum(w[:1].isupper() or w[:1].isdigit() for w in head) * 2 < len(head):
             continue  # "… encapsulated their company": prose, not a company name
-        return name, end
+        # chained legal forms belong to the name: "Holz & Co. KG", "Müller GmbH & Co. KG"
+        for later in matches[index + 1 :]:
+            if not _CHAIN.fullmatch(segment.folded[end : later.start()]):
+                break
+            end = later.end()
+        return segment.text[:end].strip(" ,;-–"), end
     return None
+
+
+_CHAIN = re.compile(r"[\s&+,]*")
 
 
 def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
     """Best issuer name on the first page; `excluded` holds `id()`s of buyer-block segments.
 
-    A name with a legal form among the first few name-like lines wins; then the first
-    name-like line near the top of the page; then a legal-form name anywhere on the page.
+    In order of trust: a name with a legal form among the first few name-like lines; a name
+    the page ties to the company's registration details (the "X SAS au capital … RCS … TVA"
+    footer) or to its bank account ("Account holder: X", "payable to X"); the top line that
+    heads an address block (a logo word yields to the full name it starts); a legal-form
+    name anywhere on the page.
     """
     first_page = [i for i, r in enumerate(rows) if r.page == rows[0].page] if rows else []
     if not first_page:
@@ -93,10 +132,12 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
     page_top = min(rows[i].bbox[1] for i in first_page)
     span = max(1.0, max(rows[i].bbox[3] for i in first_page) - page_top)
     name_like_seen = 0
-    top_line: IssuerGuess | None = None
+    top_lines: list[IssuerGuess] = []
     low_legal: IssuerGuess | None = None
     for index in first_page:
         row = rows[index]
+        if _is_label_row(row):
+            continue  # a table header or a label row ("Hotel Details | Check In | Rooms")
         for segment in row.segments:
             if id(segment) in excluded or not _is_name_like(segment):
                 continue
@@ -109,9 +150,180 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
                     return guess
                 low_legal = low_legal or guess
             in_zone = (segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE
-            if top_line is None and in_zone:
-                top_line = _top_line_guess(index, segment)
-    return top_line or low_legal
+            if in_zone and len(top_lines) < TOP_LINE_CHOICES:
+                top_lines.append(_top_line_guess(index, segment))
+    tied = _payee_guess(rows, first_page, excluded) or _registration_guess(
+        rows, first_page, page_top, span, excluded
+    )
+    return tied or _pick_top_line(rows, top_lines) or low_legal
+
+
+def _is_label_row(row: Row) -> bool:
+    """Two or more cells of the row start with a label: column headings, not a name."""
+    starts = [any(m.start <= 1 for m in match_labels(segment.folded)) for segment in row.segments]
+    return sum(starts) >= LABEL_ROW_CELLS
+
+
+def _pick_top_line(rows: list[Row], top_lines: list[IssuerGuess]) -> IssuerGuess | None:
+    """The first top line, unless a later one is its full name or it alone heads no address.
+
+    A logo word ("amazon") is followed by the name it abbreviates ("Amazon Web Services"); a
+    tagline ("Global Wholesaler") stands alone while the issuer's name heads its address.
+    """
+    if not top_lines:
+        return None
+    first = top_lines[0]
+    head = text_key(first.candidate.value)
+    for later in top_lines[1:]:
+        full = text_key(later.candidate.value)
+        if head and full.startswith(head) and len(full) > len(head):
+            return later
+    if _heads_address(rows, first):
+        return first
+    for later in top_lines[1:]:
+        if _heads_address(rows, later):
+            return later
+    return first
+
+
+def _heads_address(rows: list[Row], guess: IssuerGuess) -> bool:
+    address = guess_address(rows, guess)
+    return address is not None and any(c.isdigit() for c in address.value)
+
+
+def _registration_guess(
+    rows: list[Row], first_page: list[int], page_top: float, span: float, excluded: set[int]
+) -> IssuerGuess | None:
+    """The company a registration line names: "Free SAS au capital de …", or the name above.
+
+    Registration details (share capital, trade register, VAT or company number) are printed
+    for the issuer; a buyer's own VAT number sits in the buyer block, which is `excluded`.
+    Without a legal-form name of its own the line must be in the page footer, where the name
+    heading the registration block is the issuer's.
+    """
+    for index in first_page:
+        for segment in rows[index].segments:
+            if id(segment) in excluded or not COMPANY_IDENTIFIERS.search(segment.folded):
+                continue
+            found = _legal_form_name(segment, max_words=None)
+            if found is not None and found[1] < COMPANY_IDENTIFIERS.search(segment.folded).start():
+                return IssuerGuess(
+                    _name_candidate(segment, 0, found[1], ISSUER_TIED, "registration", index),
+                    index,
+                    segment,
+                    "",
+                )
+            if (segment.bbox[1] - page_top) / span < FOOTER_ZONE:
+                continue
+            above = _name_above(rows, index, segment, excluded)
+            if above is not None:
+                row_index, named = above
+                return IssuerGuess(
+                    _name_candidate(
+                        named, 0, len(named.text), ISSUER_TIED, "registration", row_index
+                    ),
+                    row_index,
+                    named,
+                    "",
+                )
+    return None
+
+
+def _name_above(
+    rows: list[Row], index: int, segment: Segment, excluded: set[int]
+) -> tuple[int, Segment] | None:
+    """A short name line heading the block `segment` is in, over further registration lines."""
+    for row_index in range(index - 1, max(-1, index - 4), -1):
+        row = rows[row_index]
+        if row.page != segment.page:
+            return None
+        column = [
+            s for s in row.segments if s.bbox[0] < segment.bbox[2] and s.bbox[2] > segment.bbox[0]
+        ]
+        if not column:
+            continue
+        above = column[0]
+        if COMPANY_IDENTIFIERS.search(above.folded):
+            continue
+        words = above.text.split()
+        plain_name = (
+            id(above) not in excluded
+            and len(words) <= SHORT_NAME_WORDS
+            and not any(c.isdigit() for c in above.text)
+            and not STOP_ADDRESS.search(above.folded)
+            and _is_name_like(above)
+        )
+        return (row_index, above) if plain_name else None
+    return None
+
+
+def _payee_guess(rows: list[Row], first_page: list[int], excluded: set[int]) -> IssuerGuess | None:
+    """The name a payment goes to: "Titulaire du compte : X", "payable to X", "received by X"."""
+    for index in first_page:
+        row = rows[index]
+        for position, segment in enumerate(row.segments):
+            if id(segment) in excluded:
+                continue
+            match = PAYEE.search(segment.folded)
+            if match is None:
+                continue
+            rest = segment.text[match.end() :]
+            value = _PAYEE_END.split(rest, maxsplit=1)[0].strip(" :.-–,")
+            if value:
+                start = segment.text.index(value, match.end())
+                if _payee_name_ok(value):
+                    return IssuerGuess(
+                        _name_candidate(
+                            segment, start, start + len(value), ISSUER_TIED, "payee", index
+                        ),
+                        index,
+                        segment,
+                        "",
+                    )
+                continue
+            following = row.segments[position + 1 : position + 2]
+            below = [
+                s
+                for r in rows[index + 1 : index + 2]
+                if r.page == row.page and r.bbox[1] - segment.bbox[3] < 1.5 * segment.height
+                for s in r.segments
+                if s.bbox[0] < segment.bbox[2] and s.bbox[2] > segment.bbox[0]
+            ]
+            for other, other_index in [(s, index) for s in following] + [
+                (s, index + 1) for s in below[:1]
+            ]:
+                if _payee_name_ok(other.text) and id(other) not in excluded:
+                    return IssuerGuess(
+                        _name_candidate(
+                            other, 0, len(other.text), ISSUER_TIED, "payee", other_index
+                        ),
+                        other_index,
+                        other,
+                        "",
+                    )
+    return None
+
+
+def _payee_name_ok(text: str) -> bool:
+    letters = sum(c.isalpha() for c in text)
+    digits = sum(c.isdigit() for c in text)
+    return letters >= 2 and digits * 2 < letters and len(text.split()) <= MAX_NAME_WORDS
+
+
+def _name_candidate(
+    segment: Segment, start: int, end: int, confidence: float, source: str, order: int
+) -> Candidate:
+    value = segment.text[start:end].strip(" ,;-–:")
+    return Candidate(
+        field="issuer_name",
+        value=value,
+        confidence=confidence,
+        page=segment.page,
+        bbox=segment.span_bbox(start, end),
+        evidence=segment.span_evidence(start, end),
+        source=source,
+        order=order,
+    )
 
 
 def _legal_guess(
@@ -183,6 +395,69 @@ def _join_line_above(
     return name, words
 
 
+def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None:
+    """An unlabelled recipient block: a name heading an address at the top, beside the issuer.
+
+    Letters print the recipient's name and address in a window, in a column of their own; the
+    first top-of-page line that heads an address, is not the issuer and is not in the
+    issuer's column is read as the buyer, with low confidence since nothing labels it.
+    """
+    first_page = [i for i, r in enumerate(rows) if r.page == rows[0].page] if rows else []
+    if not first_page:
+        return None
+    page_top = min(rows[i].bbox[1] for i in first_page)
+    span = max(1.0, max(rows[i].bbox[3] for i in first_page) - page_top)
+    issuer_key = text_key(issuer.candidate.value) if issuer else ""
+    beside: Segment | None = None  # the issuer's segment when it heads the page too
+    if issuer is not None and (issuer.segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE:
+        beside = issuer.segment
+    for index in first_page:
+        row = rows[index]
+        if (row.bbox[1] - page_top) / span > TOP_LINE_ZONE:
+            break
+        if _is_label_row(row) or (beside is not None and beside in row.segments):
+            continue
+        for segment in row.segments:
+            if not _is_name_like(segment) or match_labels(segment.folded) or ":" in segment.text:
+                continue
+            if sum(c.isdigit() for c in segment.text) * 2 >= sum(c.isalpha() for c in segment.text):
+                continue
+            if beside is not None and (
+                segment.bbox[0] < beside.bbox[2] and segment.bbox[2] > beside.bbox[0]
+            ):
+                continue
+            guess = _top_line_guess(index, segment)
+            key = text_key(guess.candidate.value)
+            if not key or (issuer_key and (key in issuer_key or issuer_key in key)):
+                continue
+            if _heads_block_in_its_size(rows, guess):
+                return replace(
+                    guess.candidate,
+                    field="buyer_name",
+                    confidence=BUYER_UNLABELLED,
+                    source="recipient_block",
+                )
+    return None
+
+
+def _heads_block_in_its_size(rows: list[Row], guess: IssuerGuess) -> bool:
+    """The name heads an address with a number, set in the name's own size (not a slogan)."""
+    address = guess_address(rows, guess)
+    if address is None or not any(c.isdigit() for c in address.value):
+        return False
+    below = [
+        s
+        for row in rows[guess.row_index + 1 :]
+        for s in row.segments
+        if s.page == address.page and s.bbox[1] >= address.bbox[1] - 1
+    ]
+    first = min(below, key=lambda s: s.bbox[1], default=None)
+    if first is None:
+        return False
+    ratio = guess.segment.height / max(1.0, first.height)
+    return SAME_SIZE[0] < ratio < SAME_SIZE[1]
+
+
 def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
     """Lines under the issuer's name in its column, or the rest of the name's own line."""
     if issuer.rest and any(c.isdigit() for c in issuer.rest) and len(issuer.rest) > 6:
@@ -217,7 +492,9 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
             continue
         if STOP_ADDRESS.search(folded) or find_dates(segment.text):
             break
-        if match_labels(folded) and any(m.start <= 1 and m.weight >= 0.8 for m in match_labels(folded)):
+        if match_labels(folded) and any(
+            m.start <= 1 and m.weight >= 0.8 for m in match_labels(folded)
+        ):
             break
         lines.append(segment)
         bottom = row.bbox[3]

@@ -1,0 +1,68 @@
+"""Speech detection and chunking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.audio.models import NormalisedAudio, SpeechRegion, WordTiming
+from tasks.audio.normalise import normalise_audio
+from tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
+
+
+@pytest.fixture
+def data() -> Path:
+    if not DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return DATA
+
+
+def test_silence_has_no_speech() -> None:
+    audio = NormalisedAudio(
+        uri="silence", samples=np.zeros(16_000 * 3, dtype=np.float32), original_duration_s=3.0
+    )
+    assert detect_speech(audio) == []
+
+
+def test_silence_file_has_no_speech(data: Path) -> None:
+    assert detect_speech(normalise_audio(data / "edge" / "silent_1s.wav")) == []
+
+
+def test_speech_is_found_inside_the_recording(data: Path) -> None:
+    regions = detect_speech(normalise_audio(data / "speech" / "jfk.flac"))
+    assert regions
+    assert 0.0 <= regions[0].start < 1.0
+    assert regions[-1].end <= 11.1
+    assert sum(r.duration for r in regions) > 7.0
+
+
+def _regions(*spans: tuple[float, float]) -> list[SpeechRegion]:
+    return [SpeechRegion(start=a, end=b) for a, b in spans]
+
+
+def test_chunks_never_exceed_the_bound() -> None:
+    regions = _regions(*[(i * 4.0, i * 4.0 + 3.5) for i in range(30)])
+    chunks = chunk_speech(regions, max_chunk_s=30.0)
+    assert all(c.duration <= 30.0 for c in chunks)
+    assert sum(len(c.regions) for c in chunks) == 30
+
+
+def test_a_long_pause_ends_a_chunk() -> None:
+    chunks = chunk_speech(_regions((0.0, 2.0), (2.5, 4.0), (20.0, 22.0)), max_pause_s=3.0)
+    assert [(c.start, c.end) for c in chunks] == [(0.0, 4.0), (20.0, 22.0)]
+
+
+def test_a_region_longer_than_the_bound_is_split() -> None:
+    chunks = chunk_speech(_regions((0.0, 70.0)), max_chunk_s=30.0)
+    assert len(chunks) == 3
+    assert chunks[0].start == 0.0 and chunks[-1].end == 70.0
+
+
+def test_only_regions_with_recognised_words_are_kept() -> None:
+    regions = _regions((0.0, 2.0), (5.0, 7.0))
+    words = [WordTiming(text="hello", start=5.5, end=5.9)]
+    assert regions_with_words(regions, words) == [regions[1]]
