@@ -30,12 +30,12 @@ from prefect import flow
 from rich.console import Console
 from rich.table import Table
 
-from flows.invoice import invoice_flow_with_workers, process_invoice
+from flows.invoice import invoice_flow_with_workers, run_document
 from flows.steps import InlineSteps
-from tasks.inputs import forget_input, read_input, sha256_of
 from tasks.invoice import InvoiceOptions
 from tasks.normalise import render_page
 from tasks.ocr import _rapidocr
+from tasks.persist import Manifest, OutputNames
 from tasks.samples import SPECS, invoice_pdf, rasterise
 
 
@@ -69,14 +69,15 @@ def write_scans(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def plain_loop(paths: list[Path], options: InvoiceOptions) -> float:
-    """The same step functions, called one after another with no Prefect and no cache."""
+def plain_loop(paths: list[Path], options: InvoiceOptions, out: Path) -> float:
+    """The same step functions and output writing, one after another, no Prefect, no cache."""
     started = time.perf_counter()
-    steps = InlineSteps(None, "plain")
+    steps, names, manifest = InlineSteps(None, "plain"), OutputNames(), Manifest(str(out))
+    out.mkdir()
     for path in paths:
-        uri = str(path)
-        process_invoice(uri, sha256_of(read_input(uri)), steps, options, "plain")
-        forget_input(uri)
+        summary = run_document(str(path), steps, options, "plain", str(out), names, manifest)
+        if summary.status.value != "ok":
+            raise SystemExit(f"{path} did not end ok: {summary.error}")
     return time.perf_counter() - started
 
 
@@ -128,10 +129,10 @@ def main() -> None:
         server_start = time.perf_counter() - started
         _rapidocr()  # load the OCR models once, outside every timed region
 
-        text_plain = plain_loop(texts, options)
+        text_plain = plain_loop(texts, options, root / "plain-text")
         text_flow = run_flow(root / "text", root / "out-text", args.workers)
         ocr_bare = bare_rapidocr(scans, options.dpi)
-        ocr_plain = plain_loop(scans, options)
+        ocr_plain = plain_loop(scans, options, root / "plain-scans")
         ocr_flow = run_flow(root / "scans", root / "out-scans", args.workers)
 
     table = Table(title="mmflow invoice throughput")

@@ -8,8 +8,8 @@ from tasks.extract import extract_invoice
 from tasks.extraction.amounts import choose_amounts
 from tasks.extraction.labels import OTHER, match_labels
 from tasks.extraction.layout import build_rows
-from tasks.extraction.text import fold
 from tasks.extraction.pairing import Candidate
+from tasks.extraction.text import fold
 from tasks.models import DocumentText, PageText, Route, Word
 
 WordSpec = tuple[str, float, float]  # text, x0, y0 (height 20 px, 12 px per character)

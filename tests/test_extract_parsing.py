@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from tasks.extraction.text import fold
 from tasks.extraction.parsing import (
     DateOrder,
     date_order_of,
@@ -18,6 +17,7 @@ from tasks.extraction.parsing import (
     format_amount,
     parse_number,
 )
+from tasks.extraction.text import fold
 
 
 @pytest.mark.parametrize(

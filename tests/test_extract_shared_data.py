@@ -52,6 +52,14 @@ def test_invoice2data_field_accuracy_reaches_the_target(
     assert score.accuracy is not None and score.accuracy >= 0.9, invoice2data_report.misses
 
 
+def test_invoice2data_issuer_names_are_read_without_templates(
+    invoice2data_report: EvalReport,
+) -> None:
+    score = invoice2data_report.fields["issuer_name"]
+    assert score.total >= 5, "too few issuer names on the page to score"
+    assert score.accuracy is not None and score.accuracy >= 0.75, invoice2data_report.misses
+
+
 def test_invoice2data_template_values_are_excluded_not_scored(
     invoice2data_report: EvalReport,
 ) -> None:

@@ -42,6 +42,10 @@ COMPANY_IDENTIFIERS = re.compile(
     r"ust-?id\w*|ust\.? ?id\w*|steuernummer|steuer-?nr|vat (?:no|reg\w*|number|id)|"
     r"tva intra\w*|no (?:de )?tva|btw[- ]?(?:nr|nummer|id)|cif|nif|abn|gstin|tax id)(?![a-z])"
 )
+BUYERS_OWN = re.compile(
+    r"(?<![a-z])(?:your|uw|ihre?|votre|vos|su|customer|client|kunden?|klant|buyer|acheteur)"
+    r"(?![a-z])"
+)
 PAYEE = re.compile(
     r"(?<![a-z])(?:titulaire du compte|account holder|account name|kontoinhaber(?:in)?|"
     r"payable to|in favou?r of|beneficiary(?: name)?|payment received by|rekeninghouder|"
@@ -203,10 +207,13 @@ def _registration_guess(
     """
     for index in first_page:
         for segment in rows[index].segments:
-            if id(segment) in excluded or not COMPANY_IDENTIFIERS.search(segment.folded):
+            identifier = COMPANY_IDENTIFIERS.search(segment.folded)
+            if id(segment) in excluded or identifier is None:
                 continue
+            if BUYERS_OWN.search(segment.folded[: identifier.start()]):
+                continue  # "Your VAT number: …", "Kunden-USt-IdNr.": the buyer's registration
             found = _legal_form_name(segment, max_words=None)
-            if found is not None and found[1] < COMPANY_IDENTIFIERS.search(segment.folded).start():
+            if found is not None and found[1] < identifier.start():
                 return IssuerGuess(
                     _name_candidate(segment, 0, found[1], ISSUER_TIED, "registration", index),
                     index,
