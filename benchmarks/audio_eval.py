@@ -130,13 +130,14 @@ def der_on_sample(data: Path) -> None:
     audio = normalise_audio(folder / "sample.wav")
     regions = detect_speech(audio)
     singles = []
-    for path in (
-        data / "speech" / "jfk.flac",
-        _joined(data / "speech", "spk1_snt"),
-        _joined(data / "speech", "spk2_snt"),
-    ):
-        single = normalise_audio(path)
-        singles.append((single, detect_speech(single)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in (
+            data / "speech" / "jfk.flac",
+            _joined(data / "speech", "spk1_snt", Path(tmp)),
+            _joined(data / "speech", "spk2_snt", Path(tmp)),
+        ):
+            single = normalise_audio(path)
+            singles.append((single, detect_speech(single)))
     for cutoff in (0.25, 0.28, 0.30, 0.32, 0.34, 0.36):
         for window, hop in ((1.5, 0.75), (2.0, 1.0), (1.2, 0.6)):
             settings = DiarisationSettings(
@@ -152,8 +153,8 @@ def der_on_sample(data: Path) -> None:
             )
 
 
-def _joined(folder: Path, prefix: str) -> Path:
-    out = Path(tempfile.gettempdir()) / f"mmflow-bench-{prefix}.wav"
+def _joined(folder: Path, prefix: str, workdir: Path) -> Path:
+    out = workdir / f"{prefix}.wav"
     subprocess.run(["sox", *map(str, sorted(folder.glob(f"{prefix}*.wav"))), str(out)], check=True)
     return out
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import numpy as np
 import pymupdf
@@ -30,7 +31,8 @@ from prefect import flow
 from rich.console import Console
 from rich.table import Table
 
-from flows.invoice import invoice_flow_with_workers, run_document
+from flows.invoice import InvoiceScenario, invoice_flow, with_workers
+from flows.runs import run_input
 from flows.steps import InlineSteps
 from tasks.invoice import InvoiceOptions
 from tasks.normalise import render_page
@@ -75,7 +77,9 @@ def plain_loop(paths: list[Path], options: InvoiceOptions, out: Path) -> float:
     steps, names, manifest = InlineSteps(None, "plain"), OutputNames(), Manifest(str(out))
     out.mkdir()
     for path in paths:
-        summary = run_document(str(path), steps, options, "plain", str(out), names, manifest)
+        summary = run_input(
+            str(path), InvoiceScenario(options), steps, "plain", str(out), names, manifest
+        )
         if summary.status.value != "ok":
             raise SystemExit(f"{path} did not end ok: {summary.error}")
     return time.perf_counter() - started
@@ -95,7 +99,7 @@ def bare_rapidocr(paths: list[Path], dpi: int) -> float:
 
 def run_flow(folder: Path, out: Path, workers: int) -> float:
     started = time.perf_counter()
-    report = invoice_flow_with_workers(workers)(
+    report = with_workers(invoice_flow, workers)(
         inputs=[str(folder)], out=str(out), cache=False, workers=workers
     )
     elapsed = time.perf_counter() - started

@@ -7,6 +7,8 @@ import os
 # Prefect's own console logs would tear through the progress bar; the UI still gets them all.
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The temporary server needs ~8 s on an idle 2-core machine; give a busy one room.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -83,7 +85,7 @@ def _invoice_with_progress(
     cache_dir: str | None = None,
     workers: int = 2,
 ) -> InvoiceRunReport:
-    from flows.invoice import invoice_flow_with_workers
+    from flows.invoice import invoice_flow, with_workers
     from tasks.inputs import expand_inputs
 
     total = len(expand_inputs(inputs))
@@ -106,7 +108,7 @@ def _invoice_with_progress(
             progress.update(bar, advance=event.units, description=Path(event.uri).name)
 
         with listening(advance):
-            report: InvoiceRunReport = invoice_flow_with_workers(workers)(
+            report: InvoiceRunReport = with_workers(invoice_flow, workers)(
                 inputs=inputs,
                 out=out,
                 options=options,
@@ -122,14 +124,14 @@ def _print_invoice_report(report: InvoiceRunReport) -> None:
     for column in ("input", "status", "route", "total", "checks", "detail"):
         table.add_column(column, overflow="fold")
     for doc in report.documents:
-        checks = " ".join(f"{n} {k}" for k, n in sorted(doc.checks.items()))
-        total, currency = doc.fields.get("total"), doc.fields.get("currency")
+        checks = " ".join(f"{n} {k}" for k, n in sorted(doc.details.get("checks", {}).items()))
+        total, currency = doc.details.get("total"), doc.details.get("currency")
         total_text = f"{total} {currency or ''}".strip() if total else "—"
         detail = f"{doc.error.code}: {doc.error.message}" if doc.error else ""
         table.add_row(
             Path(doc.uri).name,
             f"[{_status_style(doc.status)}]{doc.status.value}[/]",
-            ",".join(sorted(set(doc.routes))),
+            doc.details.get("route", ""),
             total_text,
             checks,
             detail,
@@ -142,6 +144,56 @@ def _print_invoice_report(report: InvoiceRunReport) -> None:
     )
 
 
+@run_app.command("image")
+def run_image(
+    inputs: Inputs,
+    out: Out = "out",
+    task: Annotated[
+        str, typer.Option(help="describe | classify | extract-text | chart")
+    ] = "describe",
+    provider_block: Annotated[
+        str | None, typer.Option(help="Saved provider block name; omit to run offline.")
+    ] = None,
+    max_usd: Annotated[float | None, typer.Option(help="Budget for the whole run, in USD.")] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse results of unchanged steps.")] = True,
+) -> None:
+    """Classify, read and cost images; with a provider, answer the task at the cheapest tier."""
+    from decimal import Decimal
+
+    from flows.image import image_flow
+    from tasks.image import ImageTask
+
+    if task not in {t.value for t in ImageTask}:
+        raise typer.BadParameter(f"{task!r}; choose describe, classify, extract-text or chart")
+    report = image_flow(
+        inputs=inputs,
+        out=out,
+        task=ImageTask(task),
+        provider=provider_block,
+        max_usd_per_run=Decimal(str(max_usd)) if max_usd is not None else None,
+        cache=cache,
+    )
+    table = Table(title=f"mmflow image ({report.task.value}) → {report.out}")
+    for column in ("input", "status", "kind", "tier", "tokens sent / full", "answer", "detail"):
+        table.add_column(column, overflow="fold")
+    for item in report.images:
+        table.add_row(
+            Path(item.uri).name,
+            f"[{_status_style(item.status)}]{item.status.value}[/]",
+            item.kind or "—",
+            item.tier or "—",
+            f"{item.image_tokens} / {item.full_high_tokens}",
+            item.answer_source or "—",
+            f"{item.error.code}: {item.error.message}"
+            if item.error
+            else ("injection flagged" if item.injection_flagged else ""),
+        )
+    console.print(table)
+    console.print(f"spent ${report.spent_usd} · manifest: {report.out}/manifest.jsonl")
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @eval_app.command("invoice")
 def eval_invoice(
     outputs: Annotated[Path, typer.Argument(help="Folder of mmflow invoice outputs.")],
@@ -150,8 +202,199 @@ def eval_invoice(
     """Per-field accuracy of invoice outputs against ground truth."""
     from tasks.evaluate import evaluate, load_predictions, render_report
 
-    report = evaluate(load_predictions(outputs), gold)
+    predictions = load_predictions(outputs)
+    if not predictions:
+        console.print(f"[red]No invoice outputs (<stem>.json) found in {outputs}.[/]")
+        raise typer.Exit(2)
+    report = evaluate(predictions, gold)
     console.print(render_report(report))
+
+
+# ---------------------------------------------------------------- meeting scenario
+
+
+@run_app.command("meeting")
+def run_meeting(
+    inputs: Inputs,
+    out: Out = "out",
+    speakers: Annotated[
+        int | None, typer.Option("--speakers", min=1, help="Exact number of speakers, if known.")
+    ] = None,
+    min_speakers: Annotated[int, typer.Option(min=1, help="Fewest speakers to consider.")] = 1,
+    max_speakers: Annotated[int, typer.Option(min=1, help="Most speakers to consider.")] = 8,
+    language: Annotated[
+        str | None, typer.Option(help="Spoken language (ISO 639-1, e.g. en); omit to detect.")
+    ] = None,
+    stt_model: Annotated[
+        str | None,
+        typer.Option(help="Local faster-whisper model folder; omit for the embedded Whisper base."),
+    ] = None,
+    diarisation: Annotated[
+        str, typer.Option(help="Diarisation backend: auto | embeddings | channels.")
+    ] = "auto",
+    denoise: Annotated[str, typer.Option(help="Noise reduction: auto | on | off.")] = "auto",
+    workers: Annotated[int, typer.Option(min=1, help="Concurrent task runs.")] = 2,
+    cache: Annotated[bool, typer.Option(help="Reuse results of unchanged steps.")] = True,
+    cache_dir: Annotated[
+        str | None, typer.Option(help="Where step results persist (default ~/.cache/mmflow).")
+    ] = None,
+) -> None:
+    """Transcribe meetings and calls: who said what when, as JSON, RTTM and SRT, plus notes."""
+    from pydantic import ValidationError
+
+    from flows.invoice import with_workers
+    from flows.meeting import MeetingRunReport, meeting_flow
+    from tasks.audio.diarise import DiarisationBackend
+    from tasks.inputs import expand_inputs
+    from tasks.meeting import DenoiseMode, MeetingOptions, probe_duration_s
+
+    try:
+        options = MeetingOptions(
+            num_speakers=speakers,
+            min_speakers=min_speakers,
+            max_speakers=max_speakers,
+            language=language,
+            stt_model=stt_model,
+            diarisation=DiarisationBackend(diarisation),
+            denoise=DenoiseMode(denoise),
+        )
+    except (ValidationError, ValueError) as error:
+        console.print(f"[red]Invalid options:[/] {error}")
+        raise typer.Exit(2) from error
+    uris = expand_inputs(inputs)
+    if not uris:
+        console.print("[red]No inputs found.[/] Name files, folders or globs.")
+        raise typer.Exit(2)
+    seconds = {uri: probe_duration_s(uri) for uri in uris}
+    progress = Progress(
+        TextColumn("[bold]meeting"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s of audio"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
+    with progress:
+        bar = progress.add_task("starting Prefect…", total=sum(seconds.values()) or 1.0)
+
+        def advance(event: ItemDone) -> None:
+            # A rejected file reports no duration of its own: count what ffprobe saw, if any.
+            units = event.units if event.status == "ok" else seconds.get(event.uri, 0.0)
+            progress.update(bar, advance=units, description=Path(event.uri).name)
+
+        with listening(advance):
+            report: MeetingRunReport = with_workers(meeting_flow, workers)(
+                inputs=uris,
+                out=out,
+                options=options,
+                cache=cache,
+                cache_dir=cache_dir,
+                workers=workers,
+            )
+    table = Table(title=f"mmflow meeting → {report.out}")
+    for column in ("input", "status", "duration", "speakers", "words", "language", "detail"):
+        table.add_column(column, overflow="fold")
+    for item in report.recordings:
+        found = item.details
+        table.add_row(
+            Path(item.uri).name,
+            f"[{_status_style(item.status)}]{item.status.value}[/]",
+            f"{found['duration_s']:.1f} s" if "duration_s" in found else "—",
+            str(found.get("speakers", "—")),
+            str(found.get("words", "—")),
+            found.get("language") or "—",
+            f"{item.error.code}: {item.error.message}" if item.error else "",
+        )
+    console.print(table)
+    counts = {s: sum(r.status is s for r in report.recordings) for s in Status}
+    console.print(
+        f"{counts[Status.OK]} ok, {counts[Status.REJECTED]} rejected, "
+        f"{counts[Status.FAILED]} failed · manifest: {report.out}/manifest.jsonl"
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@eval_app.command("meeting")
+def eval_meeting(
+    outputs: Annotated[Path, typer.Argument(help="Folder of mmflow meeting outputs.")],
+    reference_rttm_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of reference <stem>.rttm files: scores DER."),
+    ] = None,
+    transcripts: Annotated[
+        Path | None,
+        typer.Option(
+            help='JSON {"<file name>": {"text": …}} of reference transcripts: scores WER.'
+        ),
+    ] = None,
+) -> None:
+    """WER (Whisper-normalised text) and DER (full, and forgiving: 0.25 s collar, no overlap)."""
+    import json
+
+    from tasks.audio.evaluate import diarisation_error_rate, load_rttm, word_error_rate
+    from tasks.audio.models import MeetingResult
+
+    if reference_rttm_dir is None and transcripts is None:
+        console.print("[red]Give --reference-rttm-dir, --transcripts, or both.[/]")
+        raise typer.Exit(2)
+    scored = False
+    if reference_rttm_dir is not None:
+        table = Table(title="DER (speaker count found automatically)")
+        for column in (
+            "recording",
+            "full (collar 0)",
+            "forgiving (0.25 s, no overlap)",
+            "speakers found / reference",
+        ):
+            table.add_column(column)
+        for hypothesis_path in sorted(outputs.glob("*.rttm")):
+            reference_path = reference_rttm_dir / hypothesis_path.name
+            if not reference_path.is_file():
+                continue
+            references = list(load_rttm(reference_path).values())
+            hypotheses = list(load_rttm(hypothesis_path).values())
+            if not references:
+                continue
+            reference = references[0]
+            hypothesis = hypotheses[0] if hypotheses else type(reference)(uri=reference.uri)
+            score = diarisation_error_rate(reference, hypothesis)
+            table.add_row(
+                hypothesis_path.stem,
+                f"{score.full:.2%}",
+                f"{score.forgiving:.2%}",
+                f"{score.hypothesis_speakers} / {score.reference_speakers}",
+            )
+            scored = True
+        console.print(table)
+    if transcripts is not None:
+        truth: dict[str, dict[str, object]] = json.loads(transcripts.read_text(encoding="utf-8"))
+        pairs: list[tuple[str, str, str]] = []
+        for name, entry in sorted(truth.items()):
+            output = outputs / f"{Path(name).stem}.json"
+            if entry.get("exclude_from_wer") or not output.is_file():
+                continue
+            result = MeetingResult.model_validate_json(output.read_text(encoding="utf-8"))
+            hypothesis = " ".join(s.text.strip() for s in result.segments if s.text.strip())
+            pairs.append((name, str(entry["text"]), hypothesis))
+        if pairs:
+            table = Table(title="WER (Whisper text normalisation)")
+            for column in ("recording", "WER", "hypothesis"):
+                table.add_column(column, overflow="fold")
+            for name, reference_text, hypothesis in pairs:
+                one = word_error_rate([reference_text], [hypothesis])
+                table.add_row(name, f"{one.wer:.2%}", hypothesis)
+            total = word_error_rate([p[1] for p in pairs], [p[2] for p in pairs])
+            console.print(table)
+            console.print(
+                f"corpus WER {total.wer:.2%} (S={total.substitutions} D={total.deletions} "
+                f"I={total.insertions} of {total.reference_words} words)"
+            )
+            scored = True
+    if not scored:
+        console.print(f"[red]No meeting outputs in {outputs} match the references given.[/]")
+        raise typer.Exit(2)
 
 
 @app.command("samples")
@@ -190,14 +433,14 @@ def demo(
             name
             for name in FIELD_NAMES
             if truth.get(name) is not None
-            and not values_match(name, str(truth[name]), doc.fields.get(name))
+            and not values_match(name, str(truth[name]), doc.details.get(name))
         ]
         expected = [f for f in FIELD_NAMES if truth.get(f) is not None]
         table.add_row(
             path.name,
             str(truth.get("form", "")),
             f"{len(expected) - len(wrong)}/{len(expected)}",
-            f"{len(doc.line_items)}/{len(truth.get('line_items', []))}",
+            f"{len(doc.details.get('line_items', []))}/{len(truth.get('line_items', []))}",
             ", ".join(wrong),
         )
     console.print(table)

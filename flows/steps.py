@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +58,7 @@ class PrefectSteps:
             "name": step.name,
             "task_run_name": f"{step.name} {self.label}".strip(),
             "retries": 2,
-            "retry_delay_seconds": [1, 4],
+            "retry_delay_seconds": list(IO_RETRY_DELAYS_S[:-1]),
             "retry_condition_fn": retry_on_io,
         }
         if self.storage is None:
@@ -76,6 +77,9 @@ class PrefectSteps:
         return self._task(step)(list(upstream), params)
 
 
+IO_RETRY_DELAYS_S = (1.0, 4.0, 0.0)  # the same schedule as the per-step tasks' retries
+
+
 class InlineSteps:
     """Steps called directly inside one batch task run, reading and writing the same cache."""
 
@@ -91,7 +95,14 @@ class InlineSteps:
                 return cached
             except (ValueError, OSError, KeyError):
                 pass  # not cached yet
-        result = step.compute(upstream, params, self.run_id)
-        if self.store is not None:
-            self.store.write(result, key=key)
-        return result
+        for attempt, pause in enumerate(IO_RETRY_DELAYS_S):
+            try:
+                result = step.compute(upstream, params, self.run_id)
+                if self.store is not None:
+                    self.store.write(result, key=key)
+                return result
+            except OSError:  # reads and writes can fail for a moment; a bug is not retried
+                if attempt == len(IO_RETRY_DELAYS_S) - 1:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")

@@ -118,3 +118,18 @@ def source_key(sha256: str) -> Stamped[str]:
         value=sha256,
         lineage=LineageStep(name="input", version="", cache_key=f"input-{sha256}"),
     )
+
+
+class Stopped(Exception):
+    """Raised by a pipeline when a step rejected its input: the rest of the steps are skipped."""
+
+    def __init__(self, rejected: Rejected) -> None:
+        super().__init__(f"{rejected.step}: {rejected.error.code}")
+        self.rejected = rejected
+
+
+def unless_rejected(stamped: Stamped[T]) -> Stamped[T]:
+    """Pass a step's result on, or stop the pipeline if the step rejected the input."""
+    if isinstance(stamped.value, Rejected):
+        raise Stopped(stamped.value)
+    return stamped

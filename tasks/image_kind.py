@@ -25,6 +25,7 @@ from tasks.models import Word
 
 ANALYSIS_SIDE = 512  # colour and edge statistics are measured on a copy this size
 EDGE_THRESHOLD = 40.0  # grey-level step that counts as an edge (0-255 scale)
+MAX_WORD_AREA = 0.1  # one OCR box larger than this share of the image is not text
 LINE_RUN = 0.25  # a straight run must span this share of the width/height to count as a line
 
 
@@ -82,6 +83,8 @@ def colour_signals(image: Image.Image) -> dict[str, float]:
         + edges_x[:, edges_x.sum(axis=0) > LINE_RUN * height].sum()
     )
     # Fine-grained texture: the median absolute Laplacian ignores edges and flat paper alike.
+    tint = pixels.min(axis=1).reshape(grey.shape)[:-1, :-1] < 240
+    flat_tint = (dx[:-1, :] < 1) & (dy[:, :-1] < 1) & tint
     lap = np.abs(
         4 * grey[1:-1, 1:-1] - grey[:-2, 1:-1] - grey[2:, 1:-1] - grey[1:-1, :-2] - grey[1:-1, 2:]
     )
@@ -89,6 +92,10 @@ def colour_signals(image: Image.Image) -> dict[str, float]:
         "palette_colours": float(len(counts)),
         "top8_share": float(counts[:8].sum() / total),
         "top1_share": float(counts[0] / total),
+        # Colours that each fill >= 1.5% of the image: UI panels, chart fills, paper.
+        "solid_colours": float((counts / total >= 0.015).sum()),
+        # Perfectly flat areas that are not white: panels and bars, never scanned paper.
+        "flat_tint_share": float(flat_tint.mean()),
         "mean_saturation": float(saturation.mean()),
         "saturated_share": float((saturation > 0.35).mean()),
         "paper_share": float(((minc > 200) & (saturation < 0.12)).mean()),
@@ -117,7 +124,11 @@ def text_signals(words: list[Word], width: float, height: float) -> dict[str, fl
             "mean_conf": 0.0,
         }
     boxes = np.array([w.bbox for w in words], dtype=np.float64)
-    box_area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    box_area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(
+        boxes[:, 3] - boxes[:, 1], 0, None
+    )
+    # A single "word" over a tenth of the image is OCR reading texture (foliage, cloud).
+    box_area = np.where(box_area > MAX_WORD_AREA * area, 0.0, box_area)
     lines: dict[int, list[int]] = {}
     for index, word in enumerate(words):
         lines.setdefault(word.line if word.line is not None else index, []).append(index)
@@ -152,49 +163,43 @@ def _ramp(value: float, low: float, high: float) -> float:
 
 
 def kind_scores(s: dict[str, float]) -> dict[str, float]:
-    """One score per kind in [0, 1] from the signals; each line is one piece of evidence."""
+    """One score per kind in [0, 1] from the signals; each term is one piece of evidence."""
     texty = _ramp(s["text_area_share"], 0.03, 0.12)
-    many_lines = _ramp(s["lines"], 6, 20)
+    many_lines = _ramp(s["lines"], 8, 25)
     papery = _ramp(s["paper_share"], 0.35, 0.75)
-    grey = _ramp(s["mean_saturation"], 0.25, 0.08)
-    flat = _ramp(s["flat_share"], 0.35, 0.75)
-    few_colours = _ramp(s["top8_share"], 0.55, 0.9)
-    rich_palette = _ramp(s["palette_colours"], 300, 1500)
-    textured = _ramp(s["texture"], 0.5, 3.0)
-    straight = _ramp(s["straight_edge_share"], 0.05, 0.35)
-    little_text = _ramp(s["text_area_share"], 0.04, 0.005)
+    grey = _ramp(s["mean_saturation"], 0.2, 0.05)
+    no_panels = _ramp(s["flat_tint_share"], 0.12, 0.04)
+    panels = _ramp(s["flat_tint_share"], 0.08, 0.18)
+    solid = _ramp(s["solid_colours"], 2, 4)
+    flat = _ramp(s["flat_share"], 0.5, 0.8)
+    rich_palette = _ramp(s["palette_colours"], 300, 1000)
+    many_tones = _ramp(s["solid_colours"], 8, 15)  # photos: no colour owns much of the image
+    textured = _ramp(s["texture"], 0.5, 2.5)
+    little_text = _ramp(s["text_area_share"], 0.03, 0.005)
+    sparse_text = _ramp(s["text_area_share"], 0.06, 0.035)
+    few_lines = _ramp(s["lines"], 20, 12)
     some_text = _ramp(s["words"], 2, 8)
+    screen_text = _ramp(s["lines"], 10, 20)
     aligned = _ramp(s["left_aligned_share"], 0.3, 0.7)
-    colourful = _ramp(s["saturated_share"], 0.01, 0.08)
-    panels = _ramp(1.0 - s["paper_share"] - s["dark_share"] * 0.0, 0.3, 0.7)
-    sparse_text = _ramp(s["text_area_share"], 0.12, 0.04)
     numeric = _ramp(s["numeric_share"], 0.15, 0.45)
+    colourful = _ramp(s["saturated_share"], 0.02, 0.1)
     axes = _ramp(s["h_lines"] + s["v_lines"], 1, 4)
 
-    document = 0.35 * texty + 0.2 * many_lines + 0.2 * papery + 0.15 * grey + 0.1 * aligned
+    document = (
+        0.3 * texty + 0.2 * many_lines + 0.15 * papery + 0.1 * grey + 0.1 * aligned
+    ) + 0.15 * no_panels
     chart = (
-        0.2 * flat
-        + 0.2 * colourful
-        + 0.15 * axes
-        + 0.15 * sparse_text
-        + 0.1 * numeric
-        + 0.1 * some_text
-        + 0.1 * papery
+        0.25 * sparse_text * few_lines
+        + 0.2 * numeric
+        + 0.15 * max(colourful, axes)
+        + 0.15 * flat
+        + 0.15 * some_text
+        + 0.1 * (1 - textured)
     )
     screenshot = (
-        0.25 * flat
-        + 0.2 * few_colours
-        + 0.2 * straight
-        + 0.15 * panels
-        + 0.2 * some_text * _ramp(s["lines"], 4, 12)
+        0.35 * panels + 0.2 * solid + 0.2 * screen_text + 0.15 * flat + 0.1 * (1 - textured)
     )
-    photo = (
-        0.3 * rich_palette
-        + 0.3 * textured
-        + 0.2 * little_text
-        + 0.1 * _ramp(s["flat_share"], 0.4, 0.1)
-        + 0.1 * _ramp(s["straight_edge_share"], 0.3, 0.05)
-    )
+    photo = 0.3 * rich_palette + 0.25 * textured + 0.2 * many_tones + 0.25 * little_text
     return {
         ImageKind.DOCUMENT.value: round(document, 4),
         ImageKind.CHART.value: round(chart, 4),

@@ -121,6 +121,8 @@ class Sniffed:
     advice: str = ""
 
 
+# BITMAPINFOHEADER sizes, so a text file starting "BM..." is not taken for a bitmap
+_BMP_INFO_HEADER_SIZES = {n.to_bytes(4, "little") for n in (12, 16, 40, 52, 56, 64, 108, 124)}
 _TEXT = "plain text"
 _BINARY_PREFIX = "an unrecognised binary file"
 _EXPORT_PDF = "export or print it to PDF and submit that."
@@ -138,7 +140,7 @@ def sniff(data: bytes) -> Sniffed:
         return Sniffed("image/jpeg", "a JPEG image")
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return Sniffed("image/tiff", "a TIFF image")
-    if head.startswith(b"BM") and len(head) > 14:
+    if head.startswith(b"BM") and head[14:18] in _BMP_INFO_HEADER_SIZES:
         return Sniffed("image/bmp", "a BMP image")
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return Sniffed("image/gif", "a GIF image")
@@ -308,15 +310,12 @@ def _check_pdf(data: bytes, uri: str, limits: ValidationLimits) -> tuple[int, li
 
 
 def _check_pdf_page(doc: pymupdf.Document, index: int, uri: str, limits: ValidationLimits) -> None:
+    """Sizes first (a huge page must not be rendered even as a probe), then a full decode."""
     try:
         page = doc.load_page(index)
         rect = page.rect
-        for xref in page.get_contents():
-            if not doc.xref_is_stream(xref):
-                raise ValueError(f"content stream {xref} is missing")
-        page.get_pixmap(matrix=_PROBE_ZOOM, alpha=False)
-    except Exception as exc:  # a page MuPDF cannot interpret is a damaged page
-        raise _corrupt_pdf(uri, f"page {index + 1} cannot be read: {exc}") from exc
+    except Exception as exc:  # a page MuPDF cannot load is a damaged page
+        raise _corrupt_pdf(uri, f"page {index + 1} cannot be loaded: {exc}") from exc
     if min(rect.width, rect.height) < limits.min_side_px:
         raise Rejection(
             RejectionCode.TOO_SMALL,
@@ -333,6 +332,13 @@ def _check_pdf_page(doc: pymupdf.Document, index: int, uri: str, limits: Validat
             f"megapixels (limit {limits.max_pixels / 1e6:.0f}). Resize the page to its real "
             "paper size and submit again.",
         )
+    try:
+        for xref in page.get_contents():
+            if not doc.xref_is_stream(xref):
+                raise ValueError(f"content stream {xref} is missing")
+        page.get_pixmap(matrix=_PROBE_ZOOM, alpha=False)
+    except Exception as exc:  # content MuPDF cannot interpret means a damaged page
+        raise _corrupt_pdf(uri, f"page {index + 1} cannot be read: {exc}") from exc
 
 
 def _active_content_flags(doc: pymupdf.Document) -> list[str]:

@@ -25,11 +25,37 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
-WORDS = (
-    "account balance invoice order delivery service total amount payment customer "
-    "reference quantity description price tax shipping address contact support update "
-    "settings profile report summary project status review meeting schedule"
-).split()
+WORDS = [
+    "account",
+    "balance",
+    "invoice",
+    "order",
+    "delivery",
+    "service",
+    "total",
+    "amount",
+    "payment",
+    "customer",
+    "reference",
+    "quantity",
+    "description",
+    "price",
+    "tax",
+    "shipping",
+    "address",
+    "contact",
+    "support",
+    "update",
+    "settings",
+    "profile",
+    "report",
+    "summary",
+    "project",
+    "status",
+    "review",
+    "meeting",
+    "schedule",
+]
 
 
 @dataclass(frozen=True)
@@ -158,7 +184,9 @@ def pillow_chart(seed: int) -> Image.Image:
         for x, y in points:
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colours[seed % 4])
     for i in range(n):
-        draw.text((left + i * step + step // 3, bottom + 10), f"R{i + 1}", fill="black", font=font(13))
+        draw.text(
+            (left + i * step + step // 3, bottom + 10), f"R{i + 1}", fill="black", font=font(13)
+        )
     return image
 
 
@@ -202,7 +230,12 @@ def screenshot_image(seed: int) -> Image.Image:
     for i in range(3):
         x = side + 24 + i * 130
         draw.rounded_rectangle([x, 64, x + 115, 98], radius=6, fill=accent)
-        draw.text((x + 14, 72), rng.choice(["Save", "New", "Export", "Share"]), fill="white", font=font(15))
+        draw.text(
+            (x + 14, 72),
+            rng.choice(["Save", "New", "Export", "Share"]),
+            fill="white",
+            font=font(15),
+        )
     for row in range(rng.randint(7, 11)):
         y = 124 + row * 44
         if row % 2 == 0:
@@ -216,7 +249,9 @@ def screenshot_image(seed: int) -> Image.Image:
 # ---------------------------------------------------------------- photos
 
 
-def _fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: int = 6) -> np.ndarray:
+def _fractal_noise(
+    rng: np.random.Generator, height: int, width: int, octaves: int = 6
+) -> np.ndarray:
     """Sum of upscaled random grids: the self-similar texture of foliage, rock and cloud."""
     total = np.zeros((height, width), dtype=np.float64)
     amplitude = 1.0
@@ -268,7 +303,7 @@ def photo_image(seed: int, sign_text: str | None = None) -> Image.Image:
         draw = ImageDraw.Draw(photo)
         face = font(26, bold=True)
         box = draw.textbbox((0, 0), sign_text, font=face)
-        w, h = box[2] - box[0] + 30, box[3] - box[1] + 24
+        w, h = int(box[2] - box[0]) + 30, int(box[3] - box[1]) + 24
         x = int(rng.integers(40, width - w - 40))
         y = int(rng.integers(horizon, height - h - 40))
         draw.rectangle([x, y, x + w, y + h], fill=(245, 245, 240), outline=(60, 60, 60), width=3)

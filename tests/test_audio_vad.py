@@ -9,7 +9,12 @@ import pytest
 
 from tasks.audio.models import NormalisedAudio, SpeechRegion, WordTiming
 from tasks.audio.normalise import normalise_audio
-from tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
+from tasks.audio.vad import (
+    chunk_speech,
+    detect_speech,
+    max_chunk_seconds_for_bytes,
+    regions_with_words,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 
@@ -66,3 +71,10 @@ def test_only_regions_with_recognised_words_are_kept() -> None:
     regions = _regions((0.0, 2.0), (5.0, 7.0))
     words = [WordTiming(text="hello", start=5.5, end=5.9)]
     assert regions_with_words(regions, words) == [regions[1]]
+
+
+def test_a_25_mb_upload_limit_allows_about_13_minutes_of_wav() -> None:
+    seconds = max_chunk_seconds_for_bytes(25 * 1024 * 1024)
+    assert 810 < seconds < 820
+    chunks = chunk_speech(_regions(*[(i * 10.0, i * 10.0 + 9.0) for i in range(200)]), seconds)
+    assert all(c.duration * 16_000 * 2 + 44 <= 25 * 1024 * 1024 for c in chunks)

@@ -113,3 +113,9 @@ def test_rejects_audio_over_the_duration_limit_as_too_long(tone_wav: Path) -> No
 
 def test_rejects_a_missing_path_as_not_found(tmp_path: Path) -> None:
     assert _code(tmp_path / "absent.wav") is RejectionCode.NOT_FOUND
+
+
+def test_rejects_a_video_without_sound_as_unsupported_format(tmp_path: Path) -> None:
+    path = tmp_path / "silent_film.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:d=1", "-c:v", "mpeg4", str(path))
+    assert _code(path) is RejectionCode.UNSUPPORTED_FORMAT

@@ -96,3 +96,17 @@ def test_without_storage_every_call_computes(tmp_path: Path, toy_steps) -> None:
     _run_chain(steps, InlineSteps(None, "run-1"), "d" * 64)
     _run_chain(steps, InlineSteps(None, "run-2"), "d" * 64)
     assert calls["first"] == 2
+
+
+def test_a_passing_io_error_is_retried_inside_a_batch(tmp_path: Path) -> None:
+    attempts = []
+
+    def flaky(value: str) -> str:
+        attempts.append(value)
+        if len(attempts) == 1:
+            raise ConnectionResetError("storage hiccup")
+        return value
+
+    step = Step("flaky", flaky, (_module(tmp_path, "toy_flaky", "V = 1\n"),))
+    result = InlineSteps(None, "run-1").run(step, [source_key("e" * 64)])
+    assert result.value == "e" * 64 and len(attempts) == 2

@@ -191,3 +191,32 @@ def test_the_buyers_own_vat_number_does_not_name_the_issuer() -> None:
         ]
     )
     assert got["issuer_name"].value != "STRATEGIC CORP"
+
+
+def test_the_window_under_a_one_line_sender_address_is_the_recipient() -> None:
+    got = fields(
+        [
+            (65, 141, "Hostwerk AG - Uferweg 40-42 - D-63571 Gelnhausen", 7),
+            (65, 204, "Lumen Labs Ltd.", 9),
+            (65, 216, "93B Sai Yu Chung", 9),
+            (65, 228, "Yuen Long, N.T.", 9),
+            *BODY,
+            (65, 700, "Zahlbar innerhalb von 14 Tagen", 9),
+        ]
+    )
+    assert got["issuer_name"].value == "Hostwerk AG"
+    assert got["buyer_name"].value == "Lumen Labs Ltd."
+
+
+def test_a_registration_number_in_brackets_is_not_the_issuer_address() -> None:
+    got = fields(
+        [
+            (150, 50, "GARDENIA BAKERIES (KL) SDN BHD (139386 X)", 10),
+            (150, 64, "LOT 3, JALAN PELABUR 23/1,", 10),
+            (150, 78, "40300 SHAH ALAM, SELANGOR.", 10),
+            (50, 300, "Total", 10),
+            (300, 300, "RM 12.00", 10),
+        ]
+    )
+    assert got["issuer_address"].value == "LOT 3, JALAN PELABUR 23/1, 40300 SHAH ALAM, SELANGOR."
+    assert got["buyer_name"].value is None

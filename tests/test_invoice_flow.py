@@ -80,7 +80,7 @@ def test_rerun_of_the_same_inputs_recomputes_nothing(
     kwargs = {"inputs": [str(p) for p in samples], "cache_dir": str(tmp_path / "cache")}
     first = invoice_flow(out=str(tmp_path / "first"), stepwise_max=0, **kwargs)
     second = invoice_flow(out=str(tmp_path / "second"), stepwise_max=0, **kwargs)
-    assert [d.fields for d in first.documents] == [d.fields for d in second.documents]
+    assert [d.details for d in first.documents] == [d.details for d in second.documents]
     for doc in second.documents:
         if doc.output:
             lineage = json.loads(Path(doc.output).read_text())["lineage"]["steps"]

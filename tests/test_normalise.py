@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pymupdf
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tasks.errors import Rejection, RejectionCode
 from tasks.models import NormalisedPage
@@ -141,6 +142,11 @@ def test_tier_is_the_smallest_that_holds_the_long_side() -> None:
     ]
 
 
+def test_max_tier_must_name_a_tier() -> None:
+    with pytest.raises(ValueError, match="max_tier"):
+        NormaliseOptions(max_tier="huge")
+
+
 def test_oversize_scan_is_downscaled_to_the_ocr_tier() -> None:
     [page] = normalised_pages(encode(Image.new("L", (3500, 5000), 255)))
     assert (page.width, page.height, page.tier) == (2150, 3072, "high")
@@ -212,3 +218,14 @@ def test_sideways_scan_is_normalised_upright(invoice_page: Image.Image) -> None:
     [page] = normalised_pages(encode(sideways), NormaliseOptions())
     assert page.rotation == 90
     assert (page.width, page.height) == invoice_page.size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("receipt", ["288.jpg", "432.jpg"])  # the weakest classifier votes
+def test_detect_rotation_is_right_on_real_receipts_at_every_turn(
+    shared_data: Path, receipt: str
+) -> None:
+    with Image.open(shared_data / "receipts" / "sroie" / "img" / receipt) as image:
+        page = ImageOps.exif_transpose(image).convert("RGB")
+    detected = [detect_rotation(page.rotate(turn, expand=True)) for turn in (0, 90, 180, 270)]
+    assert detected == [0, 90, 180, 270]

@@ -50,6 +50,10 @@ def _page() -> PageText:
         ("279,84", (400, 300, 440, 310)),
         ("€", (442, 300, 450, 310)),
     ]
+    return _page_of(words)
+
+
+def _page_of(words: list[tuple[str, BBox]]) -> PageText:
     return PageText(
         page=1,
         width=595,
@@ -211,27 +215,15 @@ def test_date_readings_cover_month_names_in_five_languages() -> None:
 
 
 def test_date_with_a_space_before_the_comma_is_grounded() -> None:
-    page = PageText(
-        page=1,
-        width=595,
-        height=842,
-        unit="pt",
-        route=Route.TEXT_LAYER,
-        engine="pymupdf",
-        words=[
-            Word(text=t, bbox=b)
-            for t, b in (
-                ("August", (400, 130, 430, 137)),
-                ("3", (432, 130, 436, 137)),
-                (",", (437, 130, 439, 137)),
-                ("2014", (441, 130, 460, 137)),
-            )
-        ],
+    page = _page_of(
+        [
+            ("August", (400, 130, 430, 137)),
+            ("3", (432, 130, 436, 137)),
+            (",", (437, 130, 439, 137)),
+            ("2014", (441, 130, 460, 137)),
+        ]
     )
-    field = FieldValue(
-        value="2014-08-03", confidence=0.9, page=1, bbox=(400, 130, 460, 137),
-        evidence="August 3 , 2014",
-    )  # fmt: skip
+    field = _field("2014-08-03", "August 3 , 2014", (400, 130, 460, 137))
     result, checks = verify_extraction(
         Extraction(fields={"issue_date": field}), DocumentText(pages=[page])
     )

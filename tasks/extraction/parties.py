@@ -1,9 +1,12 @@
-"""Who issued the document and where: company name from legal form or page top, then address.
+"""Who issued the document, where, and who it is addressed to when no label says so.
 
-Invoices name their issuer beside a legal form (B.V., GmbH, Inc., Sdn Bhd …) or at the top of
-the first page; receipts print the shop's name as their first real line, often split over two
-lines when it is long. The address is the run of lines under the name in the same column, up to
-the first line that is a phone number, tax id or document label.
+Invoices name their issuer beside a legal form (B.V., GmbH, Inc., Sdn Bhd …), at the top of
+the first page, in the registration footer ("X SAS au capital … RCS … TVA") or as the holder of
+the bank account payments go to; receipts print the shop's name as their first real line, often
+split over two lines when it is long. The address is the run of lines under the name in the
+same column, up to the first line that is a phone number, tax id or document label. The buyer
+is normally read from a "Bill to"-like label (`pairing`); letters without one print the
+recipient's name and address as a block of its own beside the issuer's (`guess_buyer`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ _PAYEE_END = re.compile(r"\s[-–|]\s|[,;(]")
 ISSUER_TIED = 0.6
 BUYER_UNLABELLED = 0.35
 SAME_SIZE = (0.75, 1.35)  # height ratio of lines set in one font size
+SENDER_LINE_WORDS = 2  # words of letters after the name that make it a one-line address
 ISSUER_LEGAL_FORM_TOP = 0.75
 ISSUER_LEGAL_FORM_LOW = 0.45
 ISSUER_TOP_LINE = 0.5
@@ -64,7 +68,7 @@ TOP_LINE_ZONE = 0.3  # share of the page height, from the first text down, searc
 TOP_LINE_CHOICES = 3  # top lines weighed against each other (logo word, tagline, name)
 FOOTER_ZONE = 0.6  # share of the page height below which registration lines are a footer
 LABEL_ROW_CELLS = 2  # a row with this many cells starting with a label is a heading row
-SHORT_NAME_WORDS = 5
+SHORT_NAME_WORDS = 5  # a name line heading a registration footer is at most this long
 
 
 @dataclass
@@ -214,25 +218,13 @@ def _registration_guess(
                 continue  # "Your VAT number: …", "Kunden-USt-IdNr.": the buyer's registration
             found = _legal_form_name(segment, max_words=None)
             if found is not None and found[1] < identifier.start():
-                return IssuerGuess(
-                    _name_candidate(segment, 0, found[1], ISSUER_TIED, "registration", index),
-                    index,
-                    segment,
-                    "",
-                )
+                return _tied_guess(segment, 0, found[1], "registration", index)
             if (segment.bbox[1] - page_top) / span < FOOTER_ZONE:
                 continue
             above = _name_above(rows, index, segment, excluded)
             if above is not None:
                 row_index, named = above
-                return IssuerGuess(
-                    _name_candidate(
-                        named, 0, len(named.text), ISSUER_TIED, "registration", row_index
-                    ),
-                    row_index,
-                    named,
-                    "",
-                )
+                return _tied_guess(named, 0, len(named.text), "registration", row_index)
     return None
 
 
@@ -279,14 +271,7 @@ def _payee_guess(rows: list[Row], first_page: list[int], excluded: set[int]) -> 
             if value:
                 start = segment.text.index(value, match.end())
                 if _payee_name_ok(value):
-                    return IssuerGuess(
-                        _name_candidate(
-                            segment, start, start + len(value), ISSUER_TIED, "payee", index
-                        ),
-                        index,
-                        segment,
-                        "",
-                    )
+                    return _tied_guess(segment, start, start + len(value), "payee", index)
                 continue
             following = row.segments[position + 1 : position + 2]
             below = [
@@ -300,37 +285,33 @@ def _payee_guess(rows: list[Row], first_page: list[int], excluded: set[int]) -> 
                 (s, index + 1) for s in below[:1]
             ]:
                 if _payee_name_ok(other.text) and id(other) not in excluded:
-                    return IssuerGuess(
-                        _name_candidate(
-                            other, 0, len(other.text), ISSUER_TIED, "payee", other_index
-                        ),
-                        other_index,
-                        other,
-                        "",
-                    )
+                    return _tied_guess(other, 0, len(other.text), "payee", other_index)
     return None
 
 
 def _payee_name_ok(text: str) -> bool:
+    """A name, not prose ("payable to the account below") nor a number."""
+    if not text[:1].isupper():
+        return False
     letters = sum(c.isalpha() for c in text)
     digits = sum(c.isdigit() for c in text)
     return letters >= 2 and digits * 2 < letters and len(text.split()) <= MAX_NAME_WORDS
 
 
-def _name_candidate(
-    segment: Segment, start: int, end: int, confidence: float, source: str, order: int
-) -> Candidate:
+def _tied_guess(segment: Segment, start: int, end: int, source: str, index: int) -> IssuerGuess:
+    """An issuer name the page ties to the company, read from `segment.text[start:end]`."""
     value = segment.text[start:end].strip(" ,;-–:")
-    return Candidate(
+    candidate = Candidate(
         field="issuer_name",
         value=value,
-        confidence=confidence,
+        confidence=ISSUER_TIED,
         page=segment.page,
         bbox=segment.span_bbox(start, end),
         evidence=segment.span_evidence(start, end),
         source=source,
-        order=order,
+        order=index,
     )
+    return IssuerGuess(candidate, index, segment, "")
 
 
 def _legal_guess(
@@ -407,7 +388,10 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
 
     Letters print the recipient's name and address in a window, in a column of their own; the
     first top-of-page line that heads an address, is not the issuer and is not in the
-    issuer's column is read as the buyer, with low confidence since nothing labels it.
+    issuer's column is read as the buyer, with low confidence since nothing labels it. When
+    the issuer's name and address share one line (the sender line over a DIN 5008 window,
+    "QualityHosting AG - Uferweg 40-42 - D-63571 Gelnhausen"), the window below it in the same
+    column is the recipient's.
     """
     first_page = [i for i, r in enumerate(rows) if r.page == rows[0].page] if rows else []
     if not first_page:
@@ -418,6 +402,7 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
     beside: Segment | None = None  # the issuer's segment when it heads the page too
     if issuer is not None and (issuer.segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE:
         beside = issuer.segment
+    column: Segment | None = None if issuer is None or _sender_line(issuer) else beside
     for index in first_page:
         row = rows[index]
         if (row.bbox[1] - page_top) / span > TOP_LINE_ZONE:
@@ -429,8 +414,8 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
                 continue
             if sum(c.isdigit() for c in segment.text) * 2 >= sum(c.isalpha() for c in segment.text):
                 continue
-            if beside is not None and (
-                segment.bbox[0] < beside.bbox[2] and segment.bbox[2] > beside.bbox[0]
+            if column is not None and (
+                segment.bbox[0] < column.bbox[2] and segment.bbox[2] > column.bbox[0]
             ):
                 continue
             guess = _top_line_guess(index, segment)
@@ -465,9 +450,19 @@ def _heads_block_in_its_size(rows: list[Row], guess: IssuerGuess) -> bool:
     return SAME_SIZE[0] < ratio < SAME_SIZE[1]
 
 
+def _sender_line(issuer: IssuerGuess) -> bool:
+    """The issuer's address follows its name on the same line ("Acme AG - Weg 4 - 6357 Ort").
+
+    A registration number in brackets ("(139386 X)") is not an address.
+    """
+    rest = re.sub(r"\([^)]*\)?", " ", issuer.rest)
+    words = [w for w in rest.split() if sum(c.isalpha() for c in w) >= 2]
+    return len(words) >= SENDER_LINE_WORDS and any(c.isdigit() for c in rest)
+
+
 def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
     """Lines under the issuer's name in its column, or the rest of the name's own line."""
-    if issuer.rest and any(c.isdigit() for c in issuer.rest) and len(issuer.rest) > 6:
+    if _sender_line(issuer):
         seg = issuer.segment
         start = seg.text.find(issuer.rest)
         return Candidate(

@@ -1,0 +1,194 @@
+"""Running a scenario over many inputs: every input ends in the manifest, whatever happens.
+
+A few inputs run each step as its own Prefect task, so the UI shows every step of a single
+document. More inputs are grouped, several per task run, because a SQLite-backed Prefect
+server records only ~28 task runs a second (FACTS.md) — 1,000 documents × 8 steps would
+swamp it. Both ways use the same step cache (tasks/caching.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from pydantic import BaseModel, Field
+
+from flows.progress import ItemDone, publish
+from flows.steps import InlineSteps, PrefectSteps, StepRunner
+from tasks.caching import Stopped
+from tasks.errors import Rejection
+from tasks.inputs import forget_input, read_input, sha256_of
+from tasks.models import ErrorInfo, ManifestEntry, Status
+from tasks.persist import Manifest, OutputNames, json_safe
+
+
+class Scenario(Protocol):
+    """What a flow tells the runner: how to process one input and how to report it."""
+
+    @property
+    def name(self) -> str:
+        """Names the run's artifact and its task runs, e.g. `invoice`."""
+        ...
+
+    def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
+        """All steps for one input; raises `Stopped` when a step rejected it."""
+        ...
+
+    def write(self, result: BaseModel, out: str, stem: str) -> str:
+        """Write the input's outputs; returns the path of its main result file."""
+        ...
+
+    def details(self, result: BaseModel) -> dict[str, Any]:
+        """What the run's table artifact and the CLI show for this input."""
+        ...
+
+
+class InputSummary(BaseModel):
+    """One input's ending: its manifest line, plus what the scenario reports about it."""
+
+    uri: str
+    sha256: str | None
+    status: Status
+    error: ErrorInfo | None = None
+    output: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    def manifest_entry(self) -> ManifestEntry:
+        return ManifestEntry(
+            uri=self.uri,
+            sha256=self.sha256,
+            status=self.status,
+            error=self.error,
+            output=self.output,
+        )
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("MMFLOW_CACHE_DIR", str(Path.home() / ".cache" / "mmflow" / "results"))
+
+
+def result_storage(cache: bool, cache_dir: str | None) -> WritableFileSystem | None:
+    return LocalFileSystem(basepath=cache_dir or default_cache_dir()) if cache else None
+
+
+def run_input(
+    uri: str,
+    scenario: Scenario,
+    steps: StepRunner,
+    run_id: str,
+    out: str,
+    names: OutputNames,
+    manifest: Manifest,
+) -> InputSummary:
+    """Process one input and write its outputs; whatever happens, it ends in the manifest."""
+    sha256: str | None = None
+    try:
+        sha256 = sha256_of(read_input(uri))
+        result = scenario.process(uri, sha256, steps, run_id)
+        output = scenario.write(result, out, names.stem_for(uri, sha256))
+        summary = InputSummary(
+            uri=uri,
+            sha256=sha256,
+            status=Status.OK,
+            output=output,
+            details=scenario.details(result),
+        )
+    except Rejection as rejection:  # before any step: the input could not be read at all
+        error = ErrorInfo(code=rejection.code.value, message=rejection.message)
+        summary = InputSummary(uri=uri, sha256=sha256, status=Status.REJECTED, error=error)
+    except Stopped as stop:
+        summary = InputSummary(
+            uri=uri, sha256=sha256, status=Status.REJECTED, error=stop.rejected.error
+        )
+    except Exception as error:  # a defect or lasting I/O trouble: record it, the batch goes on
+        summary = InputSummary(
+            uri=uri,
+            sha256=sha256,
+            status=Status.FAILED,
+            error=ErrorInfo(code="processing_error", message=f"{type(error).__name__}: {error}"),
+        )
+    finally:
+        forget_input(uri)
+    manifest.append(summary.manifest_entry())
+    # A scenario may measure progress in its own units (seconds of audio); default one input.
+    units = float(summary.details.get("progress_units", 1.0))
+    publish(ItemDone(uri=uri, status=summary.status.value, units=units))
+    return summary
+
+
+@task(
+    name="process-inputs",
+    task_run_name="{scenario.name} {uris[0]} (+{extra})",
+    cache_policy=NO_CACHE,  # each step inside caches itself; a failure is recorded per input
+)
+def process_inputs(
+    uris: list[str],
+    extra: int,
+    scenario: Scenario,
+    storage: WritableFileSystem | None,
+    out: str,
+    names: OutputNames,
+    manifest: Manifest,
+    run_id: str,
+) -> list[InputSummary]:
+    """A group of inputs in one task run; every step inside still reads and writes the cache."""
+    steps = InlineSteps(storage, run_id)
+    return [run_input(u, scenario, steps, run_id, out, names, manifest) for u in uris]
+
+
+def run_inputs(
+    scenario: Scenario,
+    uris: list[str],
+    out: str,
+    storage: WritableFileSystem | None,
+    run_id: str,
+    workers: int = 2,
+    stepwise_max: int = 4,
+    group_size: int | None = None,
+) -> list[InputSummary]:
+    """Every input through the scenario, then one manifest line each and a table artifact."""
+    manifest, names = Manifest(out), OutputNames()
+    if len(uris) <= stepwise_max:
+        summaries = [
+            run_input(
+                uri,
+                scenario,
+                PrefectSteps(storage, run_id, Path(uri).name),
+                run_id,
+                out,
+                names,
+                manifest,
+            )
+            for uri in uris
+        ]
+    else:
+        size = group_size or max(1, min(25, math.ceil(len(uris) / (2 * workers))))
+        groups = [uris[i : i + size] for i in range(0, len(uris), size)]
+        futures = [
+            process_inputs.submit(g, len(g) - 1, scenario, storage, out, names, manifest, run_id)
+            for g in groups
+        ]
+        summaries = [s for future in futures for s in future.result()]
+    manifest.compact(order=uris)
+    create_table_artifact(
+        key=f"{scenario.name}-results",
+        table=[summary_row(s) for s in summaries],
+        description=f"{scenario.name}: {len(summaries)} inputs → {out}",
+    )
+    return summaries
+
+
+def summary_row(summary: InputSummary) -> dict[str, Any]:
+    """A table-artifact row: the manifest fields and the scenario's scalar details."""
+    return {
+        "input": summary.uri,
+        "status": summary.status.value,
+        "error": summary.error.code if summary.error else None,
+        **{k: json_safe(v) for k, v in summary.details.items() if not isinstance(v, list)},
+    }
