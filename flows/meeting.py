@@ -29,6 +29,7 @@ from tasks.meeting import (
     MeetingOptions,
     MeetingOutcome,
     assemble_meeting,
+    forget_waveforms,
 )
 from tasks.models import Status
 from tasks.persist import ensure_dir, join, write_model, write_text
@@ -65,7 +66,10 @@ class MeetingScenario:
     name: str = "meeting"
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
-        return process_meeting(uri, sha256, steps, self.options, run_id)
+        try:
+            return process_meeting(uri, sha256, steps, self.options, run_id)
+        finally:
+            forget_waveforms(sha256)
 
     def write(self, result: BaseModel, out: str, stem: str) -> str:
         """`<stem>.json`, `<stem>.rttm` and `<stem>.srt`, through fsspec (folders or s3://)."""

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.filesystems import WritableFileSystem
 from pydantic import BaseModel, Field
 
+from blocks.storage import storage_for
 from flows.progress import ItemDone, publish
 from flows.steps import InlineSteps, PrefectSteps, StepRunner
 from tasks.caching import Stopped
@@ -74,7 +75,8 @@ def default_cache_dir() -> str:
 
 
 def result_storage(cache: bool, cache_dir: str | None) -> WritableFileSystem | None:
-    return LocalFileSystem(basepath=cache_dir or default_cache_dir()) if cache else None
+    """A local folder or an `s3://…` prefix (a `RemoteFileSystem` block) for step results."""
+    return storage_for(cache_dir or default_cache_dir()) if cache else None
 
 
 def run_input(

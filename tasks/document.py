@@ -12,7 +12,7 @@ from PIL import Image
 from tasks.inputs import read_input
 from tasks.models import DocumentText, NormalisedDocument, PageRoute, PageText, Route
 from tasks.normalise import render_page, upright
-from tasks.ocr import OcrEngine, ocr_image
+from tasks.ocr import OcrEngine, looks_upright, ocr_image
 from tasks.route import RouteOptions, page_signals, route_page
 from tasks.textlayer import read_text_layer
 
@@ -38,6 +38,15 @@ def route_document(document: NormalisedDocument, options: RouteOptions) -> list[
         ]
 
 
+def _ocr_upright(image: Image.Image, number: int, engine: OcrEngine, dpi: int) -> PageText:
+    """OCR a rendered scan; only a page that reads wrong pays for orientation detection."""
+    page = ocr_image(image, number, engine, scale=72 / dpi)
+    if looks_upright(page):
+        return page
+    turned, rotation = upright(image)
+    return ocr_image(turned, number, engine, scale=72 / dpi) if rotation else page
+
+
 def read_document(
     document: NormalisedDocument,
     routes: list[PageRoute],
@@ -52,8 +61,8 @@ def read_document(
             if pdf is not None and route.route is Route.TEXT_LAYER:
                 pages.append(read_text_layer(pdf[page.index], number))
             elif pdf is not None:
-                image, _rotation = upright(render_page(pdf, page.index, dpi))
-                pages.append(ocr_image(image, number, ocr_engine, scale=72 / dpi))
+                image = render_page(pdf, page.index, dpi)
+                pages.append(_ocr_upright(image, number, ocr_engine, dpi))
             else:
                 if page.image_png is None:
                     raise ValueError(f"page {number} of a raster input has no normalised image")

@@ -142,6 +142,13 @@ def _recall(key: tuple[str, str]) -> NormalisedAudio | None:
         return audio
 
 
+def forget_waveforms(sha256: str) -> None:
+    """Drop one recording's samples from the memo once it is done (they are 115 MB per 30 min)."""
+    with _memo_lock:
+        for key in [k for k in _memo if k[0] == sha256]:
+            del _memo[key]
+
+
 def _denoise_thresholds(mode: DenoiseMode) -> dict[str, float]:
     if mode is DenoiseMode.ON:  # try it whatever the SNR, keep it whatever it gains
         return {"threshold_db": float("inf"), "min_gain_db": float("-inf")}

@@ -75,7 +75,9 @@ def ocr_image(
 def _rapidocr_words(image: Image.Image) -> list[Word]:
     array = np.asarray(image.convert("RGB"))[:, :, ::-1]  # RapidOCR expects BGR like cv2
     with _rapidocr_lock:
-        result = _rapidocr()(array, return_word_box=True)
+        # No per-line direction classifier: on an upside-down page it would flip every line
+        # and hide the problem; low confidence is the signal `looks_upright` reads instead.
+        result = _rapidocr()(array, return_word_box=True, use_cls=False)
     if result.boxes is None:
         return []
     words: list[Word] = []
@@ -121,3 +123,19 @@ def _tesseract_words(image: Image.Image, language: str) -> list[Word]:
     ]
     doc.close()
     return words
+
+
+def looks_upright(page: PageText, min_confidence: float = 0.9) -> bool:
+    """Whether OCR read the page the right way up: words mostly wide and read with confidence.
+
+    Sideways text comes back as tall boxes, upside-down text as low-confidence garbage (mean
+    word confidence ≥ 0.97 upright vs ≤ 0.82 upside down on the shared receipts and invoices);
+    either sends the page through orientation detection and a second OCR pass. Upright pages —
+    most of them — pay nothing extra.
+    """
+    words = [w for w in page.words if len(w.text) >= 3]
+    if len(words) < 5:
+        return True  # too little text to judge, and too little to lose
+    tall = sum((w.bbox[3] - w.bbox[1]) > (w.bbox[2] - w.bbox[0]) for w in words)
+    confidence = sum(w.conf for w in words) / len(words)
+    return tall < len(words) / 2 and confidence >= min_confidence
