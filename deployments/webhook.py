@@ -333,7 +333,8 @@ class _Received:
     """The body, hashed and HMAC'd while it streams in, spooled to disk past a few MB."""
 
     def __init__(self, secret: bytes, stamp: str) -> None:
-        self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+        # Owned by the request handler, which closes it on every path.
+        self.spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
         self.mac = hmac.new(secret, stamp.encode() + b".", hashlib.sha256)
         self.sha = hashlib.sha256()
         self.size = 0
@@ -358,15 +359,20 @@ def _fetch(uri: str, limit: int) -> tuple[IO[bytes], str, int]:
         size = fs.size(path)
         if size is not None and size > limit:
             raise Refused(413, "too_large", f"{uri} is {size} bytes; the limit is {limit}")
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+        # Returned to the request handler, which closes it; closed here if the copy fails.
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
         sha, total = hashlib.sha256(), 0
-        with fs.open(path, "rb") as handle:
-            while chunk := handle.read(MB):
-                total += len(chunk)
-                if total > limit:
-                    raise Refused(413, "too_large", f"{uri} exceeds the limit of {limit} bytes")
-                sha.update(chunk)
-                spool.write(chunk)
+        try:
+            with fs.open(path, "rb") as handle:
+                while chunk := handle.read(MB):
+                    total += len(chunk)
+                    if total > limit:
+                        raise Refused(413, "too_large", f"{uri} exceeds the limit of {limit} bytes")
+                    sha.update(chunk)
+                    spool.write(chunk)
+        except BaseException:
+            spool.close()
+            raise
     except (FileNotFoundError, IsADirectoryError) as error:
         raise Refused(400, "not_found", f"{uri} does not exist or is not a file") from error
     except ImportError as error:
@@ -387,6 +393,9 @@ def create_app(
     secret = settings.secret.get_secret_value()
     locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
+    def outputs_for(scenario: str) -> str:
+        return join(settings.outputs_root(), scenario)
+
     def status_of(record: UploadRecord) -> dict[str, Any]:
         return {
             "sha256": record.sha256,
@@ -396,7 +405,7 @@ def create_app(
             "received_at": record.received_at.isoformat(),
             "scenarios": {
                 name: {"event_id": event_id}
-                | _outputs_status(record.sha256, Scenario(name), join(settings.outputs_root(), name))
+                | _outputs_status(record.sha256, Scenario(name), outputs_for(name))
                 for name, event_id in record.events.items()
             },
         }
@@ -417,8 +426,17 @@ def create_app(
         limit = URI_BODY_LIMIT if by_uri else settings.max_bytes
         _check_length(request.headers, limit)
         body = _Received(secret, request.headers[TIMESTAMP_HEADER])
-        async for chunk in request.stream():
-            body.add(chunk, limit)
+        try:
+            async for chunk in request.stream():
+                body.add(chunk, limit)
+            return await _verified(body, signature, by_uri)
+        except BaseException:
+            body.spool.close()
+            raise
+
+    async def _verified(
+        body: _Received, signature: str, by_uri: bool
+    ) -> tuple[IO[bytes], str, int, str]:
         if not hmac.compare_digest(body.mac.hexdigest(), signature.removeprefix("sha256=")):
             raise Refused(401, "bad_signature", "the signature does not match the body")
         if not seen.first_use(signature, clock()):
@@ -430,9 +448,9 @@ def create_app(
         try:
             uri = json.loads(body.read_all())["uri"]
         except (ValueError, TypeError, KeyError) as error:
-            raise Refused(400, "malformed", 'a JSON body must be {"uri": "<s3://… or path>"}') from (
-                error
-            )
+            message = 'a JSON body must be {"uri": "<s3://… or path>"}'
+            raise Refused(400, "malformed", message) from error
+        body.spool.close()  # only the JSON; the input's own bytes come from the URI
         if not isinstance(uri, str) or not uri.startswith(settings.allowed_uri_prefixes):
             raise Refused(
                 403,

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from prefect import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.invoice import invoice_flow
 from tasks.models import InvoiceResult
 from tasks.samples import make_samples
 from tests.badinputs import build_mixed_directory
+from tests.prefect_runs import task_run_names
 
 pytestmark = pytest.mark.slow
 STEP_NAMES = {"validate", "normalise", "route", "read", "extract", "verify", "sanity"}
@@ -31,19 +30,6 @@ def _text_pdf(samples: list[Path]) -> Path:
     return next(p for p in samples if p.suffix == ".pdf" and "scan" not in p.name)
 
 
-def _task_run_names(flow_run_id: object) -> list[str]:
-    async def read() -> list[str]:
-        async with get_client() as client:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-            return [r.name for r in runs]
-
-    import asyncio
-
-    return asyncio.run(read())
-
-
 def test_one_document_shows_every_step_as_a_task_run(
     prefect_server: str, samples: list[Path], tmp_path: Path
 ) -> None:
@@ -55,7 +41,8 @@ def test_one_document_shows_every_step_as_a_task_run(
     )
     report = state.result()
     assert [d.status.value for d in report.documents] == ["ok"]
-    names = {name.split(" ")[0] for name in _task_run_names(state.state_details.flow_run_id)}
+    runs = task_run_names(state.state_details.flow_run_id, len(STEP_NAMES))
+    names = {name.split(" ")[0] for name in runs}
     assert names >= STEP_NAMES
 
 
@@ -103,7 +90,7 @@ def test_a_batch_groups_documents_into_few_task_runs(
         return_state=True,
     )
     assert all(d.status.value == "ok" for d in state.result().documents)
-    assert len(_task_run_names(state.state_details.flow_run_id)) == 2
+    assert len(task_run_names(state.state_details.flow_run_id, 2)) == 2
 
 
 def test_fifty_mixed_files_all_end_in_the_manifest_and_the_batch_completes(

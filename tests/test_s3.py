@@ -190,8 +190,10 @@ def test_mmflow_run_invoice_reads_and_writes_s3_from_the_command_line(
     env = os.environ | {"PREFECT_API_URL": prefect_server}
     out = f"s3://{bucket}/cli-out"
     completed = subprocess.run(
-        [sys.executable, "-m", "flows", "run", "invoice", f"s3://{bucket}/inbox/", "--out", out]
-        + ["--cache-dir", f"s3://{bucket}/cli-cache"],
+        [
+            *(sys.executable, "-m", "flows", "run", "invoice", f"s3://{bucket}/inbox/"),
+            *("--out", out, "--cache-dir", f"s3://{bucket}/cli-cache"),
+        ],
         env=env,
         capture_output=True,
         text=True,
