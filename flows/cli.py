@@ -446,3 +446,52 @@ def demo(
     console.print(table)
     if report.failed:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- webhook receiver
+
+
+@app.command("webhook")
+def webhook(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8787,
+    storage: Annotated[
+        str, typer.Option(help="Folder or s3:// prefix; uploads are kept under <storage>/uploads.")
+    ] = "webhook-data",
+    outputs: Annotated[
+        str | None,
+        typer.Option(help="Where the triggered flows write (default <storage>/outputs)."),
+    ] = None,
+    secret_env: Annotated[
+        str, typer.Option(help="Environment variable holding the HMAC secret.")
+    ] = "MMFLOW_WEBHOOK_SECRET",
+    window: Annotated[
+        int, typer.Option(min=1, help="Seconds a signature's timestamp may be off.")
+    ] = 300,
+    max_mb: Annotated[float, typer.Option(min=0.001, help="Largest upload, in MB.")] = 100.0,
+    allow_uri_prefix: Annotated[
+        list[str] | None,
+        typer.Option(help='Prefixes a JSON {"uri"} may name (repeat; default s3://).'),
+    ] = None,
+) -> None:
+    """Receive signed uploads and start flows through Prefect events (POST /v1/ingest/SCENARIO)."""
+    import uvicorn
+
+    from blocks.storage import require_filesystem
+    from deployments.webhook import WebhookSettings, create_app
+
+    secret = os.environ.get(secret_env, "")
+    if not secret:
+        console.print(f"[red]Set {secret_env}[/] to the shared HMAC secret (e.g. 32 random bytes).")
+        raise typer.Exit(2)
+    require_filesystem(storage)
+    settings = WebhookSettings(
+        storage=storage,
+        outputs=outputs,
+        secret=secret.encode(),
+        window_s=window,
+        max_bytes=int(max_mb * 1024 * 1024),
+        allowed_uri_prefixes=tuple(allow_uri_prefix or ("s3://",)),
+    )
+    console.print(f"mmflow webhook on http://{host}:{port} · uploads → {settings.storage}/uploads")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

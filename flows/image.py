@@ -10,7 +10,6 @@ injection report, chosen tier and cost report, and the answer the local pipeline
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from decimal import Decimal
 from importlib.metadata import version
@@ -21,7 +20,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.filesystems import WritableFileSystem
 from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict
@@ -35,8 +34,9 @@ from blocks.providers import (
     run_fallback_chain,
 )
 from flows.progress import ItemDone, publish
+from flows.runs import result_storage
 from flows.steps import InlineSteps, PrefectSteps, StepRunner, retry_on_io
-from tasks.caching import Rejected, Stamped, source_key
+from tasks.caching import Stamped, Stopped, source_key, unless_rejected
 from tasks.errors import Rejection
 from tasks.image import (
     CLASSIFY,
@@ -69,10 +69,6 @@ def as_is(value: T) -> T:
     """Hand a task this very object: Prefect must not walk, copy or hash it (the shared
     budget's lock and ledger, the provider's breaker, the manifest's lock)."""
     return cast(T, quote(value))
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("MMFLOW_CACHE_DIR", str(Path.home() / ".cache" / "mmflow" / "results"))
 
 
 class ImageSummary(BaseModel):
@@ -129,21 +125,12 @@ class LocalResult(BaseModel):
     plan: Stamped[ImagePlan]
 
 
-class _Stop(Exception):
-    def __init__(self, rejected: Rejected) -> None:
-        self.rejected = rejected
-
-
-def _go_on(stamped: Stamped[Any]) -> Stamped[Any]:
-    if isinstance(stamped.value, Rejected):
-        raise _Stop(stamped.value)
-    return stamped
-
-
 def local_steps(uri: str, sha256: str, steps: StepRunner, options: ImageOptions) -> LocalResult:
-    """validate → normalise → OCR → classify → scan → plan; raises `_Stop` on a rejection."""
-    validated = _go_on(steps.run(VALIDATE, [source_key(sha256)], uri=uri, limits=options.limits))
-    page = _go_on(
+    """validate → normalise → OCR → classify → scan → plan; raises `Stopped` on a rejection."""
+    validated = unless_rejected(
+        steps.run(VALIDATE, [source_key(sha256)], uri=uri, limits=options.limits)
+    )
+    page = unless_rejected(
         steps.run(NORMALISE, [validated], options=options.normalise, pdf_dpi=options.pdf_dpi)
     )
     text = steps.run(OCR, [page], engine=options.ocr_engine, max_side=options.ocr_max_side)
@@ -187,7 +174,7 @@ def read_locally(
     except Rejection as rejection:  # the input could not even be read
         error = ErrorInfo(code=rejection.code.value, message=rejection.message)
         status = Status.REJECTED
-    except _Stop as stop:
+    except Stopped as stop:
         error, status = stop.rejected.error, Status.REJECTED
     except Exception as exc:  # a defect, not bad input: record it, let the batch go on
         error = ErrorInfo(code="processing_error", message=f"{type(exc).__name__}: {exc}")
@@ -314,12 +301,6 @@ def resolve_provider(provider: ProviderBlock | str | None) -> ProviderBlock | No
     )
 
 
-def _result_storage(cache: bool, cache_dir: str | None) -> WritableFileSystem | None:
-    if not cache:
-        return None
-    return LocalFileSystem(basepath=cache_dir or default_cache_dir())
-
-
 def _read_all(
     uris: list[str],
     options: ImageOptions,
@@ -367,7 +348,7 @@ def image_flow(
     uris = expand_inputs(inputs)
     ensure_dir(out)
     manifest, names = Manifest(out), OutputNames()
-    storage = _result_storage(cache, cache_dir)
+    storage = result_storage(cache, cache_dir)  # a local folder or an s3:// prefix
 
     read = _read_all(uris, options, storage, manifest, run_id, stepwise_max)
 

@@ -271,3 +271,23 @@ def test_eval_meeting_prints_der_and_wer_against_the_references(
     full, forgiving = (float(x) for x in re.findall(r"([\d.]+)%", row)[:2])
     assert forgiving <= full <= 40.0
     assert "jfk.flac" in done.stdout and "corpus WER" in done.stdout
+
+
+def test_fsspec_input_and_output_urls_work_like_local_paths(
+    prefect_server: str, shared_data: Path
+) -> None:
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe(
+        "/meeting-in/jfk.flac", (shared_data / "audio" / "speech" / "jfk.flac").read_bytes()
+    )
+    report = meeting_flow(
+        inputs=["memory://meeting-in/jfk.flac"], out="memory://meeting-out", cache=False
+    )
+    assert [r.status.value for r in report.recordings] == ["ok"]
+    written = {Path(p).name for p in memory.ls("/meeting-out", detail=False)}
+    assert written == {"jfk.json", "jfk.rttm", "jfk.srt", "manifest.jsonl"}
+    result = MeetingResult.model_validate_json(memory.cat("/meeting-out/jfk.json"))
+    assert result.source.uri == "memory://meeting-in/jfk.flac"
+    assert "ask not what your country" in " ".join(s.text for s in result.segments)

@@ -231,3 +231,37 @@ def test_s3_without_s3fs_names_the_extra_to_install(monkeypatch: pytest.MonkeyPa
         storage_for("s3://bucket/cache")
     with pytest.raises(MissingDependency):
         require_filesystem("s3://bucket/inbox/")
+
+
+@pytest.mark.slow
+def test_the_webhook_stores_uploads_by_hash_in_the_bucket_and_dedupes_them(
+    bucket: str, moto_endpoint: str
+) -> None:
+    import hashlib
+
+    from starlette.testclient import TestClient
+
+    from benchmarks.webhook_load import CountingEmitter
+    from deployments.webhook import WebhookSettings, create_app, signed_headers
+
+    secret, pdf = b"s3-hook-secret", invoice_pdf(SPECS["northwind-invoice"])
+    settings = WebhookSettings(storage=f"s3://{bucket}/hook", secret=secret)
+    emitted = CountingEmitter()
+    with TestClient(create_app(settings, emit=emitted)) as client:
+        first = client.post(
+            "/v1/ingest/invoice",
+            content=pdf,
+            headers=signed_headers(secret, pdf, "application/pdf"),
+        )
+        second = client.post(
+            "/v1/ingest/invoice",
+            content=pdf,
+            headers=signed_headers(secret, pdf, "application/pdf", timestamp=time.time() + 1),
+        )
+        status = client.get(first.json()["status_url"]).json()
+    sha256 = hashlib.sha256(pdf).hexdigest()
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert first.json()["uri"] == f"s3://{bucket}/hook/uploads/{sha256}"
+    assert _fs().cat_file(f"{bucket}/hook/uploads/{sha256}") == pdf
+    assert status["scenarios"]["invoice"]["status"] == "received"
+    assert len(emitted.uploads) == 1
