@@ -10,8 +10,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The temporary server needs ~8 s on an idle 2-core machine; give a busy one room.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -52,6 +53,60 @@ def _status_style(status: Status) -> str:
     return {"ok": "green", "rejected": "yellow", "failed": "red"}[status.value]
 
 
+R = TypeVar("R")
+
+
+def _with_progress(
+    label: str,
+    total: float,
+    run: Callable[[], R],
+    *,
+    units: str = "",
+    units_of: Callable[[ItemDone], float] = lambda event: event.units,
+) -> R:
+    """Run a flow while a bar advances as each input ends (flows.progress events)."""
+    counter = (
+        TextColumn(f"{{task.completed:.0f}}/{{task.total:.0f}} {units}")
+        if units
+        else MofNCompleteColumn()
+    )
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        counter,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
+    with progress:
+        bar = progress.add_task("starting Prefect…", total=total or 1.0)
+
+        def advance(event: ItemDone) -> None:
+            progress.update(bar, advance=units_of(event), description=Path(event.uri).name)
+
+        with listening(advance):
+            return run()
+
+
+def _print_counts(statuses: list[Status], out: str) -> None:
+    counts = {s: statuses.count(s) for s in Status}
+    console.print(
+        f"{counts[Status.OK]} ok, {counts[Status.REJECTED]} rejected, "
+        f"{counts[Status.FAILED]} failed · manifest: {out}/manifest.jsonl"
+    )
+
+
+def _expanded_or_exit(inputs: list[str]) -> list[str]:
+    from tasks.inputs import expand_inputs
+
+    uris = expand_inputs(inputs)
+    if not uris:
+        console.print("[red]No inputs found.[/] Name files, folders or globs.")
+        raise typer.Exit(2)
+    return uris
+
+
 @run_app.command("invoice")
 def run_invoice(
     inputs: Inputs,
@@ -86,37 +141,23 @@ def _invoice_with_progress(
     workers: int = 2,
 ) -> InvoiceRunReport:
     from flows.invoice import invoice_flow, with_workers
-    from tasks.inputs import expand_inputs
 
-    total = len(expand_inputs(inputs))
-    if total == 0:
-        console.print("[red]No inputs found.[/] Name files, folders or globs.")
-        raise typer.Exit(2)
-    progress = Progress(
-        TextColumn("[bold]invoice"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    )
-    with progress:
-        bar = progress.add_task("starting Prefect…", total=total)
-
-        def advance(event: ItemDone) -> None:
-            progress.update(bar, advance=event.units, description=Path(event.uri).name)
-
-        with listening(advance):
-            report: InvoiceRunReport = with_workers(invoice_flow, workers)(
-                inputs=inputs,
+    uris = _expanded_or_exit(inputs)
+    return cast(
+        "InvoiceRunReport",
+        _with_progress(
+            "invoice",
+            len(uris),
+            lambda: with_workers(invoice_flow, workers)(
+                inputs=uris,
                 out=out,
                 options=options,
                 cache=cache,
                 cache_dir=cache_dir,
                 workers=workers,
-            )
-    return report
+            ),
+        ),
+    )
 
 
 def _print_invoice_report(report: InvoiceRunReport) -> None:
@@ -137,11 +178,7 @@ def _print_invoice_report(report: InvoiceRunReport) -> None:
             detail,
         )
     console.print(table)
-    counts = {s: sum(d.status is s for d in report.documents) for s in Status}
-    console.print(
-        f"{counts[Status.OK]} ok, {counts[Status.REJECTED]} rejected, "
-        f"{counts[Status.FAILED]} failed · manifest: {report.out}/manifest.jsonl"
-    )
+    _print_counts([d.status for d in report.documents], report.out)
 
 
 @run_app.command("image")
@@ -165,13 +202,18 @@ def run_image(
 
     if task not in {t.value for t in ImageTask}:
         raise typer.BadParameter(f"{task!r}; choose describe, classify, extract-text or chart")
-    report = image_flow(
-        inputs=inputs,
-        out=out,
-        task=ImageTask(task),
-        provider=provider_block,
-        max_usd_per_run=Decimal(str(max_usd)) if max_usd is not None else None,
-        cache=cache,
+    uris = _expanded_or_exit(inputs)
+    report = _with_progress(
+        "image",
+        len(uris),
+        lambda: image_flow(
+            inputs=uris,
+            out=out,
+            task=ImageTask(task),
+            provider=provider_block,
+            max_usd_per_run=Decimal(str(max_usd)) if max_usd is not None else None,
+            cache=cache,
+        ),
     )
     table = Table(title=f"mmflow image ({report.task.value}) → {report.out}")
     for column in ("input", "status", "kind", "tier", "tokens sent / full", "answer", "detail"):
@@ -245,7 +287,6 @@ def run_meeting(
     from flows.invoice import with_workers
     from flows.meeting import MeetingRunReport, meeting_flow
     from tasks.audio.diarise import DiarisationBackend
-    from tasks.inputs import expand_inputs
     from tasks.meeting import DenoiseMode, MeetingOptions, probe_duration_s
 
     try:
@@ -261,37 +302,23 @@ def run_meeting(
     except (ValidationError, ValueError) as error:
         console.print(f"[red]Invalid options:[/] {error}")
         raise typer.Exit(2) from error
-    uris = expand_inputs(inputs)
-    if not uris:
-        console.print("[red]No inputs found.[/] Name files, folders or globs.")
-        raise typer.Exit(2)
+    uris = _expanded_or_exit(inputs)
     seconds = {uri: probe_duration_s(uri) for uri in uris}
-    progress = Progress(
-        TextColumn("[bold]meeting"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s of audio"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-        console=console,
+    report: MeetingRunReport = _with_progress(
+        "meeting",
+        sum(seconds.values()),
+        lambda: with_workers(meeting_flow, workers)(
+            inputs=uris,
+            out=out,
+            options=options,
+            cache=cache,
+            cache_dir=cache_dir,
+            workers=workers,
+        ),
+        units="s of audio",
+        # A rejected file reports no duration of its own: count what ffprobe saw, if any.
+        units_of=lambda e: e.units if e.status == "ok" else seconds.get(e.uri, 0.0),
     )
-    with progress:
-        bar = progress.add_task("starting Prefect…", total=sum(seconds.values()) or 1.0)
-
-        def advance(event: ItemDone) -> None:
-            # A rejected file reports no duration of its own: count what ffprobe saw, if any.
-            units = event.units if event.status == "ok" else seconds.get(event.uri, 0.0)
-            progress.update(bar, advance=units, description=Path(event.uri).name)
-
-        with listening(advance):
-            report: MeetingRunReport = with_workers(meeting_flow, workers)(
-                inputs=uris,
-                out=out,
-                options=options,
-                cache=cache,
-                cache_dir=cache_dir,
-                workers=workers,
-            )
     table = Table(title=f"mmflow meeting → {report.out}")
     for column in ("input", "status", "duration", "speakers", "words", "language", "detail"):
         table.add_column(column, overflow="fold")
@@ -307,11 +334,7 @@ def run_meeting(
             f"{item.error.code}: {item.error.message}" if item.error else "",
         )
     console.print(table)
-    counts = {s: sum(r.status is s for r in report.recordings) for s in Status}
-    console.print(
-        f"{counts[Status.OK]} ok, {counts[Status.REJECTED]} rejected, "
-        f"{counts[Status.FAILED]} failed · manifest: {report.out}/manifest.jsonl"
-    )
+    _print_counts([r.status for r in report.recordings], report.out)
     if report.failed:
         raise typer.Exit(1)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -67,8 +68,14 @@ class Step:
 
     @cached_property
     def version(self) -> str:
-        """Hash of the step's source files: editing any of them invalidates its results."""
+        """Hash of the step's source: its function (the adapter a pipeline wraps around the
+        plain function) and the files that implement it. Editing either invalidates its results.
+        """
         digest = hashlib.sha256()
+        try:
+            digest.update(inspect.getsource(self.fn).encode())
+        except (OSError, TypeError):  # no source to read (a builtin, an interactive session)
+            digest.update(getattr(self.fn, "__qualname__", repr(self.fn)).encode())
         for module_name in self.modules:
             module = importlib.import_module(module_name)
             file = getattr(module, "__file__", None)

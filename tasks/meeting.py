@@ -338,14 +338,14 @@ def assemble_meeting(
             "num_speakers": diarisation.value.num_speakers,
             "detail": diarisation.value.detail,
         },
-        "lineage": {
-            "input_sha256": validated.value.sha256,
-            "mmflow_version": _version_of("mmflow").removeprefix("mmflow "),
-            "steps": [
-                s.lineage.model_copy(update={"cached": s.run_id != run_id}).model_dump(mode="json")
-                for s in lineage_steps
-            ],
-        },
+    }
+    lineage = {
+        "input_sha256": validated.value.sha256,
+        "mmflow_version": _version_of("mmflow").removeprefix("mmflow "),
+        "steps": [
+            s.lineage.model_copy(update={"cached": s.run_id != run_id}).model_dump(mode="json")
+            for s in lineage_steps
+        ],
     }
     result = build_meeting_result(
         validated.value,
@@ -354,7 +354,7 @@ def assemble_meeting(
         notes.value,
         language=heard.language or None,
         processing=processing,
-    )
+    ).model_copy(update={"lineage": lineage})
     return MeetingOutcome(result=result, diarisation=diarisation.value)
 
 

@@ -120,7 +120,7 @@ def test_json_has_segments_with_speaker_words_and_times_speakers_and_notes(
     assert len(result.speakers) == 2
     assert all(s.talk_time_s > 0 and s.words > 0 for s in result.speakers)
     assert result.notes.action_items and result.notes.action_items[0].due == "tomorrow"
-    steps = result.processing["lineage"]["steps"]
+    steps = result.lineage["steps"]
     assert {s["name"] for s in steps} == STEP_NAMES
     assert all(s["cache_key"] and s["version"] and not s["cached"] for s in steps)
 
@@ -158,8 +158,8 @@ def test_a_second_run_recomputes_nothing(
 ) -> None:
     first, _, out, cache = first_run
     second, _ = _flow_run([str(conversation)], tmp_path / "again", cache)
-    steps = json.loads((tmp_path / "again" / "standup.json").read_text())["processing"]
-    assert all(step["cached"] for step in steps["lineage"]["steps"])
+    lineage = json.loads((tmp_path / "again" / "standup.json").read_text())["lineage"]
+    assert all(step["cached"] for step in lineage["steps"])
     assert (tmp_path / "again" / "standup.rttm").read_text() == (out / "standup.rttm").read_text()
     assert second.recordings[0].details == first.recordings[0].details
 
@@ -175,7 +175,7 @@ def test_a_new_speaker_count_recomputes_only_diarise_and_the_steps_after_it(
         cache_dir=str(cache),
     )
     data = json.loads((tmp_path / "out" / "standup.json").read_text())
-    cached = {step["name"]: step["cached"] for step in data["processing"]["lineage"]["steps"]}
+    cached = {step["name"]: step["cached"] for step in data["lineage"]["steps"]}
     recomputed = {"diarise", "align", "notes"}
     assert cached == {name: name not in recomputed for name in STEP_NAMES}
     # The waveform is not in the cache: diarise re-derived it from the file to find 3 voices.

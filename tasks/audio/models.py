@@ -240,3 +240,4 @@ class MeetingResult(BaseModel):
     speakers: list[SpeakerStats]
     notes: MeetingNotes
     processing: dict[str, Any] = Field(default_factory=dict)  # step decisions, engines
+    lineage: dict[str, Any] = Field(default_factory=dict)  # input hash, steps, cache keys
