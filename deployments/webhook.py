@@ -38,9 +38,10 @@ A trigger on the invoice deployment (prefect.yaml):
           inputs: ["{{ event.resource['mmflow.uri'] }}"]
           out: "{{ event.payload.out }}"
 
-Because the stored object is named by its hash, the flow writes `<out>/<sha256>.json`, which is
-what `GET /v1/status/{sha256}` looks for. Replay memory is per process: run one receiver
-process (several would each accept a replayed signature once).
+`upload_trigger(scenario)` builds the same trigger in Python (for `flow.serve` or
+`to_deployment`). Because the stored object is named by its hash, the flow writes
+`<out>/<sha256>.json`, which is what `GET /v1/status/{sha256}` looks for. Replay memory is per
+process: run one receiver process (several would each accept a replayed signature once).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from threading import Lock
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import fsspec
 from pydantic import BaseModel, Field, SecretBytes
@@ -74,6 +75,9 @@ from starlette.routing import Route
 from tasks.models import ManifestEntry
 from tasks.persist import Manifest, join, write_text
 
+if TYPE_CHECKING:
+    from prefect.events import DeploymentEventTrigger
+
 EVENT_NAME = "mmflow.upload.received"
 TIMESTAMP_HEADER = "X-Mmflow-Timestamp"
 SIGNATURE_HEADER = "X-Mmflow-Signature"
@@ -81,6 +85,7 @@ MB = 1024 * 1024
 URI_BODY_LIMIT = 64 * 1024  # a JSON {"uri": …} body is tiny; anything bigger is not one
 _SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII only: str.isdigit() also accepts "²"
 _SPOOL_IN_MEMORY = 8 * MB  # larger uploads spill to a temporary file, not RAM
 
 
@@ -152,7 +157,13 @@ Emitter = Callable[[Upload], str | None]
 
 
 def emit_upload_event(upload: Upload) -> str | None:
-    """Send `mmflow.upload.received` to the Prefect API; returns the event id."""
+    """Send `mmflow.upload.received` to the Prefect API; returns the event id.
+
+    `emit_event` queues the event for Prefect's background events worker, so the 202 means
+    "stored and handed to the worker", not "the server has it"; a server that is down when the
+    worker sends loses it (re-sending the same bytes then answers 200 without a new event; a
+    caller who needs the run can watch `/v1/status/{sha256}`).
+    """
     from prefect.events import emit_event
 
     event = emit_event(
@@ -165,7 +176,29 @@ def emit_upload_event(upload: Upload) -> str | None:
         },
         payload=upload.model_dump(mode="json"),
     )
-    return str(event.id) if event is not None else None
+    if event is None:  # no Prefect API configured: nothing would ever start the flow
+        raise RuntimeError("Prefect events are off; set PREFECT_API_URL to the Prefect server")
+    return str(event.id)
+
+
+def upload_trigger(scenario: Scenario) -> DeploymentEventTrigger:
+    """The trigger that starts `scenario`'s deployment for each upload (the YAML above).
+
+    Seen working with `flow.serve(triggers=[...])` on a local server: the list parameter is
+    rendered from the event (`inputs == ["<storage>/uploads/<sha256>"]`), 200 uploads gave 200
+    flow runs, one per input.
+    """
+    from prefect.events import DeploymentEventTrigger
+
+    return DeploymentEventTrigger(
+        name=f"mmflow {scenario.value} upload",
+        expect={EVENT_NAME},
+        match={"prefect.resource.id": "mmflow.upload.*", "mmflow.scenario": scenario.value},
+        parameters={
+            "inputs": ["{{ event.resource['mmflow.uri'] }}"],
+            "out": "{{ event.payload.out }}",
+        },
+    )
 
 
 # ---------------------------------------------------------------- signing
@@ -307,7 +340,7 @@ def _check_headers(headers: Mapping[str, str], now: float, window_s: int) -> str
             f"sign the request: {TIMESTAMP_HEADER} (unix seconds) and "
             f"{SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 of '<timestamp>.<body>'>",
         )
-    if not _SIGNATURE.fullmatch(signature) or not stamp.isdigit():
+    if not _SIGNATURE.fullmatch(signature) or not _DIGITS.fullmatch(stamp):
         raise Refused(401, "bad_signature", "the signature headers are malformed")
     if abs(now - int(stamp)) > window_s:
         raise Refused(
@@ -323,7 +356,7 @@ def _check_length(headers: Mapping[str, str], limit: int) -> None:
     declared = headers.get("content-length")
     if declared is None:
         return
-    if not declared.isdigit():
+    if not _DIGITS.fullmatch(declared):
         raise Refused(400, "bad_length", "Content-Length is not a number")
     if int(declared) > limit:
         raise Refused(413, "too_large", f"the body is {declared} bytes; the limit is {limit}")

@@ -499,6 +499,7 @@ def webhook(
 ) -> None:
     """Receive signed uploads and start flows through Prefect events (POST /v1/ingest/SCENARIO)."""
     import uvicorn
+    from prefect.settings import PREFECT_API_URL
 
     from blocks.storage import require_filesystem
     from deployments.webhook import WebhookSettings, create_app
@@ -506,6 +507,10 @@ def webhook(
     secret = os.environ.get(secret_env, "")
     if not secret:
         console.print(f"[red]Set {secret_env}[/] to the shared HMAC secret (e.g. 32 random bytes).")
+        raise typer.Exit(2)
+    if not PREFECT_API_URL.value():
+        # Without it events would go to a throwaway in-process server and start nothing.
+        console.print("[red]Set PREFECT_API_URL[/] to the Prefect server whose deployments run.")
         raise typer.Exit(2)
     require_filesystem(storage)
     settings = WebhookSettings(

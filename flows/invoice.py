@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-import pandas as pd
 from prefect import flow
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
@@ -31,7 +30,7 @@ from tasks.invoice import (
 )
 from tasks.models import Check, InvoiceResult, LineItem, Status
 from tasks.persist import ensure_dir, join, write_model, write_parquet
-from tasks.schemas import line_items_frame
+from tasks.schemas import line_items_table
 
 
 def process_invoice(
@@ -89,19 +88,20 @@ class InvoiceRunReport(BaseModel):
         return sum(d.status is Status.FAILED for d in self.documents)
 
 
-def _write_line_items(out: str, summaries: list[InputSummary]) -> None:
+def write_line_items(out: str, summaries: list[InputSummary]) -> None:
     """`line_items.parquet`: every line item of the run, validated by the pandera schema."""
-    frames = [
-        line_items_frame(
-            [LineItem.model_validate(item) for item in s.details["line_items"]],
-            s.sha256 or "",
-            s.uri,
-        )
-        for s in summaries
-        if s.status is Status.OK and s.details.get("line_items")
-    ]
-    frame = pd.concat(frames, ignore_index=True) if frames else line_items_frame([], "", "")
-    write_parquet(join(out, "line_items.parquet"), frame)
+    table = line_items_table(
+        [
+            (
+                [LineItem.model_validate(item) for item in s.details["line_items"]],
+                s.sha256 or "",
+                s.uri,
+            )
+            for s in summaries
+            if s.status is Status.OK and s.details.get("line_items")
+        ]
+    )
+    write_parquet(join(out, "line_items.parquet"), table)
 
 
 @flow(name="invoice", log_prints=True)
@@ -128,7 +128,7 @@ def invoice_flow(
         stepwise_max=stepwise_max,
         group_size=group_size,
     )
-    _write_line_items(out, summaries)
+    write_line_items(out, summaries)
     return InvoiceRunReport(out=out, documents=summaries)
 
 

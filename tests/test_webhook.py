@@ -8,10 +8,14 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prefect import flow
+from prefect.deployments.runner import RunnerDeployment
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -19,9 +23,14 @@ from benchmarks.webhook_load import CountingEmitter, distinct_bodies, run_load, 
 from deployments.webhook import (
     EVENT_NAME,
     SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Scenario,
+    Upload,
     WebhookSettings,
     create_app,
+    sign,
     signed_headers,
+    upload_trigger,
 )
 from tasks.samples import SPECS, invoice_pdf
 
@@ -303,6 +312,39 @@ def test_the_webhook_command_refuses_to_start_without_a_secret(
     assert "MMFLOW_WEBHOOK_SECRET" in result.output
 
 
+def test_the_webhook_command_refuses_to_start_without_a_prefect_api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.cli import app
+
+    monkeypatch.setenv("MMFLOW_WEBHOOK_SECRET", "s")
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = CliRunner().invoke(app, ["webhook", "--storage", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "PREFECT_API_URL" in result.output
+
+
+def test_an_emitter_that_fails_gives_503_and_a_retry_announces_it(
+    settings: WebhookSettings, pdf: bytes
+) -> None:
+    calls: list[str] = []
+
+    def flaky(upload: Upload) -> str:
+        calls.append(upload.sha256)
+        if len(calls) == 1:
+            raise RuntimeError("Prefect API unreachable")
+        return "event-2"
+
+    with TestClient(create_app(settings, emit=flaky)) as client:
+        first = _post(client, pdf, signed_headers(SECRET, pdf, "application/pdf"))
+        headers = signed_headers(SECRET, pdf, "application/pdf", timestamp=time.time() + 1)
+        retry = _post(client, pdf, headers)
+    assert (first.status_code, retry.status_code) == (503, 202)
+    assert retry.json()["event_id"] == "event-2" and len(calls) == 2
+
+
 def test_two_hundred_concurrent_uploads_are_each_stored_and_announced_once(
     settings: WebhookSettings, emitted: CountingEmitter
 ) -> None:
@@ -317,6 +359,36 @@ def test_two_hundred_concurrent_uploads_are_each_stored_and_announced_once(
     assert dict(result.statuses) == {202: 200}
     assert {p.name for p in _uploads(settings)} == expected
     assert sorted(u.sha256 for u in emitted.uploads) == sorted(expected)
+
+
+def test_the_same_bytes_sent_concurrently_are_announced_exactly_once(
+    settings: WebhookSettings, emitted: CountingEmitter, pdf: bytes
+) -> None:
+    statuses: list[int] = []
+    with serving(create_app(settings, emit=emitted)) as url, httpx.Client(base_url=url) as http:
+
+        def send(offset: int) -> None:
+            headers = signed_headers(SECRET, pdf, "application/pdf", time.time() + offset)
+            statuses.append(
+                http.post("/v1/ingest/invoice", content=pdf, headers=headers).status_code
+            )
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            list(pool.map(send, range(20)))  # 20 distinct signatures over the same bytes
+    assert sorted(statuses) == [200] * 19 + [202]
+    assert len(emitted.uploads) == 1 and len(_uploads(settings)) == 1
+
+
+def test_a_timestamp_that_is_not_whole_seconds_is_refused_with_401(
+    client: TestClient, pdf: bytes
+) -> None:
+    stamp = f"{time.time():.3f}"
+    headers = {
+        "Content-Type": "application/pdf",
+        TIMESTAMP_HEADER: stamp,
+        SIGNATURE_HEADER: sign(SECRET, stamp, pdf),
+    }
+    assert _post(client, pdf, headers).status_code == 401
 
 
 @pytest.mark.slow
@@ -349,3 +421,44 @@ def test_a_real_upload_event_reaches_the_prefect_server(
     assert events[0].resource["mmflow.scenario"] == "invoice"
     assert events[0].resource["mmflow.uri"] == response.json()["uri"]
     assert events[0].payload["sha256"] == sha256
+
+
+@flow(name="mmflow-webhook-probe")
+def webhook_probe(inputs: list[str], out: str) -> None:
+    """Stands in for a scenario's flow: only its triggered run's parameters are checked."""
+
+
+@pytest.mark.slow
+def test_an_upload_creates_one_flow_run_of_the_triggered_deployment_with_its_uri(
+    prefect_server: str, settings: WebhookSettings, pdf: bytes
+) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deployment = webhook_probe.to_deployment(
+        name="probe", triggers=[upload_trigger(Scenario.MEETING)]
+    )
+    assert isinstance(deployment, RunnerDeployment)  # to_deployment is sync outside a loop
+    deployment_id = deployment.apply()
+    body = pdf + b"probe"  # bytes no other test uploads
+    with TestClient(create_app(settings)) as client:
+        response = _post(
+            client, body, signed_headers(SECRET, body, "audio/wav"), scenario="meeting"
+        )
+    assert response.status_code == 202
+
+    async def runs() -> list[Any]:
+        query = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        async with get_client() as prefect:
+            for _ in range(240):  # the automation fires after the server has the event
+                found = await prefect.read_flow_runs(deployment_filter=query)
+                if found:
+                    await asyncio.sleep(2)  # a second run, if any, would show by now
+                    return list(await prefect.read_flow_runs(deployment_filter=query))
+                await asyncio.sleep(0.5)
+        return []
+
+    created = asyncio.run(runs())
+    assert [r.parameters for r in created] == [
+        {"inputs": [response.json()["uri"]], "out": f"{settings.outputs_root()}/meeting"}
+    ]
