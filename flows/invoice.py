@@ -9,14 +9,12 @@ from typing import Any, cast
 
 from prefect import flow
 from prefect.futures import PrefectFuture
-from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from flows.runs import InputSummary, result_storage, run_inputs
+from flows.runs import InputSummary, run_scenario
 from flows.steps import StepRunner
 from tasks.caching import source_key, unless_rejected
-from tasks.inputs import expand_inputs
 from tasks.invoice import (
     EXTRACT,
     NORMALISE,
@@ -29,7 +27,7 @@ from tasks.invoice import (
     assemble_result,
 )
 from tasks.models import Check, InvoiceResult, LineItem, Status
-from tasks.persist import ensure_dir, join, write_model, write_parquet
+from tasks.persist import join, write_model, write_parquet
 from tasks.schemas import line_items_table
 
 
@@ -116,17 +114,15 @@ def invoice_flow(
     group_size: int | None = None,
 ) -> InvoiceRunReport:
     """Turn invoices and receipts (PDFs, scans, photos) into verified structured data."""
-    uris = expand_inputs(inputs)
-    ensure_dir(out)
-    summaries = run_inputs(
+    summaries = run_scenario(
         InvoiceScenario(options or InvoiceOptions()),
-        uris,
+        inputs,
         out,
-        result_storage(cache, cache_dir),
-        str(flow_run.get_id() or "local"),
-        workers=workers,
-        stepwise_max=stepwise_max,
-        group_size=group_size,
+        cache,
+        cache_dir,
+        workers,
+        stepwise_max,
+        group_size,
     )
     write_line_items(out, summaries)
     return InvoiceRunReport(out=out, documents=summaries)

@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from prefect import flow
-from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from flows.runs import InputSummary, result_storage, run_inputs
+from flows.runs import InputSummary, run_scenario
 from flows.steps import StepRunner
 from tasks.audio.outputs import rttm_lines, srt_text
 from tasks.caching import source_key, unless_rejected
-from tasks.inputs import expand_inputs
 from tasks.meeting import (
     ALIGN,
     DENOISE,
@@ -32,7 +30,7 @@ from tasks.meeting import (
     forget_waveforms,
 )
 from tasks.models import Status
-from tasks.persist import ensure_dir, join, write_model, write_text
+from tasks.persist import join, write_model, write_text
 
 
 def process_meeting(
@@ -115,16 +113,14 @@ def meeting_flow(
     group_size: int | None = None,
 ) -> MeetingRunReport:
     """Transcribe recordings of meetings and calls: who said what when, and the notes."""
-    uris = expand_inputs(inputs)
-    ensure_dir(out)
-    summaries = run_inputs(
+    summaries = run_scenario(
         MeetingScenario(options or MeetingOptions()),
-        uris,
+        inputs,
         out,
-        result_storage(cache, cache_dir),
-        str(flow_run.get_id() or "local"),
-        workers=workers,
-        stepwise_max=stepwise_max,
-        group_size=group_size,
+        cache,
+        cache_dir,
+        workers,
+        stepwise_max,
+        group_size,
     )
     return MeetingRunReport(out=out, recordings=summaries)

@@ -17,6 +17,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import WritableFileSystem
+from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks.storage import storage_for
@@ -24,9 +25,9 @@ from flows.progress import ItemDone, publish
 from flows.steps import InlineSteps, PrefectSteps, StepRunner
 from tasks.caching import Stopped
 from tasks.errors import Rejection
-from tasks.inputs import forget_input, read_input, sha256_of
+from tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
 from tasks.models import ErrorInfo, ManifestEntry, Status
-from tasks.persist import Manifest, OutputNames, json_safe
+from tasks.persist import Manifest, OutputNames, ensure_dir, json_safe
 
 
 class Scenario(Protocol):
@@ -184,6 +185,31 @@ def run_inputs(
         description=f"{scenario.name}: {len(summaries)} inputs → {out}",
     )
     return summaries
+
+
+def run_scenario(
+    scenario: Scenario,
+    inputs: list[str],
+    out: str,
+    cache: bool,
+    cache_dir: str | None,
+    workers: int,
+    stepwise_max: int,
+    group_size: int | None,
+) -> list[InputSummary]:
+    """A scenario flow's body: expand the inputs, then run them all into `out`."""
+    uris = expand_inputs(inputs)
+    ensure_dir(out)
+    return run_inputs(
+        scenario,
+        uris,
+        out,
+        result_storage(cache, cache_dir),
+        str(flow_run.get_id() or "local"),
+        workers=workers,
+        stepwise_max=stepwise_max,
+        group_size=group_size,
+    )
 
 
 def summary_row(summary: InputSummary) -> dict[str, Any]:

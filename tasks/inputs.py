@@ -9,6 +9,7 @@ from threading import Lock
 
 import fsspec
 
+from blocks.storage import require_filesystem
 from tasks.errors import Rejection, RejectionCode
 
 
@@ -30,6 +31,7 @@ def expand_inputs(locations: list[str]) -> list[str]:
         found.setdefault(name, None)
 
     for location in locations:
+        require_filesystem(location)  # a clear "pip install …" instead of an ImportError
         fs, path = fsspec.core.url_to_fs(location)
         protocol = location.split("://", 1)[0] + "://" if _is_remote(location) else ""
         if fs.isdir(path):

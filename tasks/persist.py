@@ -11,6 +11,7 @@ import fsspec
 import pandas as pd
 from pydantic import BaseModel
 
+from blocks.storage import require_filesystem
 from tasks.models import ManifestEntry
 
 
@@ -19,6 +20,7 @@ def join(out_dir: str, name: str) -> str:
 
 
 def ensure_dir(out_dir: str) -> None:
+    require_filesystem(out_dir)
     fs, path = fsspec.core.url_to_fs(out_dir)
     fs.makedirs(path, exist_ok=True)
 
