@@ -120,13 +120,44 @@ def run_invoice(
         str | None, typer.Option(help="Where step results persist (default ~/.cache/mmflow).")
     ] = None,
     dpi: Annotated[int, typer.Option(min=72, max=600, help="Rendering DPI for OCR.")] = 200,
+    provider_block: Annotated[
+        str | None,
+        typer.Option(help="Saved provider block name: reads the pages the router sends to vision."),
+    ] = None,
+    max_usd: Annotated[
+        float | None, typer.Option(min=0, help="Budget for the run's model calls, in USD.")
+    ] = None,
 ) -> None:
     """Extract verified fields and line items from invoices and receipts."""
+    from decimal import Decimal
+
     from tasks.invoice import InvoiceOptions
     from tasks.route import RouteOptions
 
-    options = InvoiceOptions(ocr_engine=ocr_engine, route=RouteOptions(render_dpi=dpi))
-    report = _invoice_with_progress(inputs, out, options, cache, cache_dir, workers)
+    route = RouteOptions(render_dpi=dpi, allow_vision=provider_block is not None)
+    options = InvoiceOptions(ocr_engine=ocr_engine, route=route)
+    if provider_block is None:
+        report = _invoice_with_progress(inputs, out, options, cache, cache_dir, workers)
+    else:
+        from flows.invoice import invoice_flow, with_workers
+
+        uris = _expanded_or_exit(inputs)
+        # The block goes by name: the flow loads it (flows.image.resolve_provider), so no key is
+        # ever a flow-run parameter.
+        report = _with_progress(
+            "invoice",
+            len(uris),
+            lambda: with_workers(invoice_flow, workers)(
+                inputs=uris,
+                out=out,
+                options=options,
+                cache=cache,
+                cache_dir=cache_dir,
+                workers=workers,
+                provider=provider_block,
+                max_usd=Decimal(str(max_usd)) if max_usd is not None else None,
+            ),
+        )
     _print_invoice_report(report)
     if report.failed:
         raise typer.Exit(1)

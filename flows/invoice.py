@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, cast
 
 from prefect import flow
@@ -12,9 +13,11 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
+from blocks.providers import Budget, ProviderBlock
+from flows.image import resolve_provider
 from flows.runs import InputSummary, run_scenario
 from flows.steps import StepRunner
-from tasks.caching import source_key, unless_rejected
+from tasks.caching import Stamped, source_key, unless_rejected
 from tasks.invoice import (
     EXTRACT,
     NORMALISE,
@@ -29,22 +32,48 @@ from tasks.invoice import (
 from tasks.models import Check, InvoiceResult, LineItem, Status
 from tasks.persist import join, write_model, write_parquet
 from tasks.schemas import line_items_table
+from tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
 
 
 def process_invoice(
-    uri: str, sha256: str, steps: StepRunner, options: InvoiceOptions, run_id: str
+    uri: str,
+    sha256: str,
+    steps: StepRunner,
+    options: InvoiceOptions,
+    run_id: str,
+    vision: VisionSettings | None = None,
 ) -> InvoiceResult:
-    """One document through every step; raises `Stopped` when a step rejected it."""
+    """One document through every step; raises `Stopped` when a step rejected it.
+
+    With `vision`, a document with pages routed VISION is read by the model after its OCR text
+    is extracted (the grounding text and the fallback); the vision step runs uncached, inline,
+    because it holds a live provider block, and what it hands verify is keyed by its outcome.
+    """
     source = source_key(sha256)
     validated = unless_rejected(steps.run(VALIDATE, [source], uri=uri, limits=options.limits))
     normalised = unless_rejected(steps.run(NORMALISE, [validated], options=options.normalise))
     routes = steps.run(ROUTE, [normalised], options=options.route)
     text = steps.run(READ, [normalised, routes], ocr_engine=options.ocr_engine, dpi=options.dpi)
     extraction = steps.run(EXTRACT, [text])
+    chain: list[Stamped[Any]] = [validated, normalised, routes, text, extraction]
+    vision_checks: list[Check] = []
+    if vision is not None and vision_pages(routes.value):
+        outcome = run_vision(
+            normalised,
+            routes,
+            text,
+            extraction,
+            vision,
+            options.route.vision_detail,
+            options.dpi,
+            run_id,
+        )
+        extraction, vision_checks = as_extraction(outcome), outcome.value.checks
+        chain.append(outcome)
     verified = steps.run(VERIFY, [extraction, text])
     sanity = steps.run(SANITY, [verified])
-    chain = [validated, normalised, routes, text, extraction, verified, sanity]
-    return assemble_result(validated, routes, verified, sanity, chain, run_id)
+    chain += [verified, sanity]
+    return assemble_result(validated, routes, verified, sanity, chain, run_id, vision_checks)
 
 
 def _check_counts(checks: list[Check]) -> dict[str, int]:
@@ -58,9 +87,10 @@ def _check_counts(checks: list[Check]) -> dict[str, int]:
 class InvoiceScenario:
     options: InvoiceOptions
     name: str = "invoice"
+    vision: VisionSettings | None = None  # a live provider: only for pages routed VISION
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
-        return process_invoice(uri, sha256, steps, self.options, run_id)
+        return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
 
     def write(self, result: BaseModel, out: str, stem: str) -> str:
         path = join(out, f"{stem}.json")
@@ -112,10 +142,24 @@ def invoice_flow(
     workers: int = 2,
     stepwise_max: int = 4,
     group_size: int | None = None,
+    provider: ProviderBlock | str | None = None,
+    max_usd: Decimal | None = None,
+    second_pass: bool = False,
 ) -> InvoiceRunReport:
-    """Turn invoices and receipts (PDFs, scans, photos) into verified structured data."""
+    """Turn invoices and receipts (PDFs, scans, photos) into verified structured data.
+
+    `provider` (a block, or a saved block's name) reads the pages the router sent to vision
+    (set `options.route.allow_vision`); `max_usd` caps the run's model spending, and
+    `second_pass` asks each document twice so disagreeing fields are flagged.
+    """
+    block = resolve_provider(provider)
+    vision = (
+        VisionSettings(block, Budget(max_usd_per_run=max_usd), second_pass)
+        if block is not None
+        else None
+    )
     summaries = run_scenario(
-        InvoiceScenario(options or InvoiceOptions()),
+        InvoiceScenario(options or InvoiceOptions(), vision=vision),
         inputs,
         out,
         cache,

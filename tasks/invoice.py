@@ -6,7 +6,7 @@ step visible in the UI) or inline inside a grouped batch task, the cache keys ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -106,8 +106,12 @@ def assemble_result(
     sanity: Stamped[list[Check]],
     lineage_steps: list[Stamped[Any]],
     run_id: str,
+    extra_checks: Sequence[Check] = (),
 ) -> InvoiceResult:
-    """The `<stem>.json` document: fields, line items, checks, routes and lineage."""
+    """The `<stem>.json` document: fields, line items, checks, routes and lineage.
+
+    `extra_checks` (the vision step's, when a provider read the document) follow verify's.
+    """
     source = validated.value
     extraction, verify_checks = verified.value
     return InvoiceResult(
@@ -117,7 +121,7 @@ def assemble_result(
         route=routes.value,
         fields=extraction.fields,
         line_items=extraction.line_items,
-        checks=[*verify_checks, *sanity.value],
+        checks=[*verify_checks, *extra_checks, *sanity.value],
         lineage={
             "input_sha256": source.sha256,
             "mmflow_version": version("mmflow"),
