@@ -31,6 +31,8 @@ from tasks.models import FIELD_NAMES, Status
 from tasks.ocr import OcrEngine
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from flows.invoice import InvoiceRunReport
     from tasks.invoice import InvoiceOptions
 
@@ -136,28 +138,18 @@ def run_invoice(
 
     route = RouteOptions(render_dpi=dpi, allow_vision=provider_block is not None)
     options = InvoiceOptions(ocr_engine=ocr_engine, route=route)
-    if provider_block is None:
-        report = _invoice_with_progress(inputs, out, options, cache, cache_dir, workers)
-    else:
-        from flows.invoice import invoice_flow, with_workers
-
-        uris = _expanded_or_exit(inputs)
-        # The block goes by name: the flow loads it (flows.image.resolve_provider), so no key is
-        # ever a flow-run parameter.
-        report = _with_progress(
-            "invoice",
-            len(uris),
-            lambda: with_workers(invoice_flow, workers)(
-                inputs=uris,
-                out=out,
-                options=options,
-                cache=cache,
-                cache_dir=cache_dir,
-                workers=workers,
-                provider=provider_block,
-                max_usd=Decimal(str(max_usd)) if max_usd is not None else None,
-            ),
-        )
+    # The block goes by name: the flow loads it (flows.image.resolve_provider), so no key is
+    # ever a flow-run parameter.
+    report = _invoice_with_progress(
+        inputs,
+        out,
+        options,
+        cache,
+        cache_dir,
+        workers,
+        provider=provider_block,
+        max_usd=Decimal(str(max_usd)) if max_usd is not None else None,
+    )
     _print_invoice_report(report)
     if report.failed:
         raise typer.Exit(1)
@@ -170,6 +162,8 @@ def _invoice_with_progress(
     cache: bool = True,
     cache_dir: str | None = None,
     workers: int = 2,
+    provider: str | None = None,
+    max_usd: Decimal | None = None,
 ) -> InvoiceRunReport:
     from flows.invoice import invoice_flow, with_workers
 
@@ -186,6 +180,8 @@ def _invoice_with_progress(
                 cache=cache,
                 cache_dir=cache_dir,
                 workers=workers,
+                provider=provider,
+                max_usd=max_usd,
             ),
         ),
     )
@@ -311,8 +307,21 @@ def run_meeting(
     cache_dir: Annotated[
         str | None, typer.Option(help="Where step results persist (default ~/.cache/mmflow).")
     ] = None,
+    provider_block: Annotated[
+        str | None,
+        typer.Option(help="Saved provider block name for transcription and/or notes."),
+    ] = None,
+    max_usd: Annotated[
+        float | None, typer.Option(min=0, help="Budget for the run's model calls, in USD.")
+    ] = None,
+    provider_for: Annotated[
+        str,
+        typer.Option(help="Steps the provider does, comma-separated: transcribe,notes."),
+    ] = "transcribe,notes",
 ) -> None:
     """Transcribe meetings and calls: who said what when, as JSON, RTTM and SRT, plus notes."""
+    from decimal import Decimal
+
     from pydantic import ValidationError
 
     from flows.invoice import with_workers
@@ -333,6 +342,21 @@ def run_meeting(
     except (ValidationError, ValueError) as error:
         console.print(f"[red]Invalid options:[/] {error}")
         raise typer.Exit(2) from error
+    uses = [part.strip() for part in provider_for.split(",") if part.strip()]
+    if not uses or any(use not in ("transcribe", "notes") for use in uses):
+        console.print(f"[red]Invalid options:[/] --provider-for {provider_for!r}: transcribe,notes")
+        raise typer.Exit(2)
+    # The block goes by name: the flow loads it (flows.image.resolve_provider), so no key is
+    # ever a flow-run parameter.
+    with_provider: dict[str, object] = (
+        {
+            "provider": provider_block,
+            "max_usd": Decimal(str(max_usd)) if max_usd is not None else None,
+            "provider_for": uses,
+        }
+        if provider_block is not None
+        else {}
+    )
     uris = _expanded_or_exit(inputs)
     seconds = {uri: probe_duration_s(uri) for uri in uris}
     report: MeetingRunReport = _with_progress(
@@ -345,6 +369,7 @@ def run_meeting(
             cache=cache,
             cache_dir=cache_dir,
             workers=workers,
+            **with_provider,
         ),
         units="s of audio",
         # A rejected file reports no duration of its own: count what ffprobe saw, if any.
