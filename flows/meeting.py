@@ -6,15 +6,19 @@ result or a typed rejection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from decimal import Decimal
+from typing import Any, Literal, cast
 
 from prefect import flow
 from pydantic import BaseModel
 
+from blocks.providers import Budget, ProviderBlock
+from flows.image import resolve_provider
 from flows.runs import InputSummary, run_scenario
 from flows.steps import StepRunner
+from tasks.audio.models import MeetingNotes, Transcript
 from tasks.audio.outputs import rttm_lines, srt_text
-from tasks.caching import source_key, unless_rejected
+from tasks.caching import Stamped, source_key, unless_rejected
 from tasks.meeting import (
     ALIGN,
     DENOISE,
@@ -29,14 +33,32 @@ from tasks.meeting import (
     assemble_meeting,
     forget_waveforms,
 )
+from tasks.meeting_provider import (
+    MeetingProvider,
+    ProviderAttempt,
+    ProviderUse,
+    record_attempts,
+    run_provider_notes,
+    run_provider_transcription,
+)
 from tasks.models import Status
 from tasks.persist import join, write_model, write_text
 
 
 def process_meeting(
-    uri: str, sha256: str, steps: StepRunner, options: MeetingOptions, run_id: str
+    uri: str,
+    sha256: str,
+    steps: StepRunner,
+    options: MeetingOptions,
+    run_id: str,
+    provider: MeetingProvider | None = None,
 ) -> MeetingOutcome:
-    """One recording through every step; raises `Stopped` when a step rejected it."""
+    """One recording through every step; raises `Stopped` when a step rejected it.
+
+    With `provider`, transcription and/or notes go to the model first; those steps run
+    uncached, inline, because they hold a live provider block, and when the provider fails the
+    offline step runs (cached as usual) and `processing.provider` says why.
+    """
     source = source_key(sha256)
     validated = unless_rejected(
         steps.run(VALIDATE, [source], uri=uri, max_duration_s=options.max_duration_s)
@@ -44,28 +66,41 @@ def process_meeting(
     normalised = unless_rejected(steps.run(NORMALISE, [validated]))
     denoised = unless_rejected(steps.run(DENOISE, [normalised], mode=options.denoise))
     regions = steps.run(VAD, [denoised])
-    transcript = steps.run(
-        TRANSCRIBE, [denoised, regions], language=options.language, stt_model=options.stt_model
-    )
+    attempts: dict[str, ProviderAttempt] = {}
+    transcript: Stamped[Transcript] | None = None
+    if provider is not None and "transcribe" in provider.use:
+        transcript, attempts["transcribe"] = run_provider_transcription(
+            denoised, regions, provider, options.language, run_id
+        )
+    if transcript is None:
+        transcript = steps.run(
+            TRANSCRIBE, [denoised, regions], language=options.language, stt_model=options.stt_model
+        )
     diarisation = steps.run(
         DIARISE, [denoised, regions, transcript], settings=options.diarisation_settings()
     )
     segments = steps.run(ALIGN, [transcript, diarisation])
-    notes = steps.run(NOTES, [segments])
+    notes: Stamped[MeetingNotes] | None = None
+    if provider is not None and "notes" in provider.use:
+        notes, attempts["notes"] = run_provider_notes(segments, provider, run_id)
+    if notes is None:
+        notes = steps.run(NOTES, [segments])
     chain = [validated, normalised, denoised, regions, transcript, diarisation, segments, notes]
-    return assemble_meeting(
+    outcome = assemble_meeting(
         validated, denoised, regions, transcript, diarisation, segments, notes, chain, run_id
     )
+    return record_attempts(outcome, attempts)
 
 
 @dataclass(frozen=True)
 class MeetingScenario:
     options: MeetingOptions
     name: str = "meeting"
+    provider: MeetingProvider | None = None  # a live provider: transcription and/or notes
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         try:
-            return process_meeting(uri, sha256, steps, self.options, run_id)
+            return process_meeting(uri, sha256, steps, self.options, run_id, self.provider)
         finally:
             forget_waveforms(sha256)
 
@@ -111,10 +146,23 @@ def meeting_flow(
     workers: int = 2,
     stepwise_max: int = 4,
     group_size: int | None = None,
+    provider: ProviderBlock | str | None = None,
+    max_usd: Decimal | None = None,
+    provider_for: list[Literal["transcribe", "notes"]] | None = None,
 ) -> MeetingRunReport:
-    """Transcribe recordings of meetings and calls: who said what when, and the notes."""
+    """Transcribe recordings of meetings and calls: who said what when, and the notes.
+
+    `provider` (a block, or a saved block's name) transcribes and/or writes the notes
+    (`provider_for`, default both); `max_usd` caps the run's model spending. Whenever the
+    provider fails or the budget refuses, the offline step runs and the result says why.
+    """
+    block = resolve_provider(provider)
+    uses: frozenset[ProviderUse] = frozenset(provider_for or ("transcribe", "notes"))
+    settings = (
+        MeetingProvider(block, Budget(max_usd_per_run=max_usd), uses) if block is not None else None
+    )
     summaries = run_scenario(
-        MeetingScenario(options or MeetingOptions()),
+        MeetingScenario(options or MeetingOptions(), provider=settings),
         inputs,
         out,
         cache,
