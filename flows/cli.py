@@ -138,7 +138,7 @@ def run_invoice(
 
     route = RouteOptions(render_dpi=dpi, allow_vision=provider_block is not None)
     options = InvoiceOptions(ocr_engine=ocr_engine, route=route)
-    # The block goes by name: the flow loads it (flows.image.resolve_provider), so no key is
+    # The block goes by name: the flow loads it (blocks.providers.resolve_provider), so no key is
     # ever a flow-run parameter.
     report = _invoice_with_progress(
         inputs,
@@ -346,7 +346,7 @@ def run_meeting(
     if not uses or any(use not in ("transcribe", "notes") for use in uses):
         console.print(f"[red]Invalid options:[/] --provider-for {provider_for!r}: transcribe,notes")
         raise typer.Exit(2)
-    # The block goes by name: the flow loads it (flows.image.resolve_provider), so no key is
+    # The block goes by name: the flow loads it (blocks.providers.resolve_provider), so no key is
     # ever a flow-run parameter.
     with_provider: dict[str, object] = (
         {

@@ -18,7 +18,6 @@ from typing import Any, TypeVar, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
-from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import WritableFileSystem
 from prefect.runtime import flow_run
@@ -26,11 +25,9 @@ from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict
 
 from blocks.providers import (
-    AnthropicProvider,
     Budget,
-    OpenAICompatibleProvider,
-    OpenAIProvider,
     ProviderBlock,
+    resolve_provider,
     run_fallback_chain,
 )
 from flows.progress import ItemDone, publish
@@ -281,23 +278,6 @@ def assemble(local: LocalResult, answer: ImageAnswer, run_id: str) -> ImageResul
                 for s in chain
             ],
         },
-    )
-
-
-def resolve_provider(provider: ProviderBlock | str | None) -> ProviderBlock | None:
-    """A block instance as given, or a saved block loaded by name ("type-slug/name" or name)."""
-    if provider is None or isinstance(provider, ProviderBlock):
-        return provider
-    if "/" in provider:
-        return cast(ProviderBlock, Block.load(provider))
-    for cls in (OpenAIProvider, AnthropicProvider, OpenAICompatibleProvider):
-        try:
-            return cast(ProviderBlock, cls.load(provider))
-        except ValueError:
-            continue
-    raise ValueError(
-        f"no saved provider block named {provider!r}; save one with "
-        "OpenAIProvider(...).save(name) or pass 'block-type-slug/name'"
     )
 
 

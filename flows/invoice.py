@@ -13,8 +13,7 @@ from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from blocks.providers import Budget, ProviderBlock
-from flows.image import resolve_provider
+from blocks.providers import Budget, ProviderBlock, resolve_provider
 from flows.runs import InputSummary, run_scenario
 from flows.steps import StepRunner
 from tasks.caching import Stamped, source_key, unless_rejected

@@ -12,8 +12,7 @@ from typing import Any, Literal, cast
 from prefect import flow
 from pydantic import BaseModel
 
-from blocks.providers import Budget, ProviderBlock
-from flows.image import resolve_provider
+from blocks.providers import Budget, ProviderBlock, resolve_provider
 from flows.runs import InputSummary, run_scenario
 from flows.steps import StepRunner
 from tasks.audio.models import MeetingNotes, Transcript

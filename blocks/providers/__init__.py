@@ -36,6 +36,7 @@ from blocks.providers.errors import (
 )
 from blocks.providers.fallback import FallbackOutcome, run_fallback_chain
 from blocks.providers.images import PreparedImage, prepare_image
+from blocks.providers.loading import resolve_provider
 from blocks.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
 from blocks.providers.resilience import (
     BreakerSettings,
@@ -93,6 +94,7 @@ __all__ = [
     "estimate_text_tokens",
     "parse_retry_after",
     "prepare_image",
+    "resolve_provider",
     "response_cache_key",
     "run_fallback_chain",
     "schema_fingerprint",
