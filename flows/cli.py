@@ -579,3 +579,34 @@ def webhook(
     )
     console.print(f"mmflow webhook on http://{host}:{port} · uploads → {settings.storage}/uploads")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+# ---------------------------------------------------------------- deployments, served locally
+
+
+@app.command("serve")
+def serve(
+    outputs: Annotated[
+        str, typer.Option(help="Folder or s3:// prefix the deployments write under.")
+    ] = "out",
+    batch_source: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MMFLOW_BATCH_SOURCE",
+            help="Folder or s3:// prefix of the nightly invoice batch; omit for no batch.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Most flow runs at once (default: no limit).")
+    ] = None,
+) -> None:
+    """Serve every mmflow deployment from this process (no work pool needed); Ctrl-C stops it."""
+    from prefect.settings import PREFECT_API_URL
+
+    from deployments.serve import serve_all
+
+    if not PREFECT_API_URL.value():
+        # A temporary in-process server would vanish with this command: nothing could reach it.
+        console.print("[red]Set PREFECT_API_URL[/] to the Prefect server to register with.")
+        raise typer.Exit(2)
+    serve_all(outputs, batch_source, limit)

@@ -1,0 +1,247 @@
+"""The deployments: prefect.yaml through `prefect deploy`, `mmflow serve`, and schema checks."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.exceptions import ObjectNotFound
+
+from deployments.webhook import Scenario, Upload, emit_upload_event
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+NAMES = ("invoice/invoice", "meeting/meeting", "image/image", "invoice/invoice-batch")
+
+
+def _environment(api_url: str, home: Path, **extra: str) -> dict[str, str]:
+    """The test server's URL and a scratch PREFECT_HOME: nothing of the user's profile leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_API_URL=api_url,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        **extra,
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def client(prefect_server: str) -> Iterator[SyncPrefectClient]:
+    with get_client(sync_client=True) as prefect_client:
+        yield prefect_client
+
+
+@pytest.fixture(scope="module")
+def batch_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("batch-source")
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    prefect_server: str, client: SyncPrefectClient, batch_source: Path
+) -> dict[str, DeploymentResponse]:
+    """`prefect deploy --all` of deployments/prefect.yaml, as a user runs it from the root."""
+    batch = batch_source
+    env = _environment(
+        prefect_server,
+        batch_source.parent / "prefect-home",
+        PWD=str(ROOT),
+        MMFLOW_BATCH_SOURCE=str(batch),
+    )
+    prefect = [str(BIN / "prefect"), "--no-prompt"]
+    subprocess.run(
+        [*prefect, "work-pool", "create", "mmflow-process", "--type", "process", "--overwrite"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    done = subprocess.run(
+        [*prefect, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {name: client.read_deployment_by_name(name) for name in NAMES}
+
+
+def test_deploy_all_registers_four_deployments_on_the_process_pool(
+    deployed: dict[str, DeploymentResponse],
+) -> None:
+    pools = {name: deployed[name].work_pool_name for name in NAMES}
+    assert pools == dict.fromkeys(NAMES, "mmflow-process")
+    assert all(deployed[name].enforce_parameter_schema for name in NAMES)
+    workdir = {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+    assert all(deployed[name].pull_steps == [workdir] for name in NAMES)
+
+
+def test_batch_deployment_runs_nightly_over_the_configured_source(
+    deployed: dict[str, DeploymentResponse], batch_source: Path
+) -> None:
+    batch = deployed["invoice/invoice-batch"]
+    schedules = [s.schedule.model_dump() for s in batch.schedules]
+    assert [(s.get("cron"), s.get("timezone")) for s in schedules] == [("0 2 * * *", "UTC")]
+    assert batch.parameters["inputs"] == [str(batch_source)]
+    assert batch.parameters["out"] == "out/invoice-batch"
+    assert not deployed["invoice/invoice"].schedules
+
+
+def test_parameter_schemas_carry_the_option_models_for_the_ui_form(
+    deployed: dict[str, DeploymentResponse],
+) -> None:
+    expected = {
+        "invoice/invoice": "InvoiceOptions",
+        "invoice/invoice-batch": "InvoiceOptions",
+        "meeting/meeting": "MeetingOptions",
+        "image/image": "ImageOptions",
+    }
+    for name, model in expected.items():
+        schema = deployed[name].parameter_openapi_schema or {}
+        assert "options" in schema["properties"], name
+        assert model in schema.get("definitions", {}), name
+    schema = deployed["invoice/invoice"].parameter_openapi_schema or {}
+    route = schema["definitions"]["RouteOptions"]
+    assert route["properties"]["render_dpi"]["exclusiveMinimum"] == 0
+
+
+def test_scenario_deployments_are_triggered_by_their_uploads(
+    deployed: dict[str, DeploymentResponse], client: SyncPrefectClient
+) -> None:
+    for scenario in ("invoice", "meeting", "image"):
+        deployment = deployed[f"{scenario}/{scenario}"]
+        automations = client.read_resource_related_automations(
+            f"prefect.deployment.{deployment.id}"
+        )
+        assert len(automations) == 1, scenario
+        trigger = automations[0].trigger.model_dump()
+        assert trigger["expect"] == {"mmflow.upload.received"}
+        assert trigger["match"]["mmflow.scenario"] == scenario
+        action = automations[0].actions[0].model_dump()
+        assert action["parameters"]["inputs"] == ["{{ event.resource['mmflow.uri'] }}"]
+    batch = deployed["invoice/invoice-batch"]
+    assert not client.read_resource_related_automations(f"prefect.deployment.{batch.id}")
+
+
+def test_deployment_refuses_a_run_with_an_invalid_option(
+    deployed: dict[str, DeploymentResponse], client: SyncPrefectClient
+) -> None:
+    bad: dict[str, Any] = {"inputs": ["a.pdf"], "options": {"route": {"render_dpi": 0}}}
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        client.create_flow_run_from_deployment(deployed["invoice/invoice"].id, parameters=bad)
+    assert refused.value.response.status_code == 409
+    assert "render_dpi" in refused.value.response.text
+
+
+def test_an_upload_event_starts_a_run_of_the_deployed_scenario_with_its_uri(
+    deployed: dict[str, DeploymentResponse], client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    sha256 = hashlib.sha256(str(tmp_path).encode()).hexdigest()  # unique to this test run
+    upload = Upload(
+        sha256=sha256,
+        scenario=Scenario.IMAGE,
+        uri=f"s3://mmflow-test/uploads/{sha256}",
+        size=1,
+        media_type="image/png",
+        source="body",
+        out="s3://mmflow-test/outputs/image",
+    )
+    emit_upload_event(upload)
+    query = DeploymentFilter(id=DeploymentFilterId(any_=[deployed["image/image"].id]))
+    runs: list[Any] = []
+    for _ in range(240):  # the automation fires once the server has the event
+        runs = [
+            r
+            for r in client.read_flow_runs(deployment_filter=query)
+            if r.parameters.get("inputs") == [upload.uri]
+        ]
+        if runs:
+            break
+        time.sleep(0.5)
+    assert len(runs) == 1
+    assert runs[0].parameters["out"] == upload.out
+    assert runs[0].parameters["options"]["ocr_engine"] == "rapidocr"  # the deployment's default
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C, then again (the runner waits out its first), then kill; every wait bounded."""
+    for sent in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
+        if process.poll() is not None:
+            return
+        process.send_signal(sent)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+    process.kill()
+    process.wait(timeout=15)
+
+
+def test_mmflow_serve_registers_the_deployments(
+    prefect_server: str, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    served = ("invoice/invoice", "meeting/meeting", "image/image", "invoice/invoice-batch")
+    for name in served:  # what `prefect deploy` registered must not pass for served ones
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_deployment(client.read_deployment_by_name(name).id)
+    env = _environment(prefect_server, tmp_path / "home", MMFLOW_BATCH_SOURCE=str(tmp_path))
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(BIN / "mmflow"), "serve", "--outputs", str(tmp_path / "out")],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    found: dict[str, DeploymentResponse] = {}
+    try:
+        deadline = time.monotonic() + 180
+        while len(found) < len(served) and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            for name in served:
+                with contextlib.suppress(ObjectNotFound):  # not registered yet
+                    found[name] = client.read_deployment_by_name(name)
+            time.sleep(1)
+    finally:
+        _stop(process)
+    assert sorted(found) == sorted(served)
+    assert all(d.work_pool_name is None for d in found.values())
+    batch = found["invoice/invoice-batch"]
+    assert batch.parameters["inputs"] == [str(tmp_path)]
+    assert [s.schedule.model_dump().get("cron") for s in batch.schedules] == ["0 2 * * *"]
+
+
+def test_mmflow_serve_refuses_to_start_without_a_prefect_api(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path)  # no profile that could name a server
+    done = subprocess.run(
+        [str(BIN / "mmflow"), "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "PREFECT_API_URL" in done.stdout
