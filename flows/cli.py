@@ -49,6 +49,14 @@ console = Console()
 
 Inputs = Annotated[list[str], typer.Argument(help="Files, folders, globs or s3:// URIs.")]
 Out = Annotated[str, typer.Option("--out", "-o", help="Output folder (or s3:// prefix).")]
+Workers = Annotated[int, typer.Option(min=1, help="Concurrent task runs.")]
+Cache = Annotated[bool, typer.Option(help="Reuse results of unchanged steps.")]
+CacheDir = Annotated[
+    str | None, typer.Option(help="Where step results persist (default ~/.cache/mmflow).")
+]
+MaxUsd = Annotated[
+    float | None, typer.Option(min=0, help="Budget for the run's model calls, in USD.")
+]
 
 
 def _status_style(status: Status) -> str:
@@ -116,19 +124,15 @@ def run_invoice(
     ocr_engine: Annotated[
         OcrEngine, typer.Option(help="OCR engine for pages without a usable text layer.")
     ] = OcrEngine.RAPIDOCR,
-    workers: Annotated[int, typer.Option(min=1, help="Concurrent task runs.")] = 2,
-    cache: Annotated[bool, typer.Option(help="Reuse results of unchanged steps.")] = True,
-    cache_dir: Annotated[
-        str | None, typer.Option(help="Where step results persist (default ~/.cache/mmflow).")
-    ] = None,
+    workers: Workers = 2,
+    cache: Cache = True,
+    cache_dir: CacheDir = None,
     dpi: Annotated[int, typer.Option(min=72, max=600, help="Rendering DPI for OCR.")] = 200,
     provider_block: Annotated[
         str | None,
         typer.Option(help="Saved provider block name: reads the pages the router sends to vision."),
     ] = None,
-    max_usd: Annotated[
-        float | None, typer.Option(min=0, help="Budget for the run's model calls, in USD.")
-    ] = None,
+    max_usd: MaxUsd = None,
 ) -> None:
     """Extract verified fields and line items from invoices and receipts."""
     from decimal import Decimal
@@ -219,7 +223,7 @@ def run_image(
         str | None, typer.Option(help="Saved provider block name; omit to run offline.")
     ] = None,
     max_usd: Annotated[float | None, typer.Option(help="Budget for the whole run, in USD.")] = None,
-    cache: Annotated[bool, typer.Option(help="Reuse results of unchanged steps.")] = True,
+    cache: Cache = True,
 ) -> None:
     """Classify, read and cost images; with a provider, answer the task at the cheapest tier."""
     from decimal import Decimal
@@ -302,18 +306,14 @@ def run_meeting(
         str, typer.Option(help="Diarisation backend: auto | embeddings | channels.")
     ] = "auto",
     denoise: Annotated[str, typer.Option(help="Noise reduction: auto | on | off.")] = "auto",
-    workers: Annotated[int, typer.Option(min=1, help="Concurrent task runs.")] = 2,
-    cache: Annotated[bool, typer.Option(help="Reuse results of unchanged steps.")] = True,
-    cache_dir: Annotated[
-        str | None, typer.Option(help="Where step results persist (default ~/.cache/mmflow).")
-    ] = None,
+    workers: Workers = 2,
+    cache: Cache = True,
+    cache_dir: CacheDir = None,
     provider_block: Annotated[
         str | None,
         typer.Option(help="Saved provider block name for transcription and/or notes."),
     ] = None,
-    max_usd: Annotated[
-        float | None, typer.Option(min=0, help="Budget for the run's model calls, in USD.")
-    ] = None,
+    max_usd: MaxUsd = None,
     provider_for: Annotated[
         str,
         typer.Option(help="Steps the provider does, comma-separated: transcribe,notes."),
