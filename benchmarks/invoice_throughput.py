@@ -38,18 +38,16 @@ from tasks.invoice import InvoiceOptions
 from tasks.normalise import render_page
 from tasks.ocr import _rapidocr
 from tasks.persist import Manifest, OutputNames
-from tasks.samples import SPECS, invoice_pdf, rasterise
+from tasks.samples import SPECS, invoice_pdf, numbered_invoices, rasterise
 
 
 def write_text_pdfs(folder: Path, count: int) -> list[Path]:
     """`count` distinct born-digital invoices (distinct numbers, so distinct hashes)."""
     folder.mkdir(parents=True)
-    base = SPECS["northwind-invoice"]
     paths = []
-    for i in range(count):
-        path = folder / f"text-{i:04d}.pdf"
-        path.write_bytes(invoice_pdf(dataclasses.replace(base, number=f"NW-{10000 + i}")))
-        paths.append(path)
+    for name, data in numbered_invoices(count):
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
     return paths
 
 

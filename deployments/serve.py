@@ -22,6 +22,7 @@ def build_deployments(outputs: str, batch_source: str | None = None) -> list[Run
     """The deployments of prefect.yaml as runner deployments; the batch only with a source."""
     from prefect.schedules import Cron
 
+    from flows.batch import batch_flow
     from flows.image import image_flow
     from flows.invoice import invoice_flow
     from flows.meeting import meeting_flow
@@ -66,12 +67,15 @@ def build_deployments(outputs: str, batch_source: str | None = None) -> list[Run
     ]
     if batch_source is not None:
         deployments.append(
-            invoice_flow.to_deployment(
+            batch_flow.to_deployment(
                 "invoice-batch",
                 parameters={
-                    "inputs": [batch_source],
+                    "source": batch_source,
                     "out": join(outputs, "invoice-batch"),
-                    **invoice_parameters,
+                    "scenario": "invoice",
+                    "invoice": invoice_parameters["options"],
+                    "cache": True,
+                    "workers": 2,
                 },
                 schedule=Cron(BATCH_CRON, timezone="UTC"),
                 tags=["mmflow", "invoice", "batch"],

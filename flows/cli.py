@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.progress import ItemDone, listening
-from tasks.models import FIELD_NAMES, Status
+from tasks.models import FIELD_NAMES, BatchScenario, Status
 from tasks.ocr import OcrEngine
 
 if TYPE_CHECKING:
@@ -210,6 +210,64 @@ def _print_invoice_report(report: InvoiceRunReport) -> None:
         )
     console.print(table)
     _print_counts([d.status for d in report.documents], report.out)
+
+
+@run_app.command("batch")
+def run_batch(
+    source: Annotated[str, typer.Argument(help="A folder, glob or s3:// prefix to process.")],
+    out: Out = "out",
+    scenario: Annotated[
+        BatchScenario, typer.Option(help="What every input is: the scenario to run.")
+    ] = BatchScenario.INVOICE,
+    workers: Workers = 2,
+    group_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Inputs per task run (default: two groups per worker, ≤ 25)."),
+    ] = None,
+    cache: Cache = True,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Process a whole folder or bucket prefix; run it again to finish an interrupted batch.
+
+    Inputs already in OUT's manifest are not recomputed, and the same bytes under two names
+    are processed once (the second is recorded as a `duplicate`).
+    """
+    from flows.batch import batch_flow
+    from flows.invoice import with_workers
+
+    uris = _expanded_or_exit([source])
+    report = _with_progress(
+        f"batch {scenario.value}",
+        len(uris),
+        lambda: with_workers(batch_flow, workers)(
+            source=source,
+            out=out,
+            scenario=scenario,
+            cache=cache,
+            cache_dir=cache_dir,
+            workers=workers,
+            group_size=group_size,
+        ),
+        units_of=lambda _event: 1.0,
+    )
+    table = Table(title=f"mmflow batch {scenario.value} {source} → {out}")
+    table.add_column("inputs")
+    table.add_column("count", justify="right")
+    for label, count in (
+        ("listed", report.listed),
+        ("processed now", report.processed),
+        ("ended by an earlier run", report.resumed),
+        ("duplicates", report.duplicates),
+    ):
+        table.add_row(label, str(count))
+    console.print(table)
+    for summary in [s for s in report.inputs if s.status is Status.FAILED][:20]:
+        console.print(
+            f"[red]failed[/] {summary.uri}: {summary.error.message if summary.error else ''}"
+        )
+    _print_counts([s.status for s in report.inputs], out)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @run_app.command("image")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,11 +18,12 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import WritableFileSystem
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks.storage import storage_for
-from flows.progress import ItemDone, publish
+from flows.progress import ItemDone, listening, publish
 from flows.steps import InlineSteps, PrefectSteps, StepRunner
 from tasks.caching import Stopped
 from tasks.errors import Rejection
@@ -60,6 +62,11 @@ class InputSummary(BaseModel):
     error: ErrorInfo | None = None
     output: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of_entry(cls, entry: ManifestEntry) -> InputSummary:
+        """An input an earlier run ended, as its manifest line tells it."""
+        return cls(**entry.model_dump())
 
     def manifest_entry(self) -> ManifestEntry:
         return ManifestEntry(
@@ -119,9 +126,7 @@ def run_input(
     finally:
         forget_input(uri)
     manifest.append(summary.manifest_entry())
-    # A scenario may measure progress in its own units (seconds of audio); default one input.
-    units = float(summary.details.get("progress_units", 1.0))
-    publish(ItemDone(uri=uri, status=summary.status.value, units=units))
+    publish(done_event(summary))
     return summary
 
 
@@ -143,6 +148,70 @@ def process_inputs(
     """A group of inputs in one task run; every step inside still reads and writes the cache."""
     steps = InlineSteps(storage, run_id)
     return [run_input(u, scenario, steps, run_id, out, names, manifest) for u in uris]
+
+
+def done_event(summary: InputSummary) -> ItemDone:
+    """A progress event; a scenario may count in its own units (seconds of audio), default 1."""
+    units = float(summary.details.get("progress_units", 1.0))
+    return ItemDone(uri=summary.uri, status=summary.status.value, units=units)
+
+
+def default_group_size(inputs: int, workers: int) -> int:
+    """Two groups per worker so the pool stays busy, at most 25 inputs per task run."""
+    return max(1, min(25, math.ceil(inputs / (2 * workers))))
+
+
+def run_groups(
+    scenario: Scenario,
+    uris: list[str],
+    out: str,
+    storage: WritableFileSystem | None,
+    run_id: str,
+    manifest: Manifest,
+    names: OutputNames,
+    size: int,
+    on_group: Callable[[list[InputSummary]], None] | None = None,
+) -> list[InputSummary]:
+    """Inputs in groups of `size` per task run, on the flow's task runner; results in order.
+
+    Worker processes (Dask, Ray) cannot reach this process's progress listeners, so inputs a
+    group reports that no listener heard of are announced here when the group returns. A group
+    whose task run dies as a whole (a killed worker) still ends each of its inputs in the
+    manifest, as failed.
+    """
+    groups = [uris[i : i + size] for i in range(0, len(uris), size)]
+    heard: set[str] = set()
+    ended: dict[int, list[InputSummary]] = {}
+    with listening(lambda event: heard.add(event.uri)):
+        futures = {
+            process_inputs.submit(g, len(g) - 1, scenario, storage, out, names, manifest, run_id): i
+            for i, g in enumerate(groups)
+        }
+        for future in as_completed(list(futures)):
+            index = futures[future]
+            try:
+                summaries = future.result()
+            except Exception as error:
+                summaries = [_group_lost(uri, error, manifest) for uri in groups[index]]
+            for summary in summaries:
+                if summary.uri not in heard:
+                    publish(done_event(summary))
+            ended[index] = summaries
+            if on_group is not None:
+                on_group(summaries)
+    return [summary for index in range(len(groups)) for summary in ended[index]]
+
+
+def _group_lost(uri: str, error: Exception, manifest: Manifest) -> InputSummary:
+    message = f"its task run ended without a result ({type(error).__name__}: {error}); run again"
+    summary = InputSummary(
+        uri=uri,
+        sha256=None,
+        status=Status.FAILED,
+        error=ErrorInfo(code="processing_error", message=message),
+    )
+    manifest.append(summary.manifest_entry())
+    return summary
 
 
 def run_inputs(
@@ -171,13 +240,8 @@ def run_inputs(
             for uri in uris
         ]
     else:
-        size = group_size or max(1, min(25, math.ceil(len(uris) / (2 * workers))))
-        groups = [uris[i : i + size] for i in range(0, len(uris), size)]
-        futures = [
-            process_inputs.submit(g, len(g) - 1, scenario, storage, out, names, manifest, run_id)
-            for g in groups
-        ]
-        summaries = [s for future in futures for s in future.result()]
+        size = group_size or default_group_size(len(uris), workers)
+        summaries = run_groups(scenario, uris, out, storage, run_id, manifest, names, size)
     manifest.compact(order=uris)
     create_table_artifact(
         key=f"{scenario.name}-results",

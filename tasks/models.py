@@ -13,6 +13,13 @@ BBox = tuple[float, float, float, float]
 """x0, y0, x1, y1 in the page's own unit (PDF points, or pixels of the normalised image)."""
 
 
+class BatchScenario(StrEnum):
+    """The scenarios a batch can run over a folder or bucket prefix."""
+
+    INVOICE = "invoice"
+    MEETING = "meeting"
+
+
 class Status(StrEnum):
     OK = "ok"
     REJECTED = "rejected"

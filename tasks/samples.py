@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -572,3 +573,11 @@ def make_samples(out_dir: Path) -> list[Path]:
         {"form": "rotated_scan_png", "pages": 1, "rotation": 90},
     )
     return written
+
+
+def numbered_invoices(count: int, start: int = 10000) -> Iterator[tuple[str, bytes]]:
+    """`count` distinct born-digital invoices (distinct numbers, so distinct hashes), for
+    batches, benchmarks and load tests: (file name, PDF bytes)."""
+    base = SPECS["northwind-invoice"]
+    for number in range(start, start + count):
+        yield f"invoice-{number}.pdf", invoice_pdf(replace(base, number=f"NW-{number}"))

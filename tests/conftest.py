@@ -30,3 +30,16 @@ def prefect_server() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real `moto_server` on a free loopback port, with the AWS environment pointing at it."""
+    pytest.importorskip("s3fs")
+    from tests.motoserver import ServerMissing, moto_server
+
+    try:
+        with moto_server() as endpoint:
+            yield endpoint
+    except ServerMissing as missing:
+        pytest.skip(str(missing))

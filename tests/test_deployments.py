@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-NAMES = ("invoice/invoice", "meeting/meeting", "image/image", "invoice/invoice-batch")
+NAMES = ("invoice/invoice", "meeting/meeting", "image/image", "batch/invoice-batch")
 
 
 def _environment(api_url: str, home: Path, **extra: str) -> dict[str, str]:
@@ -98,10 +98,10 @@ def test_deploy_all_registers_four_deployments_on_the_process_pool(
 def test_batch_deployment_runs_nightly_over_the_configured_source(
     deployed: dict[str, DeploymentResponse], batch_source: Path
 ) -> None:
-    batch = deployed["invoice/invoice-batch"]
+    batch = deployed["batch/invoice-batch"]
     schedules = [s.schedule.model_dump() for s in batch.schedules]
     assert [(s.get("cron"), s.get("timezone")) for s in schedules] == [("0 2 * * *", "UTC")]
-    assert batch.parameters["inputs"] == [str(batch_source)]
+    assert batch.parameters["source"] == str(batch_source)
     assert batch.parameters["out"] == "out/invoice-batch"
     assert not deployed["invoice/invoice"].schedules
 
@@ -110,14 +110,14 @@ def test_parameter_schemas_carry_the_option_models_for_the_ui_form(
     deployed: dict[str, DeploymentResponse],
 ) -> None:
     expected = {
-        "invoice/invoice": "InvoiceOptions",
-        "invoice/invoice-batch": "InvoiceOptions",
-        "meeting/meeting": "MeetingOptions",
-        "image/image": "ImageOptions",
+        "invoice/invoice": ("options", "InvoiceOptions"),
+        "batch/invoice-batch": ("invoice", "InvoiceOptions"),
+        "meeting/meeting": ("options", "MeetingOptions"),
+        "image/image": ("options", "ImageOptions"),
     }
-    for name, model in expected.items():
+    for name, (parameter, model) in expected.items():
         schema = deployed[name].parameter_openapi_schema or {}
-        assert "options" in schema["properties"], name
+        assert parameter in schema["properties"], name
         assert model in schema.get("definitions", {}), name
     schema = deployed["invoice/invoice"].parameter_openapi_schema or {}
     route = schema["definitions"]["RouteOptions"]
@@ -138,7 +138,7 @@ def test_scenario_deployments_are_triggered_by_their_uploads(
         assert trigger["match"]["mmflow.scenario"] == scenario
         action = automations[0].actions[0].model_dump()
         assert action["parameters"]["inputs"] == ["{{ event.resource['mmflow.uri'] }}"]
-    batch = deployed["invoice/invoice-batch"]
+    batch = deployed["batch/invoice-batch"]
     assert not client.read_resource_related_automations(f"prefect.deployment.{batch.id}")
 
 
@@ -199,7 +199,7 @@ def _stop(process: subprocess.Popen[str]) -> None:
 def test_mmflow_serve_registers_the_deployments(
     prefect_server: str, client: SyncPrefectClient, tmp_path: Path
 ) -> None:
-    served = ("invoice/invoice", "meeting/meeting", "image/image", "invoice/invoice-batch")
+    served = ("invoice/invoice", "meeting/meeting", "image/image", "batch/invoice-batch")
     for name in served:  # what `prefect deploy` registered must not pass for served ones
         with contextlib.suppress(ObjectNotFound):
             client.delete_deployment(client.read_deployment_by_name(name).id)
@@ -227,8 +227,8 @@ def test_mmflow_serve_registers_the_deployments(
         _stop(process)
     assert sorted(found) == sorted(served)
     assert all(d.work_pool_name is None for d in found.values())
-    batch = found["invoice/invoice-batch"]
-    assert batch.parameters["inputs"] == [str(tmp_path)]
+    batch = found["batch/invoice-batch"]
+    assert batch.parameters["source"] == str(tmp_path)
     assert [s.schedule.model_dump().get("cron") for s in batch.schedules] == ["0 2 * * *"]
 
 

@@ -9,13 +9,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,61 +27,6 @@ from tasks.samples import SPECS, invoice_pdf
 
 BUCKET = "mmflow-test"
 INVOICES = ("northwind-invoice", "brenner-rechnung-rotated")
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answered, even if with an error status
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real `moto_server` on a free loopback port, with the AWS environment pointing at it."""
-    pytest.importorskip("s3fs")
-    server = Path(sys.executable).parent / "moto_server"
-    if not server.exists():
-        pytest.skip("moto_server is not installed: pip install 'moto[server]'")
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    saved = {k: os.environ.get(k) for k in [*AWS_ENV, "AWS_ENDPOINT_URL"]}
-    try:
-        deadline = time.monotonic() + 60
-        while not _answers(endpoint):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto_server did not start on {endpoint}")
-            time.sleep(0.2)
-        os.environ.update(AWS_ENV | {"AWS_ENDPOINT_URL": endpoint})
-        yield endpoint
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
