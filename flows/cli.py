@@ -361,8 +361,23 @@ def run_meeting(
         typer.Option(help="Local faster-whisper model folder; omit for the embedded Whisper base."),
     ] = None,
     diarisation: Annotated[
-        str, typer.Option(help="Diarisation backend: auto | embeddings | channels.")
+        str, typer.Option(help="Diarisation backend: auto | embeddings | channels | pyannote.")
     ] = "auto",
+    pyannote_pipeline: Annotated[
+        str | None,
+        typer.Option(
+            help="For --diarisation pyannote: a pipeline folder (config.yaml + checkpoints) "
+            "or a Hugging Face id such as pyannote/speaker-diarization-community-1."
+        ),
+    ] = None,
+    hf_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Hugging Face token for a hub pipeline; prefer the HF_TOKEN variable "
+            "(a command line is visible to other users). Never stored or written.",
+            show_default=False,
+        ),
+    ] = None,
     denoise: Annotated[str, typer.Option(help="Noise reduction: auto | on | off.")] = "auto",
     workers: Workers = 2,
     cache: Cache = True,
@@ -380,11 +395,14 @@ def run_meeting(
     """Transcribe meetings and calls: who said what when, as JSON, RTTM and SRT, plus notes."""
     from decimal import Decimal
 
-    from pydantic import ValidationError
+    from pydantic import SecretStr, ValidationError
+    from rich.markup import escape
 
     from flows.invoice import with_workers
     from flows.meeting import MeetingRunReport, meeting_flow
     from tasks.audio.diarise import DiarisationBackend
+    from tasks.audio.diarise_pyannote import require_pyannote
+    from tasks.errors import MissingDependency
     from tasks.meeting import DenoiseMode, MeetingOptions, probe_duration_s
 
     try:
@@ -395,10 +413,17 @@ def run_meeting(
             language=language,
             stt_model=stt_model,
             diarisation=DiarisationBackend(diarisation),
+            pyannote_pipeline=pyannote_pipeline,
+            hf_token=SecretStr(hf_token) if hf_token else None,
             denoise=DenoiseMode(denoise),
         )
+        if options.diarisation is DiarisationBackend.PYANNOTE:
+            require_pyannote()  # before any file is read: say what to install
     except (ValidationError, ValueError) as error:
-        console.print(f"[red]Invalid options:[/] {error}")
+        console.print(f"[red]Invalid options:[/] {escape(str(error))}")
+        raise typer.Exit(2) from error
+    except MissingDependency as error:  # its text holds extras in brackets: not rich markup
+        console.print(f"[red]Missing dependency:[/] {escape(str(error))}")
         raise typer.Exit(2) from error
     uses = [part.strip() for part in provider_for.split(",") if part.strip()]
     if not uses or any(use not in ("transcribe", "notes") for use in uses):

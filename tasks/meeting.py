@@ -27,11 +27,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from tasks.audio.align import assign_speakers
 from tasks.audio.denoise import denoise_audio
 from tasks.audio.diarise import DiarisationBackend, DiarisationSettings, diarise
+from tasks.audio.diarise_pyannote import pipeline_fingerprint, pipeline_label, pipeline_source
 from tasks.audio.models import (
     ChannelLayout,
     DenoiseDecision,
@@ -69,6 +70,10 @@ class MeetingOptions(BaseModel):
     language: str | None = None  # ISO 639-1 such as "en"; None detects it
     stt_model: str | None = None  # a local faster-whisper model folder; None: pinned Whisper base
     diarisation: DiarisationBackend = DiarisationBackend.AUTO
+    # diarisation "pyannote": a pipeline folder (config.yaml + checkpoints) or a Hugging Face id
+    pyannote_pipeline: str | None = None
+    # For a hub id; else HF_TOKEN. Never dumped: not a cache key, flow-run parameter or output.
+    hf_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
     denoise: DenoiseMode = DenoiseMode.AUTO
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0)
 
@@ -79,11 +84,22 @@ class MeetingOptions(BaseModel):
 
     def diarisation_settings(self) -> DiarisationSettings:
         """An exact count overrides the range (the range is widened to contain it)."""
+        pipeline: dict[str, Any] = {}
+        if self.diarisation is DiarisationBackend.PYANNOTE and self.pyannote_pipeline:
+            # A missing folder fails here, as an invalid option, before any audio is read.
+            source = pipeline_source(self.pyannote_pipeline)
+            pipeline = {
+                "pyannote_pipeline": source.location
+                + (f"@{source.revision}" if source.revision else ""),
+                "pyannote_fingerprint": pipeline_fingerprint(source),
+                "hf_token": self.hf_token,
+            }
         return DiarisationSettings(
             backend=self.diarisation,
             num_speakers=self.num_speakers,
             min_speakers=min(self.min_speakers, self.num_speakers or self.min_speakers),
             max_speakers=max(self.max_speakers, self.num_speakers or self.max_speakers),
+            **pipeline,
         )
 
 
@@ -277,6 +293,9 @@ def _stt_engine(params: Mapping[str, Any]) -> str:
 
 def _diarise_engine(params: Mapping[str, Any]) -> str:
     settings: DiarisationSettings = params["settings"]
+    if settings.backend is DiarisationBackend.PYANNOTE and settings.pyannote_pipeline:
+        pipeline = pipeline_label(settings.pyannote_pipeline)
+        return f"pyannote {_version_of('pyannote.audio')} {pipeline}"
     return f"{settings.backend.value} {_version_of('resemblyzer')}"
 
 
@@ -287,7 +306,9 @@ NORMALISE = Step(
 DENOISE = Step("denoise", _denoise, ("tasks.audio.denoise",), lambda p: _version_of("noisereduce"))
 VAD = Step("vad", _vad, ("tasks.audio.vad",), lambda p: "silero-vad (faster-whisper)")
 TRANSCRIBE = Step("transcribe", _transcribe, ("tasks.audio.transcribe",), _stt_engine)
-DIARISE = Step("diarise", _diarise, ("tasks.audio.diarise",), _diarise_engine)
+DIARISE = Step(
+    "diarise", _diarise, ("tasks.audio.diarise", "tasks.audio.diarise_pyannote"), _diarise_engine
+)
 ALIGN = Step("align", _align, ("tasks.audio.align",))
 NOTES = Step("notes", _notes, ("tasks.audio.notes",), lambda p: "extractive")
 STEPS = (VALIDATE, NORMALISE, DENOISE, VAD, TRANSCRIBE, DIARISE, ALIGN, NOTES)

@@ -5,8 +5,8 @@ model (weights ship in its wheel) and clusters them. The speaker count is chosen
 thresholded: a fixed cosine cut-off sits on a cliff (0.30 good, 0.34 bad on the pyannote
 sample), so every count in the allowed range is scored by silhouette and the best one is kept;
 a distance threshold only decides "one speaker or several". When a stereo file carries one
-speaker per channel, the channels decide instead. Backends share one small signature, so a
-pyannote.audio pipeline can be added as one more.
+speaker per channel, the channels decide instead. Backends share one small signature; a
+pretrained pyannote.audio pipeline is one more (tasks/audio/diarise_pyannote.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from tasks.audio.models import (
     ChannelLayout,
@@ -33,6 +33,7 @@ class DiarisationBackend(StrEnum):
     AUTO = "auto"  # channels when each stereo channel is a speaker, else embeddings
     EMBEDDINGS = "embeddings"  # resemblyzer + clustering (embedded default)
     CHANNELS = "channels"  # loudest channel of a speaker-per-channel stereo file
+    PYANNOTE = "pyannote"  # a pretrained pyannote.audio pipeline (extra `pyannote`, own venv)
 
 
 class DiarisationSettings(BaseModel):
@@ -50,6 +51,12 @@ class DiarisationSettings(BaseModel):
     grid_s: float = 0.05
     min_turn_s: float = 0.3
     max_cluster_windows: int = 3000  # ~40 min of speech; longer recordings are subsampled
+    # pyannote backend: a pipeline folder (absolute path) or a Hugging Face id, and the hash of
+    # its content, so new weights in the same folder invalidate cached turns.
+    pyannote_pipeline: str | None = None
+    pyannote_fingerprint: str | None = None
+    # A secret: excluded from dumps, hence from cache keys, flow-run parameters and outputs.
+    hf_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="after")
     def _counts_make_sense(self) -> DiarisationSettings:
@@ -57,6 +64,11 @@ class DiarisationSettings(BaseModel):
             raise ValueError("num_speakers must be at least 1")
         if not 1 <= self.min_speakers <= self.max_speakers:
             raise ValueError("need 1 ≤ min_speakers ≤ max_speakers")
+        if self.backend is DiarisationBackend.PYANNOTE and not self.pyannote_pipeline:
+            raise ValueError(
+                "the pyannote backend needs a pipeline (--pyannote-pipeline): a folder holding "
+                "config.yaml, or a Hugging Face id such as pyannote/speaker-diarization-community-1"
+            )
         return self
 
 
@@ -348,7 +360,20 @@ def diarise_channels(
     return _named(turns, DiarisationBackend.CHANNELS.value, detail)
 
 
+# ---------------------------------------------------------------- pyannote backend
+
+
+def diarise_pyannote(
+    audio: NormalisedAudio, regions: list[SpeechRegion], settings: DiarisationSettings
+) -> Diarisation:
+    """tasks/audio/diarise_pyannote.py, imported only when asked for (it is heavy)."""
+    from tasks.audio.diarise_pyannote import diarise_pyannote as run_pipeline
+
+    return run_pipeline(audio, regions, settings)
+
+
 BACKENDS: dict[DiarisationBackend, DiariseFn] = {
     DiarisationBackend.EMBEDDINGS: diarise_embeddings,
     DiarisationBackend.CHANNELS: diarise_channels,
+    DiarisationBackend.PYANNOTE: diarise_pyannote,
 }
