@@ -3,9 +3,12 @@
 Targets (issue 5): the S3 batch completes after a kill -9 with 0 inputs lost and 0 recorded
 twice, recomputing none that had ended; its throughput is within 20% of the same batch on disk.
 
-    .venv/bin/python benchmarks/batch_s3.py --docs 1000
+    .venv/bin/python -m benchmarks.batch_s3 --docs 1000
 
-Every run gets fresh output and cache locations, so each computes everything. The Prefect server
+Every run gets fresh output and cache locations, so each computes everything. The same batch
+runs with its step cache (seven records written per document) on disk and on S3. moto_server
+is a Python process on the same two cores, so each S3 request costs this machine CPU that a real
+S3 endpoint would not. The Prefect server
 (a real one, prefect_test_harness) and moto_server start before any timing. The killed run is a
 separate `mmflow run batch` process group killed with SIGKILL once about half the inputs are in
 its manifest; the same command then finishes the batch.
@@ -123,8 +126,11 @@ def main() -> None:
                 str(local), f"{tmp}/out", f"{tmp}/cache", args.workers
             )
             s3_s, s3_report = timed_batch(
+                f"s3://{BUCKET}/inbox", f"s3://{BUCKET}/out", f"{tmp}/s3-run-cache", args.workers
+            )
+            s3_cache_s, s3_cache_report = timed_batch(
                 f"s3://{BUCKET}/inbox",
-                f"s3://{BUCKET}/out",
+                f"s3://{BUCKET}/out-2",
                 f"s3://{BUCKET}/cache",
                 args.workers,
             )
@@ -135,12 +141,18 @@ def main() -> None:
     table.add_column("seconds", justify="right")
     table.add_column("docs/s", justify="right")
     table.add_column("ok", justify="right")
-    runs = (("local disk", local_s, local_report), ("S3 (moto)", s3_s, s3_report))
+    table.add_column("throughput ÷ local", justify="right")
+    runs = (
+        ("inputs, outputs, step cache on local disk", local_s, local_report),
+        ("inputs, outputs on S3; step cache on disk", s3_s, s3_report),
+        ("inputs, outputs and step cache on S3", s3_cache_s, s3_cache_report),
+    )
     for label, seconds, report in runs:
         ok = report.count(Status.OK)
-        table.add_row(label, f"{seconds:.1f}", f"{report.listed / seconds:.1f}", str(ok))
+        ratio = f"{local_s / seconds:.2f}"
+        table.add_row(label, f"{seconds:.1f}", f"{report.listed / seconds:.1f}", str(ok), ratio)
     console.print(table)
-    console.print(f"S3 throughput ÷ local: {local_s / s3_s:.2f} (target ≥ 0.80)")
+    console.print("target: S3 throughput ≥ 0.80 of the same batch on local disk")
     kill_table = Table(title="S3 batch killed with SIGKILL mid-way, then run again")
     kill_table.add_column("measure")
     kill_table.add_column("value", justify="right")

@@ -30,6 +30,7 @@ from blocks.providers import (
     resolve_provider,
     run_fallback_chain,
 )
+from flows.assets import OutputAsset, output_assets, record_outputs
 from flows.progress import ItemDone, publish
 from flows.runs import result_storage
 from flows.steps import InlineSteps, PrefectSteps, StepRunner, retry_on_io
@@ -340,6 +341,7 @@ def image_flow(
     }
     summaries: list[ImageSummary] = []
     answers: dict[str, ImageAnswer] = {}
+    assets: list[OutputAsset] = []
     for item in read:
         if isinstance(item, ImageSummary):
             summaries.append(item)
@@ -359,6 +361,7 @@ def image_flow(
             answer = futures[item.uri].result()
             output = join(out, names.stem_for(item.uri, item.sha256) + ".json")
             write_model(output, assemble(item, answer, run_id))
+            assets += output_assets("image", item.uri, [output])
             summary = summary.model_copy(update={"output": output, "answer_source": answer.source})
             if block is not None and answer.source == block.label:
                 name = Path(item.uri).name
@@ -370,6 +373,8 @@ def image_flow(
         finally:
             forget_input(item.uri)
         summaries.append(_ended(summary, manifest))
+
+    record_outputs(assets)  # lineage as Prefect assets, each output tied to its own input
 
     # reduce: one text-only synthesis over every answer the provider gave
     record = None

@@ -91,10 +91,10 @@ class InvoiceScenario:
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
 
-    def write(self, result: BaseModel, out: str, stem: str) -> str:
+    def write(self, result: BaseModel, out: str, stem: str) -> list[str]:
         path = join(out, f"{stem}.json")
         write_model(path, result)
-        return path
+        return [path]
 
     def details(self, result: BaseModel) -> dict[str, Any]:
         invoice = cast(InvoiceResult, result)

@@ -103,15 +103,16 @@ class MeetingScenario:
         finally:
             forget_waveforms(sha256)
 
-    def write(self, result: BaseModel, out: str, stem: str) -> str:
+    def write(self, result: BaseModel, out: str, stem: str) -> list[str]:
         """`<stem>.json`, `<stem>.rttm` and `<stem>.srt`, through fsspec (folders or s3://)."""
         outcome = cast(MeetingOutcome, result)
         path = join(out, f"{stem}.json")
         write_model(path, outcome.result)
         lines = rttm_lines(outcome.diarisation, stem)
-        write_text(join(out, f"{stem}.rttm"), "\n".join(lines) + ("\n" if lines else ""))
-        write_text(join(out, f"{stem}.srt"), srt_text(outcome.result.segments))
-        return path
+        rttm, srt = join(out, f"{stem}.rttm"), join(out, f"{stem}.srt")
+        write_text(rttm, "\n".join(lines) + ("\n" if lines else ""))
+        write_text(srt, srt_text(outcome.result.segments))
+        return [path, rttm, srt]
 
     def details(self, result: BaseModel) -> dict[str, Any]:
         meeting = cast(MeetingOutcome, result).result

@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks.storage import storage_for
+from flows.assets import output_assets, record_outputs
 from flows.progress import ItemDone, listening, publish
 from flows.steps import InlineSteps, PrefectSteps, StepRunner
 from tasks.caching import Stopped
@@ -44,8 +45,8 @@ class Scenario(Protocol):
         """All steps for one input; raises `Stopped` when a step rejected it."""
         ...
 
-    def write(self, result: BaseModel, out: str, stem: str) -> str:
-        """Write the input's outputs; returns the path of its main result file."""
+    def write(self, result: BaseModel, out: str, stem: str) -> list[str]:
+        """Write the input's outputs; returns their paths, its main result file first."""
         ...
 
     def details(self, result: BaseModel) -> dict[str, Any]:
@@ -101,7 +102,9 @@ def run_input(
     try:
         sha256 = sha256_of(read_input(uri))
         result = scenario.process(uri, sha256, steps, run_id)
-        output = scenario.write(result, out, names.stem_for(uri, sha256))
+        paths = scenario.write(result, out, names.stem_for(uri, sha256))
+        output = paths[0]
+        record_outputs(output_assets(scenario.name, uri, paths))  # lineage as Prefect assets
         summary = InputSummary(
             uri=uri,
             sha256=sha256,

@@ -65,6 +65,9 @@ class Step:
     fn: Callable[..., Any]
     modules: tuple[str, ...]
     engine: Callable[[Mapping[str, Any]], str] = field(default=lambda params: "")
+    # What actually ran, when the result tells better than the parameters (a document's pages
+    # may be read from the text layer, not by the configured OCR engine).
+    engine_of: Callable[[Any], str] | None = None
 
     @cached_property
     def version(self) -> str:
@@ -111,7 +114,11 @@ class Step:
             lineage=LineageStep(
                 name=self.name,
                 version=self.version,
-                engine=self.engine(params),
+                engine=(
+                    self.engine_of(value)
+                    if self.engine_of is not None and not isinstance(value, Rejected)
+                    else self.engine(params)
+                ),
                 cache_key=key,
                 duration_s=round(time.perf_counter() - started, 4),
             ),

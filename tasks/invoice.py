@@ -30,6 +30,7 @@ from tasks.normalise import NormaliseOptions, normalise_document
 from tasks.ocr import OcrEngine, engine_version
 from tasks.route import RouteOptions
 from tasks.sanity import numeric_sanity
+from tasks.textlayer import ENGINE as TEXT_LAYER_ENGINE
 from tasks.validate import ValidationLimits, validate_bytes
 from tasks.verify import verify_extraction
 
@@ -80,6 +81,18 @@ def _ocr_engine(params: Mapping[str, Any]) -> str:
     return engine_version(params["ocr_engine"])
 
 
+def _engines_used(text: DocumentText) -> str:
+    """The engines that read the pages: the text layer, an OCR engine, or both."""
+    used = {page.engine for page in text.pages}
+    names = [
+        f"pymupdf {version('pymupdf')}"
+        if engine == TEXT_LAYER_ENGINE
+        else engine_version(OcrEngine(engine))
+        for engine in sorted(used)
+    ]
+    return ", ".join(names)
+
+
 VALIDATE = Step(
     "validate", _validate, ("tasks.validate",), lambda p: f"pymupdf {version('pymupdf')}"
 )
@@ -92,6 +105,7 @@ READ = Step(
     _read,
     ("tasks.document", "tasks.textlayer", "tasks.ocr", "tasks.normalise"),
     _ocr_engine,
+    _engines_used,
 )
 EXTRACT = Step("extract", extract_invoice, ("tasks.extract", "tasks.extraction"))
 VERIFY = Step("verify", _verify, ("tasks.verify", "tasks.schemas"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import sys
 from pathlib import Path
@@ -110,3 +111,26 @@ def test_a_passing_io_error_is_retried_inside_a_batch(tmp_path: Path) -> None:
     step = Step("flaky", flaky, (_module(tmp_path, "toy_flaky", "V = 1\n"),))
     result = InlineSteps(None, "run-1").run(step, [source_key("e" * 64)])
     assert result.value == "e" * 64 and len(attempts) == 2
+
+
+@pytest.mark.slow
+def test_lineage_names_the_engine_that_read_the_pages_not_the_configured_one(
+    tmp_path: Path,
+) -> None:
+    from flows.invoice import process_invoice
+    from tasks.invoice import InvoiceOptions
+    from tasks.samples import SPECS, invoice_pdf, rasterise
+
+    pdf = invoice_pdf(SPECS["northwind-invoice"])
+    text_pdf, scan = tmp_path / "text.pdf", tmp_path / "scan.png"
+    text_pdf.write_bytes(pdf)
+    rasterise(pdf, dpi=150)[0].save(scan)
+    engines = {}
+    for path in (text_pdf, scan):
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        result = process_invoice(str(path), sha, InlineSteps(None, "t"), InvoiceOptions(), "t")
+        engines[path.name] = next(
+            s["engine"] for s in result.lineage["steps"] if s["name"] == "read"
+        )
+    assert engines["text.pdf"].startswith("pymupdf ")
+    assert engines["scan.png"].startswith("rapidocr ")

@@ -291,3 +291,32 @@ def test_fsspec_input_and_output_urls_work_like_local_paths(
     result = MeetingResult.model_validate_json(memory.cat("/meeting-out/jfk.json"))
     assert result.source.uri == "memory://meeting-in/jfk.flac"
     assert "ask not what your country" in " ".join(s.text for s in result.segments)
+
+
+def test_a_meeting_batch_over_a_folder_ends_every_recording_once(
+    prefect_server: str, conversation: Path, tmp_path: Path
+) -> None:
+    from flows.batch import batch_flow
+    from tasks.models import BatchScenario
+
+    inbox = tmp_path / "calls"
+    inbox.mkdir()
+    shutil.copy(conversation, inbox / "standup.wav")
+    shutil.copy(conversation, inbox / "standup-copy.wav")
+    (inbox / "voicemail.mp3").write_bytes(b"ID3 not really audio")
+    out = tmp_path / "out"
+    report = batch_flow(
+        source=str(inbox),
+        out=str(out),
+        scenario=BatchScenario.MEETING,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    codes = {Path(x["uri"]).name: (x["error"] or {}).get("code") for x in lines}
+    assert codes == {
+        "standup.wav": "duplicate",
+        "standup-copy.wav": None,
+        "voicemail.mp3": "corrupt",
+    }
+    assert (out / "standup-copy.rttm").read_text().strip()
+    assert report.processed == 2

@@ -1,0 +1,246 @@
+"""Lineage as Prefect assets: every output file is materialised from its input, with its engines.
+
+Each output file becomes an asset keyed by its URI (`file:///abs/out/x.json`, `s3://bucket/x.json`)
+whose upstream is the input's URI, carrying the output's sha256, the scenario, the mmflow version
+and the engine/model of every step (the same facts as the output's own `lineage` section).
+
+How the events are made, and why (read from Prefect 3.9.1, `prefect/context.py` `AssetContext`
+and `task_engine.py`): a `@materialize` task emits, when its run completes, one
+`prefect.asset.referenced` event per upstream asset and one
+`prefect.asset.materialization.succeeded` event per asset it materialises, each of the latter
+relating *every* upstream asset (`prefect.resource.role: asset`) and carrying that asset's
+metadata as payload. So one materialising task for a whole group of documents would tie every
+output to every input of the group — wrong lineage — and one task per document is the thousands
+of task runs that grouping exists to avoid (a SQLite-backed server records ~28 a second).
+
+Therefore:
+- inside a task run (a batch group, `process-inputs`), each input's outputs are emitted through
+  Prefect's own `AssetContext.emit_events` with only that input upstream: the same event names,
+  labels and payload the engine produces, no extra task run, and the events worker attaches the
+  enclosing task run, flow run and flow as related resources just as it does for the engine's;
+- at flow level (the stepwise path, one to four documents), one input's outputs are a real
+  `@materialize` task run, Prefect's canonical form, shown in the UI beside the steps; a call at
+  flow level naming several inputs runs as one `record-lineage` task run that emits per input.
+
+The open-source server stores these events (`/api/events/filter`); its UI has no asset graph
+(Prefect Cloud draws one from the same events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import fsspec
+from prefect import task
+from prefect.assets import Asset, AssetProperties, add_asset_metadata, materialize
+from prefect.cache_policies import NO_CACHE
+from prefect.context import AssetContext, TaskRunContext
+from prefect.states import Completed
+from pydantic import BaseModel, Field
+
+from tasks.models import LineageStep, Status
+
+MATERIALIZED_BY = "mmflow"
+MAX_KEY_LENGTH = 512  # prefect.types.names.MAX_ASSET_KEY_LENGTH
+# Characters Prefect refuses in an asset key (prefect.types.names.RESTRICTED_ASSET_CHARACTERS).
+# `%` is among them, so percent-encoding is impossible: each becomes `_`, and the exact location
+# stays in the metadata (`uri`) and the asset's name.
+_RESTRICTED = re.compile(r"[\n\r\t\0 #?&%\"'<>\[\]{}|\\^`]")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(.*)$", re.DOTALL)
+
+
+def asset_key(location: str) -> str:
+    """The asset key of a file: its URI, local paths made absolute `file://` URIs.
+
+    Prefect wants a lowercase alphanumeric scheme, none of its restricted characters, and at
+    most 512 characters; a longer key keeps its start and ends in a hash of the whole location,
+    so distinct files keep distinct keys.
+    """
+    match = _SCHEME.match(location)
+    if match:
+        scheme = re.sub(r"[^a-z0-9]", "", match.group(1).lower()) or "file"
+        key = f"{scheme}://{match.group(2)}"
+    else:
+        key = "file://" + Path(location).expanduser().resolve().as_posix()
+    key = _RESTRICTED.sub("_", key)
+    if len(key) > MAX_KEY_LENGTH:
+        digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+        key = f"{key[: MAX_KEY_LENGTH - 18]}~{digest}"
+    return key
+
+
+class StepUse(BaseModel):
+    """One step as the asset records it: what ran, which version of our code, on which engine."""
+
+    name: str
+    version: str
+    engine: str = ""
+    cached: bool = False
+
+
+class OutputMetadata(BaseModel):
+    """The materialisation's payload (Prefect shows it as the asset's metadata)."""
+
+    scenario: str
+    status: Status
+    uri: str  # the exact location; the key may have had characters replaced
+    sha256: str  # of the output file's bytes as stored
+    bytes: int
+    input_uri: str
+    input_sha256: str
+    mmflow_version: str
+    engines: dict[str, str] = Field(default_factory=dict)  # step name → engine/model, if any
+    steps: list[StepUse] = Field(default_factory=list)
+    checks: dict[str, int] = Field(
+        default_factory=dict
+    )  # check status → count, if the output has checks
+
+
+class OutputAsset(BaseModel):
+    """One output file as an asset: its key, the input it came from, and its metadata."""
+
+    key: str
+    upstream: str
+    metadata: OutputMetadata
+
+    def asset(self) -> Asset:
+        name = PurePosixPath(self.metadata.uri).name
+        return Asset(key=self.key, properties=AssetProperties(name=name))
+
+    def upstream_asset(self) -> Asset:
+        name = PurePosixPath(self.metadata.input_uri).name
+        return Asset(key=self.upstream, properties=AssetProperties(name=name))
+
+
+class LineageSection(BaseModel):
+    """The `lineage` section every result JSON carries (DESIGN.md); other keys are ignored."""
+
+    input_sha256: str
+    mmflow_version: str
+    steps: list[LineageStep]
+
+
+def _read_bytes(location: str) -> bytes:
+    with fsspec.open(location, "rb") as handle:
+        data: bytes = handle.read()
+    return data
+
+
+def output_assets(
+    scenario: str, input_uri: str, paths: Sequence[str], status: Status = Status.OK
+) -> list[OutputAsset]:
+    """The assets of one input's output files; `paths[0]` is its result JSON.
+
+    The lineage comes from that JSON's `lineage` section — the contract every scenario writes —
+    so the assets say exactly what the output says, whatever the scenario. Each file is read
+    back once for its sha256: the hash is of the bytes as stored, not as we meant to write them.
+    """
+    if not paths:
+        raise ValueError(f"no output files given for {input_uri}")
+    contents = {path: _read_bytes(path) for path in paths}
+    document = json.loads(contents[paths[0]])
+    if not isinstance(document, dict) or "lineage" not in document:
+        raise ValueError(f"{paths[0]} has no `lineage` section; every result JSON must carry one")
+    lineage = LineageSection.model_validate(document["lineage"])
+    steps = [
+        StepUse(name=s.name, version=s.version, engine=s.engine, cached=s.cached)
+        for s in lineage.steps
+    ]
+    checks: dict[str, int] = {}
+    for check in document.get("checks") or []:
+        if isinstance(check, dict) and isinstance(check.get("status"), str):
+            checks[check["status"]] = checks.get(check["status"], 0) + 1
+    upstream = asset_key(input_uri)
+    return [
+        OutputAsset(
+            key=asset_key(path),
+            upstream=upstream,
+            metadata=OutputMetadata(
+                scenario=scenario,
+                status=status,
+                uri=path,
+                sha256=hashlib.sha256(data).hexdigest(),
+                bytes=len(data),
+                input_uri=input_uri,
+                input_sha256=lineage.input_sha256,
+                mmflow_version=lineage.mmflow_version,
+                engines={s.name: s.engine for s in steps if s.engine},
+                steps=steps,
+                checks=checks,
+            ),
+        )
+        for path, data in contents.items()
+    ]
+
+
+def _by_upstream(outputs: Sequence[OutputAsset]) -> dict[str, list[OutputAsset]]:
+    groups: dict[str, list[OutputAsset]] = {}
+    for output in outputs:
+        groups.setdefault(output.upstream, []).append(output)
+    return groups
+
+
+def _payload(output: OutputAsset) -> dict[str, Any]:
+    return output.metadata.model_dump(mode="json")
+
+
+def emit_materializations(outputs: Sequence[OutputAsset]) -> None:
+    """Emit each input's outputs as Prefect's engine would for a `@materialize` task run.
+
+    One `AssetContext` per input, so an output relates only to its own input; Prefect's
+    `emit_events` writes the events (a completed state gives `…materialization.succeeded`).
+    """
+    for group in _by_upstream(outputs).values():
+        context = AssetContext(
+            downstream_assets={o.asset() for o in group},
+            direct_asset_dependencies={group[0].upstream_asset()},
+            materialized_by=MATERIALIZED_BY,
+            materialization_metadata={o.key: _payload(o) for o in group},
+        )
+        context.emit_events(Completed())
+
+
+def _attach_metadata(metadata: dict[str, dict[str, Any]]) -> None:
+    for key, values in metadata.items():
+        add_asset_metadata(key, values)
+
+
+@task(name="record-lineage", cache_policy=NO_CACHE, persist_result=False)
+def _record_lineage(outputs: list[OutputAsset]) -> None:
+    """Several inputs' outputs at flow level: one task run, each input emitted on its own."""
+    emit_materializations(outputs)
+
+
+def record_outputs(outputs: Sequence[OutputAsset]) -> None:
+    """Record output files as Prefect asset materialisations, each from its own input.
+
+    Inside a task run (a batch group) the events are emitted directly, adding no task run; at
+    flow level one input's outputs are one `@materialize` task run, several inputs one
+    `record-lineage` task run. Nothing is recorded for an empty list (a rejected input).
+    """
+    if not outputs:
+        return
+    if TaskRunContext.get() is not None:
+        emit_materializations(outputs)
+        return
+    groups = _by_upstream(outputs)
+    if len(groups) > 1:
+        _record_lineage(list(outputs))
+        return
+    first = outputs[0]
+    label = PurePosixPath(first.metadata.input_uri).name
+    materializing = materialize(
+        *[o.asset() for o in outputs],
+        by=MATERIALIZED_BY,
+        name="materialize",
+        task_run_name=f"materialize {label}",
+        asset_deps=[first.upstream_asset()],
+        cache_policy=NO_CACHE,  # a cached state emits no materialisation
+        persist_result=False,
+    )(_attach_metadata)
+    materializing({o.key: _payload(o) for o in outputs})
