@@ -198,8 +198,8 @@ def read_images(
     run_id: str,
 ) -> list[LocalResult | ImageSummary]:
     """A group of images through the local steps in one task run (batches)."""
-    steps = InlineSteps(storage, run_id)
-    return [read_locally(u, steps, options, manifest) for u in uris]
+    with InlineSteps(storage, run_id) as steps:
+        return [read_locally(u, steps, options, manifest) for u in uris]
 
 
 @task(name="vision", task_run_name="vision {name}", cache_policy=NO_CACHE)

@@ -149,8 +149,8 @@ def process_inputs(
     run_id: str,
 ) -> list[InputSummary]:
     """A group of inputs in one task run; every step inside still reads and writes the cache."""
-    steps = InlineSteps(storage, run_id)
-    return [run_input(u, scenario, steps, run_id, out, names, manifest) for u in uris]
+    with InlineSteps(storage, run_id) as steps:
+        return [run_input(u, scenario, steps, run_id, out, names, manifest) for u in uris]
 
 
 def done_event(summary: InputSummary) -> ItemDone:

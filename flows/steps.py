@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
@@ -14,6 +16,9 @@ from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.results import ResultStore
 
 from tasks.caching import Stamped, Step
+
+logger = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 class StepRunner(Protocol):
@@ -81,28 +86,68 @@ IO_RETRY_DELAYS_S = (1.0, 4.0, 0.0)  # the same schedule as the per-step tasks' 
 
 
 class InlineSteps:
-    """Steps called directly inside one batch task run, reading and writing the same cache."""
+    """Steps called directly inside one batch task run, reading and writing the same cache.
+
+    Two shortcuts keep a cache on an object store cheap (each lookup or write is a request):
+    - keys chain from upstream keys, so once a step of a document was computed by this run, the
+      steps after it cannot be in the cache (unless a record was lost) and are not looked up;
+    - records are written by background threads, so a slow PUT never holds the next step.
+      `flush` waits for them; a record lost to a crash only means that step runs again later.
+    """
+
+    WRITERS = 4
 
     def __init__(self, storage: WritableFileSystem | None, run_id: str) -> None:
         self.store = ResultStore(result_storage=storage) if storage is not None else None
         self.run_id = run_id
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future[None]] = []
 
     def run(self, step: Step, upstream: Sequence[Stamped[Any]], **params: Any) -> Stamped[Any]:
         key = step.key([u.key for u in upstream], params)
-        if self.store is not None:
+        computed_upstream = any(u.run_id == self.run_id for u in upstream)
+        if self.store is not None and not computed_upstream:
             try:
                 cached: Stamped[Any] = self.store.read(key).result
                 return cached
             except (ValueError, OSError, KeyError):
                 pass  # not cached yet
-        for attempt, pause in enumerate(IO_RETRY_DELAYS_S):
-            try:
-                result = step.compute(upstream, params, self.run_id)
-                if self.store is not None:
-                    self.store.write(result, key=key)
-                return result
-            except OSError:  # reads and writes can fail for a moment; a bug is not retried
-                if attempt == len(IO_RETRY_DELAYS_S) - 1:
-                    raise
-                time.sleep(pause)
-        raise AssertionError("unreachable")
+        result = _with_io_retries(lambda: step.compute(upstream, params, self.run_id))
+        if self.store is not None:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(self.WRITERS, thread_name_prefix="cache-write")
+            self._writes.append(self._writer.submit(self._write, result, key))
+        return result
+
+    def _write(self, result: Stamped[Any], key: str) -> None:
+        assert self.store is not None
+        store = self.store
+        try:
+            _with_io_retries(lambda: store.write(result, key=key))
+        except OSError as error:  # the result stands; only its cache record is missing
+            logger.warning("could not cache %s (%s); it will be computed again", key, error)
+
+    def __enter__(self) -> InlineSteps:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Wait until every cache record of this group is written."""
+        for write in self._writes:
+            write.result()
+        self._writes.clear()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+
+
+def _with_io_retries(call: Callable[[], R]) -> R:
+    """Reads and writes can fail for a moment: retry on OSError; a bug is not retried."""
+    for pause in IO_RETRY_DELAYS_S[:-1]:
+        try:
+            return call()
+        except OSError:
+            time.sleep(pause)
+    return call()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from prefect.filesystems import LocalFileSystem
+from prefect.results import ResultStore
 
 from flows.steps import InlineSteps
 from tasks.caching import Rejected, Step, source_key
@@ -44,8 +45,9 @@ def toy_steps(tmp_path: Path) -> tuple[list[Step], dict[str, int]]:
 
 def _run_chain(steps: list[Step], runner: InlineSteps, sha: str) -> str:
     current = source_key(sha)
-    for step in steps:
-        current = runner.run(step, [current], level=1)
+    with runner:  # waits for the cache records written in the background
+        for step in steps:
+            current = runner.run(step, [current], level=1)
     return str(current.value)
 
 
@@ -86,10 +88,31 @@ def test_rejection_becomes_a_cached_value_not_an_exception(tmp_path: Path) -> No
     step = Step("refuse", refuse, (_module(tmp_path, "toy_refuse", "V = 1\n"),))
     storage = LocalFileSystem(basepath=str(tmp_path / "cache"))
     for run in ("run-1", "run-2"):
-        result = InlineSteps(storage, run).run(step, [source_key("c" * 64)])
+        with InlineSteps(storage, run) as steps:
+            result = steps.run(step, [source_key("c" * 64)])
         assert isinstance(result.value, Rejected)
         assert result.value.error.code == "corrupt"
     assert len(calls) == 1
+
+
+def test_after_a_step_computed_the_steps_downstream_skip_the_cache_lookup(
+    tmp_path: Path, toy_steps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their keys chain from a key this run just made, so a lookup could only miss."""
+    steps, _ = toy_steps
+    storage = LocalFileSystem(basepath=str(tmp_path / "cache"))
+    lookups: list[str] = []
+    read = ResultStore.read
+
+    def counted(self: ResultStore, key: str, holder: str | None = None) -> object:
+        lookups.append(key)
+        return read(self, key, holder)
+
+    monkeypatch.setattr(ResultStore, "read", counted)
+    _run_chain(steps, InlineSteps(storage, "run-1"), "f" * 64)
+    assert [key.split("-")[0] for key in lookups] == ["first"]
+    _run_chain(steps, InlineSteps(storage, "run-2"), "f" * 64)
+    assert [key.split("-")[0] for key in lookups[1:]] == ["first", "second", "third"]
 
 
 def test_without_storage_every_call_computes(tmp_path: Path, toy_steps) -> None:
