@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.batch import BatchReport, batch_flow
-from flows.invoice import with_workers
+from flows.runners import Runner, run_on
 from tasks.models import Status
 from tasks.samples import numbered_invoices
 from tests.motoserver import moto_server
@@ -44,8 +44,14 @@ BUCKET = "mmflow-bench"
 
 def timed_batch(source: str, out: str, cache_dir: str, workers: int) -> tuple[float, BatchReport]:
     started = time.perf_counter()
-    report: BatchReport = with_workers(batch_flow, workers)(
-        source=source, out=out, cache_dir=cache_dir, workers=workers
+    report: BatchReport = run_on(
+        batch_flow,
+        Runner.THREADS,
+        workers,
+        source=source,
+        out=out,
+        cache_dir=cache_dir,
+        workers=workers,
     )
     return time.perf_counter() - started, report
 

@@ -31,7 +31,8 @@ from prefect import flow
 from rich.console import Console
 from rich.table import Table
 
-from flows.invoice import InvoiceScenario, invoice_flow, with_workers, write_line_items
+from flows.invoice import InvoiceScenario, invoice_flow, write_line_items
+from flows.runners import Runner, run_on
 from flows.runs import run_input
 from flows.steps import InlineSteps
 from tasks.invoice import InvoiceOptions
@@ -100,8 +101,14 @@ def bare_rapidocr(paths: list[Path], dpi: int) -> float:
 
 def run_flow(folder: Path, out: Path, workers: int) -> float:
     started = time.perf_counter()
-    report = with_workers(invoice_flow, workers)(
-        inputs=[str(folder)], out=str(out), cache=False, workers=workers
+    report = run_on(
+        invoice_flow,
+        Runner.THREADS,
+        workers,
+        inputs=[str(folder)],
+        out=str(out),
+        cache=False,
+        workers=workers,
     )
     elapsed = time.perf_counter() - started
     bad = [d for d in report.documents if d.status.value != "ok"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -132,17 +132,25 @@ def _read_bytes(location: str) -> bytes:
 
 
 def output_assets(
-    scenario: str, input_uri: str, paths: Sequence[str], status: Status = Status.OK
+    scenario: str,
+    input_uri: str,
+    paths: Sequence[str] | Mapping[str, bytes],
+    status: Status = Status.OK,
 ) -> list[OutputAsset]:
-    """The assets of one input's output files; `paths[0]` is its result JSON.
+    """The assets of one input's output files; the first is its result JSON.
 
     The lineage comes from that JSON's `lineage` section — the contract every scenario writes —
-    so the assets say exactly what the output says, whatever the scenario. Each file is read
-    back once for its sha256: the hash is of the bytes as stored, not as we meant to write them.
+    so the assets say exactly what the output says, whatever the scenario. `paths` maps each
+    file to the bytes just written (an object store stores a PUT whole or not at all, and a
+    local file is renamed into place whole), which saves reading every output back — two
+    requests per file on S3; given bare paths, each file is read back once.
     """
     if not paths:
         raise ValueError(f"no output files given for {input_uri}")
-    contents = {path: _read_bytes(path) for path in paths}
+    contents = (
+        dict(paths) if isinstance(paths, Mapping) else {path: _read_bytes(path) for path in paths}
+    )
+    paths = list(contents)
     document = json.loads(contents[paths[0]])
     if not isinstance(document, dict) or "lineage" not in document:
         raise ValueError(f"{paths[0]} has no `lineage` section; every result JSON must carry one")

@@ -144,10 +144,17 @@ def _with_invoice_details(
 
 
 class _Progress:
-    """The batch's progress artifact, advanced as groups return."""
+    """The batch's progress artifact, advanced as groups return.
+
+    At most one update a second (and the last one): with small groups a busy server would
+    otherwise spend its time on progress writes while task runs wait to be recorded.
+    """
+
+    EVERY_S = 1.0
 
     def __init__(self, key: str, total: int, done: int) -> None:
         self.total, self.done = max(total, 1), done
+        self._last = time.monotonic()
         created = create_progress_artifact(
             progress=self.percent, key=key, description=f"{done}/{total} inputs ended"
         )
@@ -159,9 +166,14 @@ class _Progress:
 
     def advance(self, summaries: list[InputSummary]) -> None:
         self.done += len(summaries)
-        update_progress_artifact(
-            self.id, progress=self.percent, description=f"{self.done}/{self.total} inputs ended"
-        )
+        now = time.monotonic()
+        if now - self._last >= self.EVERY_S or self.done >= self.total:
+            self._last = now
+            update_progress_artifact(
+                self.id,
+                progress=self.percent,
+                description=f"{self.done}/{self.total} inputs ended",
+            )
 
 
 def _report_markdown(report: BatchReport) -> str:

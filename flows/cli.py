@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,6 +28,8 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.progress import ItemDone, listening
+from flows.runners import AddressOpt, Runner, RunnerOpt
+from tasks.errors import MissingDependency
 from tasks.models import FIELD_NAMES, BatchScenario, Status
 from tasks.ocr import OcrEngine
 
@@ -107,6 +110,28 @@ def _print_counts(statuses: list[Status], out: str) -> None:
     )
 
 
+def _runner_or_exit(
+    runner: Runner, address: str | None, workers: int, provider: str | None = None
+) -> None:
+    """Refuse a runner setting that cannot work, before any input is read."""
+    from flows.runners import task_runner_for
+
+    if provider is not None and runner is not Runner.THREADS:
+        console.print(
+            "[red]Invalid options:[/] a run with --provider-block keeps its budget in one "
+            "process; use --runner threads"
+        )
+        raise typer.Exit(2)
+    try:
+        task_runner_for(runner, workers, address)
+    except ValueError as error:
+        console.print(f"[red]Invalid options:[/] {escape(str(error))}")
+        raise typer.Exit(2) from error
+    except MissingDependency as error:  # its text holds extras in brackets: not rich markup
+        console.print(f"[red]Missing dependency:[/] {escape(str(error))}")
+        raise typer.Exit(2) from error
+
+
 def _expanded_or_exit(inputs: list[str]) -> list[str]:
     from tasks.inputs import expand_inputs
 
@@ -133,6 +158,8 @@ def run_invoice(
         typer.Option(help="Saved provider block name: reads the pages the router sends to vision."),
     ] = None,
     max_usd: MaxUsd = None,
+    runner: RunnerOpt = Runner.THREADS,
+    address: AddressOpt = None,
 ) -> None:
     """Extract verified fields and line items from invoices and receipts."""
     from decimal import Decimal
@@ -140,6 +167,7 @@ def run_invoice(
     from tasks.invoice import InvoiceOptions
     from tasks.route import RouteOptions
 
+    _runner_or_exit(runner, address, workers, provider_block)
     route = RouteOptions(render_dpi=dpi, allow_vision=provider_block is not None)
     options = InvoiceOptions(ocr_engine=ocr_engine, route=route)
     # The block goes by name: the flow loads it (blocks.providers.resolve_provider), so no key is
@@ -153,6 +181,8 @@ def run_invoice(
         workers,
         provider=provider_block,
         max_usd=Decimal(str(max_usd)) if max_usd is not None else None,
+        runner=runner,
+        address=address,
     )
     _print_invoice_report(report)
     if report.failed:
@@ -168,8 +198,11 @@ def _invoice_with_progress(
     workers: int = 2,
     provider: str | None = None,
     max_usd: Decimal | None = None,
+    runner: Runner = Runner.THREADS,
+    address: str | None = None,
 ) -> InvoiceRunReport:
-    from flows.invoice import invoice_flow, with_workers
+    from flows.invoice import invoice_flow
+    from flows.runners import run_on
 
     uris = _expanded_or_exit(inputs)
     return cast(
@@ -177,7 +210,11 @@ def _invoice_with_progress(
         _with_progress(
             "invoice",
             len(uris),
-            lambda: with_workers(invoice_flow, workers)(
+            lambda: run_on(
+                invoice_flow,
+                runner,
+                workers,
+                address,
                 inputs=uris,
                 out=out,
                 options=options,
@@ -226,6 +263,8 @@ def run_batch(
     ] = None,
     cache: Cache = True,
     cache_dir: CacheDir = None,
+    runner: RunnerOpt = Runner.THREADS,
+    address: AddressOpt = None,
 ) -> None:
     """Process a whole folder or bucket prefix; run it again to finish an interrupted batch.
 
@@ -233,13 +272,18 @@ def run_batch(
     are processed once (the second is recorded as a `duplicate`).
     """
     from flows.batch import batch_flow
-    from flows.invoice import with_workers
+    from flows.runners import run_on
 
+    _runner_or_exit(runner, address, workers)
     uris = _expanded_or_exit([source])
     report = _with_progress(
         f"batch {scenario.value}",
         len(uris),
-        lambda: with_workers(batch_flow, workers)(
+        lambda: run_on(
+            batch_flow,
+            runner,
+            workers,
+            address,
             source=source,
             out=out,
             scenario=scenario,
@@ -391,18 +435,18 @@ def run_meeting(
         str,
         typer.Option(help="Steps the provider does, comma-separated: transcribe,notes."),
     ] = "transcribe,notes",
+    runner: RunnerOpt = Runner.THREADS,
+    address: AddressOpt = None,
 ) -> None:
     """Transcribe meetings and calls: who said what when, as JSON, RTTM and SRT, plus notes."""
     from decimal import Decimal
 
     from pydantic import SecretStr, ValidationError
-    from rich.markup import escape
 
-    from flows.invoice import with_workers
     from flows.meeting import MeetingRunReport, meeting_flow
+    from flows.runners import run_on
     from tasks.audio.diarise import DiarisationBackend
     from tasks.audio.diarise_pyannote import require_pyannote
-    from tasks.errors import MissingDependency
     from tasks.meeting import DenoiseMode, MeetingOptions, probe_duration_s
 
     try:
@@ -425,6 +469,7 @@ def run_meeting(
     except MissingDependency as error:  # its text holds extras in brackets: not rich markup
         console.print(f"[red]Missing dependency:[/] {escape(str(error))}")
         raise typer.Exit(2) from error
+    _runner_or_exit(runner, address, workers, provider_block)
     uses = [part.strip() for part in provider_for.split(",") if part.strip()]
     if not uses or any(use not in ("transcribe", "notes") for use in uses):
         console.print(f"[red]Invalid options:[/] --provider-for {provider_for!r}: transcribe,notes")
@@ -445,7 +490,11 @@ def run_meeting(
     report: MeetingRunReport = _with_progress(
         "meeting",
         sum(seconds.values()),
-        lambda: with_workers(meeting_flow, workers)(
+        lambda: run_on(
+            meeting_flow,
+            runner,
+            workers,
+            address,
             inputs=uris,
             out=out,
             options=options,

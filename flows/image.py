@@ -360,8 +360,8 @@ def image_flow(
         try:
             answer = futures[item.uri].result()
             output = join(out, names.stem_for(item.uri, item.sha256) + ".json")
-            write_model(output, assemble(item, answer, run_id))
-            assets += output_assets("image", item.uri, [output])
+            written = write_model(output, assemble(item, answer, run_id))
+            assets += output_assets("image", item.uri, {output: written})
             summary = summary.model_copy(update={"output": output, "answer_source": answer.source})
             if block is not None and answer.source == block.label:
                 name = Path(item.uri).name

@@ -9,8 +9,6 @@ from decimal import Decimal
 from typing import Any, cast
 
 from prefect import flow
-from prefect.futures import PrefectFuture
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from blocks.providers import Budget, ProviderBlock, resolve_provider
@@ -91,10 +89,9 @@ class InvoiceScenario:
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
 
-    def write(self, result: BaseModel, out: str, stem: str) -> list[str]:
+    def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
         path = join(out, f"{stem}.json")
-        write_model(path, result)
-        return [path]
+        return {path: write_model(path, result)}
 
     def details(self, result: BaseModel) -> dict[str, Any]:
         invoice = cast(InvoiceResult, result)
@@ -169,10 +166,3 @@ def invoice_flow(
     )
     write_line_items(out, summaries)
     return InvoiceRunReport(out=out, documents=summaries)
-
-
-def with_workers(flow_object: Any, workers: int) -> Any:
-    """The flow on a thread pool sized for `workers` concurrent task runs."""
-    # Prefect's TaskRunner generic is invariant in its future type; the runner is right here.
-    runner = cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=workers))
-    return flow_object.with_options(task_runner=runner)

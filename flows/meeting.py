@@ -103,16 +103,17 @@ class MeetingScenario:
         finally:
             forget_waveforms(sha256)
 
-    def write(self, result: BaseModel, out: str, stem: str) -> list[str]:
+    def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
         """`<stem>.json`, `<stem>.rttm` and `<stem>.srt`, through fsspec (folders or s3://)."""
         outcome = cast(MeetingOutcome, result)
         path = join(out, f"{stem}.json")
-        write_model(path, outcome.result)
-        lines = rttm_lines(outcome.diarisation, stem)
         rttm, srt = join(out, f"{stem}.rttm"), join(out, f"{stem}.srt")
-        write_text(rttm, "\n".join(lines) + ("\n" if lines else ""))
-        write_text(srt, srt_text(outcome.result.segments))
-        return [path, rttm, srt]
+        lines = rttm_lines(outcome.diarisation, stem)
+        return {
+            path: write_model(path, outcome.result),
+            rttm: write_text(rttm, "\n".join(lines) + ("\n" if lines else "")),
+            srt: write_text(srt, srt_text(outcome.result.segments)),
+        }
 
     def details(self, result: BaseModel) -> dict[str, Any]:
         meeting = cast(MeetingOutcome, result).result

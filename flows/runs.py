@@ -45,8 +45,9 @@ class Scenario(Protocol):
         """All steps for one input; raises `Stopped` when a step rejected it."""
         ...
 
-    def write(self, result: BaseModel, out: str, stem: str) -> list[str]:
-        """Write the input's outputs; returns their paths, its main result file first."""
+    def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
+        """Write the input's outputs; returns each path and the bytes written there, its main
+        result file first."""
         ...
 
     def details(self, result: BaseModel) -> dict[str, Any]:
@@ -102,9 +103,9 @@ def run_input(
     try:
         sha256 = sha256_of(read_input(uri))
         result = scenario.process(uri, sha256, steps, run_id)
-        paths = scenario.write(result, out, names.stem_for(uri, sha256))
-        output = paths[0]
-        record_outputs(output_assets(scenario.name, uri, paths))  # lineage as Prefect assets
+        written = scenario.write(result, out, names.stem_for(uri, sha256))
+        output = next(iter(written))
+        record_outputs(output_assets(scenario.name, uri, written))  # lineage as Prefect assets
         summary = InputSummary(
             uri=uri,
             sha256=sha256,
@@ -229,6 +230,7 @@ def run_inputs(
 ) -> list[InputSummary]:
     """Every input through the scenario, then one manifest line each and a table artifact."""
     manifest, names = Manifest(out), OutputNames()
+    names.reserve(uris)
     if len(uris) <= stepwise_max:
         summaries = [
             run_input(

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -27,21 +28,28 @@ def ensure_dir(out_dir: str) -> None:
     fs.makedirs(path, exist_ok=True)
 
 
-def write_text(path: str, text: str) -> None:
-    """Write through a temporary name and rename, so a reader never sees half a file."""
+def write_text(path: str, text: str) -> bytes:
+    """Write through a temporary name and rename, so a reader never sees half a file.
+
+    Returns the bytes written, so callers can hash what they stored without reading it back.
+    """
+    data = text.encode("utf-8")
     fs, fs_path = fsspec.core.url_to_fs(path)
-    if fs.protocol in ("file", "local") or "file" in fs.protocol:
+    if _is_local(fs):
         partial = fs_path + ".partial"
-        with fs.open(partial, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fs.pipe_file(partial, data)
         fs.mv(partial, fs_path)
     else:  # object stores write whole objects atomically already
-        with fs.open(fs_path, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fs.pipe_file(fs_path, data)
+    return data
 
 
-def write_model(path: str, model: BaseModel) -> None:
-    write_text(path, model.model_dump_json(indent=2) + "\n")
+def write_model(path: str, model: BaseModel) -> bytes:
+    return write_text(path, model.model_dump_json(indent=2) + "\n")
+
+
+def _stem_of(uri: str) -> str:
+    return PurePosixPath(uri.replace("\\", "/")).stem or "input"
 
 
 class OutputNames:
@@ -60,8 +68,15 @@ class OutputNames:
         with self._lock:
             self._taken.setdefault(PurePosixPath(output.replace("\\", "/")).stem, uri)
 
+    def reserve(self, uris: Iterable[str]) -> None:
+        """The first of `uris` with a stem owns it, settled before copies of these names go to
+        worker processes (Dask, Ray), where each copy would otherwise hand it out again."""
+        with self._lock:
+            for uri in uris:
+                self._taken.setdefault(_stem_of(uri), uri)
+
     def stem_for(self, uri: str, sha256: str | None) -> str:
-        stem = PurePosixPath(uri.replace("\\", "/")).stem or "input"
+        stem = _stem_of(uri)
         with self._lock:
             owner = self._taken.setdefault(stem, uri)
             if owner == uri:
