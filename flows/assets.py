@@ -39,7 +39,7 @@ import fsspec
 from prefect import task
 from prefect.assets import Asset, AssetProperties, add_asset_metadata, materialize
 from prefect.cache_policies import NO_CACHE
-from prefect.context import AssetContext, TaskRunContext
+from prefect.context import AssetContext, FlowRunContext, TaskRunContext
 from prefect.states import Completed
 from pydantic import BaseModel, Field
 
@@ -229,9 +229,12 @@ def record_outputs(outputs: Sequence[OutputAsset]) -> None:
 
     Inside a task run (a batch group) the events are emitted directly, adding no task run; at
     flow level one input's outputs are one `@materialize` task run, several inputs one
-    `record-lineage` task run. Nothing is recorded for an empty list (a rejected input).
+    `record-lineage` task run. Nothing is recorded for an empty list (a rejected input), nor
+    when the steps run outside any Prefect flow run (a plain loop over `run_input`, as the
+    throughput benchmark's baseline does): assets belong to a run, and the output's own
+    `lineage` section holds the same facts.
     """
-    if not outputs:
+    if not outputs or (TaskRunContext.get() is None and FlowRunContext.get() is None):
         return
     if TaskRunContext.get() is not None:
         emit_materializations(outputs)

@@ -101,7 +101,7 @@ def _asset_events(flow_run_id: Any, expected: int, wait_s: float = 60.0) -> list
             )
             events = list(page.events)
             while page.next_page:
-                page = await client.read_events_page(page.next_page)
+                page = await client.read_events_page(str(page.next_page))
                 events += page.events
             return events
 
@@ -267,3 +267,19 @@ def test_outputs_on_s3_are_assets_keyed_by_their_s3_uris(
     (event,) = _materialisations(events).values()
     assert event.resource.id == "s3://mmflow-assets/out/northwind.json"
     assert _upstream_assets(event) == ["s3://mmflow-assets/in/northwind.pdf"]
+
+
+def test_outside_any_prefect_run_nothing_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain loop over the steps has no run to attach assets to: no task run is started."""
+    import flows.assets as assets
+
+    started: list[object] = []
+    monkeypatch.setattr(assets, "materialize", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(assets, "_record_lineage", lambda outputs: started.append(outputs))
+    monkeypatch.setattr(assets, "emit_materializations", lambda outputs: started.append(outputs))
+    result = tmp_path / "x.json"
+    result.write_text('{"lineage": {"input_sha256": "ab", "mmflow_version": "0", "steps": []}}')
+    assets.record_outputs(assets.output_assets("invoice", str(tmp_path / "x.pdf"), [str(result)]))
+    assert started == []
