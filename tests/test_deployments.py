@@ -196,6 +196,53 @@ def _stop(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=15)
 
 
+def test_a_process_worker_runs_the_batch_deployment_to_completion(
+    prefect_server: str,
+    client: SyncPrefectClient,
+    deployed: dict[str, DeploymentResponse],
+    tmp_path: Path,
+) -> None:
+    """What `prefect worker start --pool mmflow-process` does with a scheduled batch run."""
+    from prefect.client.schemas.objects import StateType
+
+    from tasks.samples import numbered_invoices
+
+    inbox, out = tmp_path / "inbox", tmp_path / "out"
+    inbox.mkdir()
+    for name, data in numbered_invoices(3):
+        (inbox / name).write_bytes(data)
+    # by name, not by the fixture's id: the serve test below replaces these deployments
+    deployment = client.read_deployment_by_name("batch/invoice-batch")
+    assert deployment.id == deployed["batch/invoice-batch"].id
+    run = client.create_flow_run_from_deployment(
+        deployment.id,
+        parameters={"source": str(inbox), "out": str(out), "cache": False},
+    )
+    log = tmp_path / "worker.log"
+    with log.open("w") as output:
+        worker = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "mmflow-process"],
+            cwd=ROOT,
+            env=_environment(prefect_server, tmp_path / "home"),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        state = client.read_flow_run(run.id).state
+        while state is None or not state.is_final():
+            assert worker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"still {state} after 5 minutes"
+            time.sleep(1)
+            state = client.read_flow_run(run.id).state
+    finally:
+        _stop(worker)
+    assert state.type is StateType.COMPLETED, log.read_text()
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all('"status":"ok"' in line for line in lines)
+
+
 def test_mmflow_serve_registers_the_deployments(
     prefect_server: str, client: SyncPrefectClient, tmp_path: Path
 ) -> None:
@@ -245,47 +292,3 @@ def test_mmflow_serve_refuses_to_start_without_a_prefect_api(tmp_path: Path) -> 
     )
     assert done.returncode == 2
     assert "PREFECT_API_URL" in done.stdout
-
-
-def test_a_process_worker_runs_the_batch_deployment_to_completion(
-    prefect_server: str,
-    client: SyncPrefectClient,
-    deployed: dict[str, DeploymentResponse],
-    tmp_path: Path,
-) -> None:
-    """What `prefect worker start --pool mmflow-process` does with a scheduled batch run."""
-    from prefect.client.schemas.objects import StateType
-
-    from tasks.samples import numbered_invoices
-
-    inbox, out = tmp_path / "inbox", tmp_path / "out"
-    inbox.mkdir()
-    for name, data in numbered_invoices(3):
-        (inbox / name).write_bytes(data)
-    run = client.create_flow_run_from_deployment(
-        deployed["batch/invoice-batch"].id,
-        parameters={"source": str(inbox), "out": str(out), "cache": False},
-    )
-    log = tmp_path / "worker.log"
-    with log.open("w") as output:
-        worker = subprocess.Popen(
-            [str(BIN / "prefect"), "worker", "start", "--pool", "mmflow-process"],
-            cwd=ROOT,
-            env=_environment(prefect_server, tmp_path / "home"),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        deadline = time.monotonic() + 300
-        state = client.read_flow_run(run.id).state
-        while state is None or not state.is_final():
-            assert worker.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"still {state} after 5 minutes"
-            time.sleep(1)
-            state = client.read_flow_run(run.id).state
-    finally:
-        _stop(worker)
-    assert state.type is StateType.COMPLETED, log.read_text()
-    lines = (out / "manifest.jsonl").read_text().splitlines()
-    assert len(lines) == 3 and all('"status":"ok"' in line for line in lines)
