@@ -14,8 +14,6 @@ reported on its own line: a long-lived server is how batches run in production.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import io
 import os
 import tempfile
 import time
@@ -39,35 +37,7 @@ from tasks.invoice import InvoiceOptions
 from tasks.normalise import render_page
 from tasks.ocr import _rapidocr
 from tasks.persist import Manifest, OutputNames
-from tasks.samples import SPECS, invoice_pdf, numbered_invoices, rasterise
-
-
-def write_text_pdfs(folder: Path, count: int) -> list[Path]:
-    """`count` distinct born-digital invoices (distinct numbers, so distinct hashes)."""
-    folder.mkdir(parents=True)
-    paths = []
-    for name, data in numbered_invoices(count):
-        (folder / name).write_bytes(data)
-        paths.append(folder / name)
-    return paths
-
-
-def write_scans(folder: Path, count: int) -> list[Path]:
-    """`count` image-only PDFs: each a 200-dpi greyscale raster of a distinct invoice."""
-    folder.mkdir(parents=True)
-    base = SPECS["brenner-rechnung-scan"]
-    paths = []
-    for i in range(count):
-        image = rasterise(invoice_pdf(dataclasses.replace(base, number=f"BR-{500 + i}")), 200)[0]
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=80)
-        doc = pymupdf.open()
-        page = doc.new_page(width=595, height=842)
-        page.insert_image(page.rect, stream=buffer.getvalue())
-        path = folder / f"scan-{i:04d}.pdf"
-        doc.save(path)
-        paths.append(path)
-    return paths
+from tasks.samples import numbered_invoices, scanned_invoices, write_files
 
 
 def plain_loop(paths: list[Path], options: InvoiceOptions, out: Path) -> float:
@@ -132,8 +102,8 @@ def main() -> None:
     options = InvoiceOptions()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        texts = write_text_pdfs(root / "text", args.docs)
-        scans = write_scans(root / "scans", args.scans)
+        texts = write_files(root / "text", numbered_invoices(args.docs))
+        scans = write_files(root / "scans", scanned_invoices(args.scans))
         console.print(f"inputs: {len(texts)} text PDFs, {len(scans)} scanned PDFs")
 
         started = time.perf_counter()

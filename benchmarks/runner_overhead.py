@@ -19,8 +19,6 @@ start-up is reported on its own line. Every runner reports to the same Prefect s
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import io
 import os
 import statistics
 import tempfile
@@ -35,14 +33,13 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local runtime for one benchmark
 
-import pymupdf
 from prefect import flow, task
 from rich.console import Console
 from rich.table import Table
 
 from flows.invoice import invoice_flow
 from flows.runners import Runner, task_runner_for, workers_report_here
-from tasks.samples import SPECS, invoice_pdf, rasterise
+from tasks.samples import numbered_invoices, scanned_invoices, write_files
 
 console = Console()
 
@@ -131,24 +128,8 @@ def timed(call: Callable[[], Any]) -> float:
 
 def write_documents(folder: Path, text_docs: int, scan_docs: int) -> list[Path]:
     """Distinct born-digital invoices (text route) and image-only scans (OCR route)."""
-    folder.mkdir(parents=True)
-    paths = []
-    for i in range(text_docs):
-        spec = dataclasses.replace(SPECS["northwind-invoice"], number=f"NW-{20000 + i}")
-        path = folder / f"text-{i:04d}.pdf"
-        path.write_bytes(invoice_pdf(spec))
-        paths.append(path)
-    for i in range(scan_docs):
-        spec = dataclasses.replace(SPECS["brenner-rechnung-scan"], number=f"BR-{900 + i}")
-        buffer = io.BytesIO()
-        rasterise(invoice_pdf(spec), 200)[0].save(buffer, format="JPEG", quality=80)
-        doc = pymupdf.open()
-        page = doc.new_page(width=595, height=842)
-        page.insert_image(page.rect, stream=buffer.getvalue())
-        path = folder / f"scan-{i:04d}.pdf"
-        doc.save(path)
-        paths.append(path)
-    return paths
+    texts = numbered_invoices(text_docs, start=20000)
+    return write_files(folder, [*texts, *scanned_invoices(scan_docs, start=900)])
 
 
 def run_invoice(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -581,3 +581,22 @@ def numbered_invoices(count: int, start: int = 10000) -> Iterator[tuple[str, byt
     base = SPECS["northwind-invoice"]
     for number in range(start, start + count):
         yield f"invoice-{number}.pdf", invoice_pdf(replace(base, number=f"NW-{number}"))
+
+
+def scanned_invoices(count: int, start: int = 500) -> Iterator[tuple[str, bytes]]:
+    """`count` image-only PDFs (the OCR route), each a 200-dpi greyscale raster of a distinct
+    invoice, for benchmarks: (file name, PDF bytes)."""
+    base = SPECS["brenner-rechnung-scan"]
+    for number in range(start, start + count):
+        image = rasterise(invoice_pdf(replace(base, number=f"BR-{number}")), dpi=200)[0]
+        yield f"scan-{number}.pdf", _image_pdf([image], A4, quality=80)
+
+
+def write_files(folder: Path, files: Iterable[tuple[str, bytes]]) -> list[Path]:
+    """Write generated (file name, bytes) pairs into a new `folder`; returns their paths."""
+    folder.mkdir(parents=True)
+    paths = []
+    for name, data in files:
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
+    return paths

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+T = TypeVar("T")
 
 
 def task_run_names(flow_run_id: object, expected: int, wait_s: float = 60.0) -> list[str]:
@@ -24,9 +28,19 @@ def task_run_names(flow_run_id: object, expected: int, wait_s: float = 60.0) -> 
             )
             return [r.name for r in runs]
 
+    return read_until(read, expected, wait_s)
+
+
+def read_until(
+    read: Callable[[], Coroutine[Any, Any, list[T]]], expected: int, wait_s: float
+) -> list[T]:
+    """What `read` returns once it holds `expected` items, or when `wait_s` runs out.
+
+    The server records task runs and events a little after the flow returns: poll, and let the
+    caller's assertion say what is missing."""
     deadline = time.monotonic() + wait_s
-    names = asyncio.run(read())
-    while len(names) < expected and time.monotonic() < deadline:
+    found = asyncio.run(read())
+    while len(found) < expected and time.monotonic() < deadline:
         time.sleep(0.5)
-        names = asyncio.run(read())
-    return names
+        found = asyncio.run(read())
+    return found

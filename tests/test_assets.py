@@ -7,10 +7,8 @@ after `scenario.write` (`record_outputs(output_assets(scenario.name, uri, [outpu
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from prefect.events.schemas.events import ReceivedEvent
 from flows.assets import MAX_KEY_LENGTH, asset_key, output_assets, record_outputs
 from flows.invoice import invoice_flow
 from tasks.samples import SPECS, invoice_pdf
-from tests.prefect_runs import task_run_names
+from tests.prefect_runs import read_until, task_run_names
 
 SUCCEEDED = "prefect.asset.materialization.succeeded"
 
@@ -105,12 +103,7 @@ def _asset_events(flow_run_id: Any, expected: int, wait_s: float = 60.0) -> list
                 events += page.events
             return events
 
-    deadline = time.monotonic() + wait_s
-    events = asyncio.run(read())
-    while len(events) < expected and time.monotonic() < deadline:
-        time.sleep(0.5)
-        events = asyncio.run(read())
-    return events
+    return read_until(read, expected, wait_s)
 
 
 def _write_invoices(folder: Path, count: int) -> list[Path]:

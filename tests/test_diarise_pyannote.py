@@ -37,6 +37,7 @@ from tasks.audio.diarise_pyannote import (
 from tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
 from tasks.errors import MissingDependency
 from tasks.meeting import DIARISE, MeetingOptions
+from tests.conversation import write_standup
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -45,12 +46,6 @@ pytestmark = [
 ]
 
 TOKEN = "hf_mmflowTestTokenThatMustNeverBeWritten"
-TURNS = [
-    (["-v", "en-us+m3", "-p", "30"], "Good morning everyone, let us review the budget today."),
-    (["-v", "en-gb+f2", "-p", "80"], "Thanks. The marketing spend came in under plan."),
-    (["-v", "en-us+m3", "-p", "30"], "Great. We decided to move that money into research."),
-    (["-v", "en-gb+f2", "-p", "80"], "Agreed. I will send the revised numbers tomorrow."),
-]
 
 
 def _pyannote_missing() -> str | None:
@@ -289,21 +284,7 @@ def conversation(pyannote: None, tmp_path_factory: pytest.TempPathFactory) -> Pa
     """One second of silence, then two espeak-ng voices taking turns, as a WAV file."""
     if not (shutil.which("sox") and shutil.which("espeak-ng")):
         pytest.fail("needs sox and espeak-ng (make system-deps)", pytrace=False)
-    folder = tmp_path_factory.mktemp("conversation")
-    lead, gap = folder / "lead.wav", folder / "gap.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(lead), "trim", "0", "1"], check=True)
-    subprocess.run(
-        ["sox", "-n", "-r", "16000", "-c", "1", str(gap), "trim", "0", "0.7"], check=True
-    )
-    parts = [str(lead)]
-    for i, (voice, text) in enumerate(TURNS):
-        raw, clip = folder / f"raw{i}.wav", folder / f"clip{i}.wav"
-        subprocess.run(["espeak-ng", *voice, "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(clip)], check=True)
-        parts += [str(clip), str(gap)]
-    wav = folder / "standup.wav"
-    subprocess.run(["sox", *parts, str(wav)], check=True)
-    return wav
+    return write_standup(tmp_path_factory.mktemp("conversation"))
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from flows.meeting import MeetingRunReport, meeting_flow
 from tasks.audio.models import MeetingResult
 from tasks.meeting import MeetingOptions
+from tests.conversation import write_standup
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,32 +43,12 @@ STEP_NAMES = {
     "align",
     "notes",
 }
-TURNS = [
-    (["-v", "en-us+m3", "-p", "30"], "Good morning everyone, let us review the budget today."),
-    (["-v", "en-gb+f2", "-p", "80"], "Thanks. The marketing spend came in under plan."),
-    (["-v", "en-us+m3", "-p", "30"], "Great. We decided to move that money into research."),
-    (["-v", "en-gb+f2", "-p", "80"], "Agreed. I will send the revised numbers tomorrow."),
-]
 
 
 @pytest.fixture(scope="module")
 def conversation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One second of silence, then two espeak-ng voices taking turns, as a WAV file."""
-    folder = tmp_path_factory.mktemp("conversation")
-    lead, gap = folder / "lead.wav", folder / "gap.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(lead), "trim", "0", "1"], check=True)
-    subprocess.run(
-        ["sox", "-n", "-r", "16000", "-c", "1", str(gap), "trim", "0", "0.7"], check=True
-    )
-    parts = [str(lead)]
-    for i, (voice, text) in enumerate(TURNS):
-        raw, clip = folder / f"raw{i}.wav", folder / f"clip{i}.wav"
-        subprocess.run(["espeak-ng", *voice, "-w", str(raw), text], check=True)
-        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(clip)], check=True)
-        parts += [str(clip), str(gap)]
-    wav = folder / "standup.wav"
-    subprocess.run(["sox", *parts, str(wav)], check=True)
-    return wav
+    return write_standup(tmp_path_factory.mktemp("conversation"))
 
 
 def _flow_run(inputs: list[str], out: Path, cache_dir: Path) -> tuple[MeetingRunReport, Any]:

@@ -11,7 +11,7 @@ pretrained pyannote.audio pipeline is one more (tasks/audio/diarise_pyannote.py)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -298,16 +298,18 @@ def _smooth(labels: np.ndarray, min_run: int) -> np.ndarray:
     return out
 
 
-def _named(
-    turns: list[tuple[float, float, int]], backend: str, detail: dict[str, Any]
+def named_turns(
+    turns: Sequence[tuple[float, float, Hashable]], backend: str, detail: dict[str, Any]
 ) -> Diarisation:
-    """SPEAKER_00, SPEAKER_01… in order of first appearance; adjacent same-speaker turns merged."""
-    names: dict[int, str] = {}
+    """SPEAKER_00, SPEAKER_01… in order of first appearance; adjacent same-speaker turns merged.
+
+    Every backend ends here, whatever its own labels (cluster numbers, pyannote's names)."""
+    names: dict[Hashable, str] = {}
     merged: list[SpeakerTurn] = []
     for start, end, label in sorted(turns):
         name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
         if merged and merged[-1].speaker == name and start - merged[-1].end < 1e-6:
-            merged[-1] = SpeakerTurn(start=merged[-1].start, end=end, speaker=name)
+            merged[-1] = SpeakerTurn(start=merged[-1].start, end=round(end, 3), speaker=name)
         else:
             merged.append(SpeakerTurn(start=round(start, 3), end=round(end, 3), speaker=name))
     return Diarisation(turns=merged, backend=backend, num_speakers=len(names), detail=detail)
@@ -321,7 +323,7 @@ def diarise_embeddings(
     labels, detail = cluster_embeddings(embeddings, settings)
     detail["windows"] = len(windows)
     turns = _turns_from_windows(regions, windows, labels, settings)
-    return _named(turns, DiarisationBackend.EMBEDDINGS.value, detail)
+    return named_turns(turns, DiarisationBackend.EMBEDDINGS.value, detail)
 
 
 # ---------------------------------------------------------------- channels backend
@@ -357,7 +359,7 @@ def diarise_channels(
                 turns.append((start, end, int(labels[run - first])))
                 run = i
     detail = {"count_method": "channels", "channels": int(channels.shape[0])}
-    return _named(turns, DiarisationBackend.CHANNELS.value, detail)
+    return named_turns(turns, DiarisationBackend.CHANNELS.value, detail)
 
 
 # ---------------------------------------------------------------- pyannote backend

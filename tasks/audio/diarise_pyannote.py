@@ -20,16 +20,14 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
-from tasks.audio.models import Diarisation, NormalisedAudio, SpeakerTurn, SpeechRegion
+from tasks.audio.diarise import DiarisationBackend, DiarisationSettings, named_turns
+from tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
 from tasks.errors import MissingDependency, MmflowError
-
-if TYPE_CHECKING:
-    from tasks.audio.diarise import DiarisationSettings
 
 PYANNOTE_INSTALL = (
     "pip install 'mmflow[pyannote]' in a virtualenv of its own: it pins torch==2.9.1 and "
@@ -208,19 +206,6 @@ def turns_within(
     ]
 
 
-def _named(turns: list[tuple[float, float, str]], detail: dict[str, Any]) -> Diarisation:
-    """SPEAKER_00, SPEAKER_01… by first appearance; touching same-speaker turns merged."""
-    names: dict[str, str] = {}
-    merged: list[SpeakerTurn] = []
-    for start, end, label in sorted(turns):
-        name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
-        if merged and merged[-1].speaker == name and start - merged[-1].end < 1e-6:
-            merged[-1] = SpeakerTurn(start=merged[-1].start, end=round(end, 3), speaker=name)
-        else:
-            merged.append(SpeakerTurn(start=round(start, 3), end=round(end, 3), speaker=name))
-    return Diarisation(turns=merged, backend="pyannote", num_speakers=len(names), detail=detail)
-
-
 def diarise_pyannote(
     audio: NormalisedAudio, regions: list[SpeechRegion], settings: DiarisationSettings
 ) -> Diarisation:
@@ -250,4 +235,4 @@ def diarise_pyannote(
         "speakers_found": len(annotation.labels()),
         "speech_s_found": round(float(annotation.get_timeline().support().duration()), 3),
     }
-    return _named(turns, detail)
+    return named_turns(turns, DiarisationBackend.PYANNOTE.value, detail)
