@@ -25,20 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tasks.audio.align import assign_speakers  # noqa: E402
-from tasks.audio.denoise import denoise_audio  # noqa: E402
-from tasks.audio.diarise import DiarisationSettings, diarise, voice_encoder  # noqa: E402
-from tasks.audio.evaluate import (  # noqa: E402
+from mmflow.tasks.audio.align import assign_speakers  # noqa: E402
+from mmflow.tasks.audio.denoise import denoise_audio  # noqa: E402
+from mmflow.tasks.audio.diarise import DiarisationSettings, diarise, voice_encoder  # noqa: E402
+from mmflow.tasks.audio.evaluate import (  # noqa: E402
     diarisation_error_rate,
     load_rttm,
     word_error_rate,
 )
-from tasks.audio.models import Diarisation, Segment, Transcript  # noqa: E402
-from tasks.audio.normalise import normalise_audio  # noqa: E402
-from tasks.audio.notes import extract_notes  # noqa: E402
-from tasks.audio.transcribe import default_whisper, transcribe_many  # noqa: E402
-from tasks.audio.vad import chunk_speech, detect_speech, regions_with_words  # noqa: E402
-from tasks.audio.validate import validate_audio  # noqa: E402
+from mmflow.tasks.audio.models import Diarisation, Segment, Transcript  # noqa: E402
+from mmflow.tasks.audio.normalise import normalise_audio  # noqa: E402
+from mmflow.tasks.audio.notes import extract_notes  # noqa: E402
+from mmflow.tasks.audio.transcribe import default_whisper, transcribe_many  # noqa: E402
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words  # noqa: E402
+from mmflow.tasks.audio.validate import validate_audio  # noqa: E402
 
 T = TypeVar("T")
 

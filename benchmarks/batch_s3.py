@@ -33,10 +33,10 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from rich.console import Console
 from rich.table import Table
 
-from flows.batch import BatchReport, batch_flow
-from flows.runners import Runner, run_on
-from tasks.models import Status
-from tasks.samples import numbered_invoices
+from mmflow.flows.batch import BatchReport, batch_flow
+from mmflow.flows.runners import Runner, run_on
+from mmflow.tasks.models import Status
+from mmflow.tasks.samples import numbered_invoices
 from tests.motoserver import moto_server
 
 BUCKET = "mmflow-bench"
@@ -71,7 +71,7 @@ def killed_then_resumed(fs: Any, docs: int, workers: int, api_url: str) -> dict[
     """Start the batch as its own process group, SIGKILL it mid-way, run it again."""
     source, out = f"s3://{BUCKET}/inbox", f"s3://{BUCKET}/killed-out"
     command = [
-        *(sys.executable, "-m", "flows", "run", "batch", source, "--out", out),
+        *(sys.executable, "-m", "mmflow.cli", "run", "batch", source, "--out", out),
         *("--cache-dir", f"s3://{BUCKET}/killed-cache", "--workers", str(workers)),
     ]
     process = subprocess.Popen(

@@ -182,7 +182,7 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 def write_invoices(folder: Path, count: int) -> list[Path]:
     """`count` small born-digital invoices, each different (number, buyer, a line) so hashes are."""
-    from tasks.samples import SPECS, LineSpec, Party, invoice_pdf
+    from mmflow.tasks.samples import SPECS, LineSpec, Party, invoice_pdf
 
     folder.mkdir(parents=True, exist_ok=True)
     base = SPECS["northwind-invoice"]

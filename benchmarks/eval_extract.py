@@ -25,11 +25,11 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.evaluate import EvalReport, evaluate, render_report
-from tasks.extract import extract_invoice
-from tasks.models import DocumentText, PageText, Route, Word
-from tasks.ocr import ocr_image
-from tasks.textlayer import read_text_layer
+from mmflow.tasks.evaluate import EvalReport, evaluate, render_report
+from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.models import DocumentText, PageText, Route, Word
+from mmflow.tasks.ocr import ocr_image
+from mmflow.tasks.textlayer import read_text_layer
 
 MAX_SIDE = 2000
 

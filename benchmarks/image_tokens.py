@@ -27,8 +27,8 @@ import pymupdf
 from rich.console import Console
 from rich.table import Table
 
-from tasks.estimate import ProviderFamily, estimate_image_tokens
-from tasks.image import (
+from mmflow.tasks.estimate import ProviderFamily, estimate_image_tokens
+from mmflow.tasks.image import (
     ImageOptions,
     ImageTask,
     classify_page,
@@ -37,7 +37,7 @@ from tasks.image import (
     read_image_text,
     validate_image,
 )
-from tasks.inputs import read_input, sha256_of
+from mmflow.tasks.inputs import read_input, sha256_of
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 console = Console()

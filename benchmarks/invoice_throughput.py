@@ -29,15 +29,15 @@ from prefect import flow
 from rich.console import Console
 from rich.table import Table
 
-from flows.invoice import InvoiceScenario, invoice_flow, write_line_items
-from flows.runners import Runner, run_on
-from flows.runs import run_input
-from flows.steps import InlineSteps
-from tasks.invoice import InvoiceOptions
-from tasks.normalise import render_page
-from tasks.ocr import _rapidocr
-from tasks.persist import Manifest, OutputNames
-from tasks.samples import numbered_invoices, scanned_invoices, write_files
+from mmflow.flows.invoice import InvoiceScenario, invoice_flow, write_line_items
+from mmflow.flows.runners import Runner, run_on
+from mmflow.flows.runs import run_input
+from mmflow.flows.steps import InlineSteps
+from mmflow.tasks.invoice import InvoiceOptions
+from mmflow.tasks.normalise import render_page
+from mmflow.tasks.ocr import _rapidocr
+from mmflow.tasks.persist import Manifest, OutputNames
+from mmflow.tasks.samples import numbered_invoices, scanned_invoices, write_files
 
 
 def plain_loop(paths: list[Path], options: InvoiceOptions, out: Path) -> float:

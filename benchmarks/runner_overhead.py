@@ -37,9 +37,9 @@ from prefect import flow, task
 from rich.console import Console
 from rich.table import Table
 
-from flows.invoice import invoice_flow
-from flows.runners import Runner, task_runner_for, workers_report_here
-from tasks.samples import numbered_invoices, scanned_invoices, write_files
+from mmflow.flows.invoice import invoice_flow
+from mmflow.flows.runners import Runner, task_runner_for, workers_report_here
+from mmflow.tasks.samples import numbered_invoices, scanned_invoices, write_files
 
 console = Console()
 

@@ -28,7 +28,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from deployments.webhook import (
+from mmflow.deployments.webhook import (
     Emitter,
     Upload,
     WebhookSettings,

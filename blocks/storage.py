@@ -17,7 +17,7 @@ from typing import Any
 import fsspec
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
-from tasks.errors import MissingDependency
+from mmflow.tasks.errors import MissingDependency
 
 # Which package provides a protocol, and the extra that installs it.
 _PROTOCOL_PACKAGES: dict[str, tuple[str, str]] = {

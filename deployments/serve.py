@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from deployments.webhook import Scenario, upload_trigger
-from tasks.persist import join
+from mmflow.deployments.webhook import Scenario, upload_trigger
+from mmflow.tasks.persist import join
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -22,13 +22,13 @@ def build_deployments(outputs: str, batch_source: str | None = None) -> list[Run
     """The deployments of prefect.yaml as runner deployments; the batch only with a source."""
     from prefect.schedules import Cron
 
-    from flows.batch import batch_flow
-    from flows.image import image_flow
-    from flows.invoice import invoice_flow
-    from flows.meeting import meeting_flow
-    from tasks.image import ImageOptions
-    from tasks.invoice import InvoiceOptions
-    from tasks.meeting import MeetingOptions
+    from mmflow.flows.batch import batch_flow
+    from mmflow.flows.image import image_flow
+    from mmflow.flows.invoice import invoice_flow
+    from mmflow.flows.meeting import meeting_flow
+    from mmflow.tasks.image import ImageOptions
+    from mmflow.tasks.invoice import InvoiceOptions
+    from mmflow.tasks.meeting import MeetingOptions
 
     invoice_parameters: dict[str, Any] = {
         "options": InvoiceOptions().model_dump(mode="json"),

@@ -72,8 +72,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tasks.models import ManifestEntry
-from tasks.persist import Manifest, join, write_text
+from mmflow.tasks.models import ManifestEntry
+from mmflow.tasks.persist import Manifest, join, write_text
 
 if TYPE_CHECKING:
     from prefect.events import DeploymentEventTrigger

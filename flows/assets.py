@@ -43,7 +43,7 @@ from prefect.context import AssetContext, FlowRunContext, TaskRunContext
 from prefect.states import Completed
 from pydantic import BaseModel, Field
 
-from tasks.models import LineageStep, Status
+from mmflow.tasks.models import LineageStep, Status
 
 MATERIALIZED_BY = "mmflow"
 MAX_KEY_LENGTH = 512  # prefect.types.names.MAX_ASSET_KEY_LENGTH

@@ -30,10 +30,10 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from flows.invoice import InvoiceScenario, write_line_items
-from flows.meeting import MeetingScenario
-from flows.progress import publish
-from flows.runs import (
+from mmflow.flows.invoice import InvoiceScenario, write_line_items
+from mmflow.flows.meeting import MeetingScenario
+from mmflow.flows.progress import publish
+from mmflow.flows.runs import (
     InputSummary,
     Scenario,
     default_group_size,
@@ -42,12 +42,12 @@ from flows.runs import (
     run_groups,
     summary_row,
 )
-from tasks.errors import RejectionCode
-from tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
-from tasks.invoice import InvoiceOptions
-from tasks.meeting import MeetingOptions
-from tasks.models import BatchScenario, ErrorInfo, InvoiceResult, ManifestEntry, Status
-from tasks.persist import Manifest, OutputNames, ensure_dir
+from mmflow.tasks.errors import RejectionCode
+from mmflow.tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
+from mmflow.tasks.invoice import InvoiceOptions
+from mmflow.tasks.meeting import MeetingOptions
+from mmflow.tasks.models import BatchScenario, ErrorInfo, InvoiceResult, ManifestEntry, Status
+from mmflow.tasks.persist import Manifest, OutputNames, ensure_dir
 
 HASH_THREADS = 8  # listing and hashing is I/O: object stores answer many reads at once
 NOTHING = sha256_of(b"")  # empty files are each rejected as empty, not as copies of each other

@@ -24,19 +24,19 @@ from prefect.runtime import flow_run
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict
 
-from blocks.providers import (
+from mmflow.blocks.providers import (
     Budget,
     ProviderBlock,
     resolve_provider,
     run_fallback_chain,
 )
-from flows.assets import OutputAsset, output_assets, record_outputs
-from flows.progress import ItemDone, publish
-from flows.runs import result_storage
-from flows.steps import InlineSteps, PrefectSteps, StepRunner, retry_on_io
-from tasks.caching import Stamped, Stopped, source_key, unless_rejected
-from tasks.errors import Rejection
-from tasks.image import (
+from mmflow.flows.assets import OutputAsset, output_assets, record_outputs
+from mmflow.flows.progress import ItemDone, publish
+from mmflow.flows.runs import result_storage
+from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner, retry_on_io
+from mmflow.tasks.caching import Stamped, Stopped, source_key, unless_rejected
+from mmflow.tasks.errors import Rejection
+from mmflow.tasks.image import (
     CLASSIFY,
     NORMALISE,
     OCR,
@@ -54,11 +54,11 @@ from tasks.image import (
     ask_vision,
     synthesis_prompt,
 )
-from tasks.image_kind import KindResult
-from tasks.injection import InjectionReport
-from tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
-from tasks.models import ErrorInfo, ManifestEntry, SourceInfo, Status
-from tasks.persist import Manifest, OutputNames, ensure_dir, join, write_model
+from mmflow.tasks.image_kind import KindResult
+from mmflow.tasks.injection import InjectionReport
+from mmflow.tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
+from mmflow.tasks.models import ErrorInfo, ManifestEntry, SourceInfo, Status
+from mmflow.tasks.persist import Manifest, OutputNames, ensure_dir, join, write_model
 
 T = TypeVar("T")
 

@@ -11,11 +11,11 @@ from typing import Any, cast
 from prefect import flow
 from pydantic import BaseModel
 
-from blocks.providers import Budget, ProviderBlock, resolve_provider
-from flows.runs import InputSummary, run_scenario
-from flows.steps import StepRunner
-from tasks.caching import Stamped, source_key, unless_rejected
-from tasks.invoice import (
+from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
+from mmflow.flows.runs import InputSummary, run_scenario
+from mmflow.flows.steps import StepRunner
+from mmflow.tasks.caching import Stamped, source_key, unless_rejected
+from mmflow.tasks.invoice import (
     EXTRACT,
     NORMALISE,
     READ,
@@ -26,10 +26,10 @@ from tasks.invoice import (
     InvoiceOptions,
     assemble_result,
 )
-from tasks.models import Check, InvoiceResult, LineItem, Status
-from tasks.persist import join, write_model, write_parquet
-from tasks.schemas import line_items_table
-from tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
+from mmflow.tasks.models import Check, InvoiceResult, LineItem, Status
+from mmflow.tasks.persist import join, write_model, write_parquet
+from mmflow.tasks.schemas import line_items_table
+from mmflow.tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
 
 
 def process_invoice(

@@ -12,13 +12,13 @@ from typing import Any, Literal, cast
 from prefect import flow
 from pydantic import BaseModel
 
-from blocks.providers import Budget, ProviderBlock, resolve_provider
-from flows.runs import InputSummary, run_scenario
-from flows.steps import StepRunner
-from tasks.audio.models import MeetingNotes, Transcript
-from tasks.audio.outputs import rttm_lines, srt_text
-from tasks.caching import Stamped, source_key, unless_rejected
-from tasks.meeting import (
+from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
+from mmflow.flows.runs import InputSummary, run_scenario
+from mmflow.flows.steps import StepRunner
+from mmflow.tasks.audio.models import MeetingNotes, Transcript
+from mmflow.tasks.audio.outputs import rttm_lines, srt_text
+from mmflow.tasks.caching import Stamped, source_key, unless_rejected
+from mmflow.tasks.meeting import (
     ALIGN,
     DENOISE,
     DIARISE,
@@ -32,7 +32,7 @@ from tasks.meeting import (
     assemble_meeting,
     forget_waveforms,
 )
-from tasks.meeting_provider import (
+from mmflow.tasks.meeting_provider import (
     MeetingProvider,
     ProviderAttempt,
     ProviderUse,
@@ -40,8 +40,8 @@ from tasks.meeting_provider import (
     run_provider_notes,
     run_provider_transcription,
 )
-from tasks.models import Status
-from tasks.persist import join, write_model, write_text
+from mmflow.tasks.models import Status
+from mmflow.tasks.persist import join, write_model, write_text
 
 
 def process_meeting(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 
-from tasks.errors import MissingDependency
+from mmflow.tasks.errors import MissingDependency
 
 if TYPE_CHECKING:  # Prefect is imported when a runner is built, so `mmflow --help` stays quick
     from prefect import Flow

@@ -22,15 +22,15 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from blocks.storage import storage_for
-from flows.assets import output_assets, record_outputs
-from flows.progress import ItemDone, listening, publish
-from flows.steps import InlineSteps, PrefectSteps, StepRunner
-from tasks.caching import Stopped
-from tasks.errors import Rejection
-from tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
-from tasks.models import ErrorInfo, ManifestEntry, Status
-from tasks.persist import Manifest, OutputNames, ensure_dir, json_safe
+from mmflow.blocks.storage import storage_for
+from mmflow.flows.assets import output_assets, record_outputs
+from mmflow.flows.progress import ItemDone, listening, publish
+from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
+from mmflow.tasks.caching import Stopped
+from mmflow.tasks.errors import Rejection
+from mmflow.tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
+from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
+from mmflow.tasks.persist import Manifest, OutputNames, ensure_dir, json_safe
 
 
 class Scenario(Protocol):

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.filesystems import LocalFileSystem, WritableFileSystem
 from prefect.results import ResultStore
 
-from tasks.caching import Stamped, Step
+from mmflow.tasks.caching import Stamped, Step
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")

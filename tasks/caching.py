@@ -26,8 +26,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from tasks.errors import Rejection
-from tasks.models import ErrorInfo, LineageStep
+from mmflow.tasks.errors import Rejection
+from mmflow.tasks.models import ErrorInfo, LineageStep
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from tasks.models import BBox, Word
+from mmflow.tasks.models import BBox, Word
 
 PAD_SHARE = 0.04  # padding around the text region, as a share of the image's long side
 MIN_PAD_PX = 12

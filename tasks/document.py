@@ -9,12 +9,12 @@ from contextlib import contextmanager
 import pymupdf
 from PIL import Image
 
-from tasks.inputs import read_input
-from tasks.models import DocumentText, NormalisedDocument, PageRoute, PageText, Route
-from tasks.normalise import render_page, upright
-from tasks.ocr import OcrEngine, looks_upright, ocr_image
-from tasks.route import RouteOptions, page_signals, route_page
-from tasks.textlayer import read_text_layer
+from mmflow.tasks.inputs import read_input
+from mmflow.tasks.models import DocumentText, NormalisedDocument, PageRoute, PageText, Route
+from mmflow.tasks.normalise import render_page, upright
+from mmflow.tasks.ocr import OcrEngine, looks_upright, ocr_image
+from mmflow.tasks.route import RouteOptions, page_signals, route_page
+from mmflow.tasks.textlayer import read_text_layer
 
 
 @contextmanager

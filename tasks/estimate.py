@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from tasks.models import Estimate
+from mmflow.tasks.models import Estimate
 
 Detail = Literal["low", "high"]
 
@@ -100,7 +100,7 @@ class PriceTable(BaseModel):
 @cache
 def price_table() -> PriceTable:
     """The table shipped as package data; parsed once per process."""
-    raw = files("tasks").joinpath("prices.toml").read_text(encoding="utf-8")
+    raw = files(__package__ or "mmflow.tasks").joinpath("prices.toml").read_text(encoding="utf-8")
     return PriceTable.model_validate(tomllib.loads(raw))
 
 

@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, computed_field
 from rich.table import Table
 
-from tasks.extraction.parsing import (
+from mmflow.tasks.extraction.parsing import (
     DateOrder,
     decimal_separator_of,
     find_amounts,
@@ -31,8 +31,8 @@ from tasks.extraction.parsing import (
     find_dates,
     format_amount,
 )
-from tasks.extraction.text import plain, text_key
-from tasks.models import AMOUNT_FIELDS, DATE_FIELDS, FIELD_NAMES
+from mmflow.tasks.extraction.text import plain, text_key
+from mmflow.tasks.models import AMOUNT_FIELDS, DATE_FIELDS, FIELD_NAMES
 
 GoldFormat = Literal["invoice2data", "sroie"]
 Values = dict[str, str | None]

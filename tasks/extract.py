@@ -17,13 +17,13 @@ box it was read from. `source` says how it was found and `confidence` ranks thos
 
 from __future__ import annotations
 
-from tasks.extraction.amounts import choose_amounts
-from tasks.extraction.currency import choose_currency
-from tasks.extraction.labels import OTHER, SHIP_TO, match_labels
-from tasks.extraction.layout import Row, build_rows
-from tasks.extraction.line_items import detect_line_items, line_total
-from tasks.extraction.pairing import Candidate, labelled_candidates
-from tasks.extraction.parsing import (
+from mmflow.tasks.extraction.amounts import choose_amounts
+from mmflow.tasks.extraction.currency import choose_currency
+from mmflow.tasks.extraction.labels import OTHER, SHIP_TO, match_labels
+from mmflow.tasks.extraction.layout import Row, build_rows
+from mmflow.tasks.extraction.line_items import detect_line_items, line_total
+from mmflow.tasks.extraction.pairing import Candidate, labelled_candidates
+from mmflow.tasks.extraction.parsing import (
     DateOrder,
     date_order_of,
     decimal_separator_of,
@@ -31,8 +31,8 @@ from tasks.extraction.parsing import (
     find_dates,
     format_amount,
 )
-from tasks.extraction.parties import guess_address, guess_buyer, guess_issuer
-from tasks.models import FIELD_NAMES, DocumentText, Extraction, FieldValue
+from mmflow.tasks.extraction.parties import guess_address, guess_buyer, guess_issuer
+from mmflow.tasks.models import FIELD_NAMES, DocumentText, Extraction, FieldValue
 
 FIRST_DATE_CONFIDENCE = 0.4
 BUYER_BLOCK_ROWS = 5

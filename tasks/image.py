@@ -26,19 +26,19 @@ import pymupdf
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from tasks.caching import Step
-from tasks.crops import CropPlan, crop_image, text_region
-from tasks.estimate import estimate_cost, model_image_tokens, price_table
-from tasks.image_kind import ImageKind, KindResult, classify_image
-from tasks.injection import InjectionReport, quote_untrusted, scan_text
-from tasks.inputs import read_input, sha256_of
-from tasks.models import PageText, Route, SourceInfo, ValidatedInput, Word
-from tasks.normalise import NormaliseOptions, normalise_document, render_page, upright
-from tasks.ocr import OcrEngine, engine_version, ocr_image
-from tasks.validate import PDF_MEDIA_TYPE, ValidationLimits, validate_bytes
+from mmflow.tasks.caching import Step
+from mmflow.tasks.crops import CropPlan, crop_image, text_region
+from mmflow.tasks.estimate import estimate_cost, model_image_tokens, price_table
+from mmflow.tasks.image_kind import ImageKind, KindResult, classify_image
+from mmflow.tasks.injection import InjectionReport, quote_untrusted, scan_text
+from mmflow.tasks.inputs import read_input, sha256_of
+from mmflow.tasks.models import PageText, Route, SourceInfo, ValidatedInput, Word
+from mmflow.tasks.normalise import NormaliseOptions, normalise_document, render_page, upright
+from mmflow.tasks.ocr import OcrEngine, engine_version, ocr_image
+from mmflow.tasks.validate import PDF_MEDIA_TYPE, ValidationLimits, validate_bytes
 
 if TYPE_CHECKING:
-    from blocks.providers import Budget, ProviderBlock
+    from mmflow.blocks.providers import Budget, ProviderBlock
 
 Detail = Literal["low", "high"]
 FLAG_PDF_FIRST_PAGE = "pdf_first_page_only"
@@ -471,7 +471,7 @@ def ask_vision(
 ) -> ImageAnswer:
     """The vision call at the planned tier, falling back to the offline result on any
     provider failure (budget refusal, circuit open, retries exhausted, schema failed twice)."""
-    from blocks.providers import run_fallback_chain
+    from mmflow.blocks.providers import run_fallback_chain
 
     if plan.tier is Tier.NONE or plan.detail is None:
         return offline_answer(plan.task, kind, text, f"no vision call: {plan.reason}")
@@ -532,15 +532,24 @@ def _ocr_engine(params: Mapping[str, Any]) -> str:
 
 
 VALIDATE = Step(
-    "validate", validate_image, ("tasks.validate",), lambda p: f"pymupdf {version('pymupdf')}"
+    "validate",
+    validate_image,
+    ("mmflow.tasks.validate",),
+    lambda p: f"pymupdf {version('pymupdf')}",
 )
 NORMALISE = Step(
-    "normalise", normalise_image, ("tasks.normalise",), lambda p: f"pillow {version('pillow')}"
+    "normalise",
+    normalise_image,
+    ("mmflow.tasks.normalise",),
+    lambda p: f"pillow {version('pillow')}",
 )
-OCR = Step("ocr", read_image_text, ("tasks.ocr",), _ocr_engine)
-CLASSIFY = Step("classify", classify_page, ("tasks.image_kind",))
-SCAN = Step("injection-scan", scan_page_text, ("tasks.injection",))
+OCR = Step("ocr", read_image_text, ("mmflow.tasks.ocr",), _ocr_engine)
+CLASSIFY = Step("classify", classify_page, ("mmflow.tasks.image_kind",))
+SCAN = Step("injection-scan", scan_page_text, ("mmflow.tasks.injection",))
 PLAN = Step(
-    "plan", plan_image, ("tasks.image", "tasks.crops", "tasks.estimate"), lambda p: REFERENCE_MODEL
+    "plan",
+    plan_image,
+    ("mmflow.tasks.image", "mmflow.tasks.crops", "mmflow.tasks.estimate"),
+    lambda p: REFERENCE_MODEL,
 )
 STEPS = (VALIDATE, NORMALISE, OCR, CLASSIFY, SCAN, PLAN)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from tasks.models import Word
+from mmflow.tasks.models import Word
 
 ANALYSIS_SIDE = 512  # colour and edge statistics are measured on a copy this size
 EDGE_THRESHOLD = 40.0  # grey-level step that counts as an edge (0-255 scale)

@@ -9,8 +9,8 @@ from threading import Lock
 
 import fsspec
 
-from blocks.storage import require_filesystem
-from tasks.errors import Rejection, RejectionCode
+from mmflow.blocks.storage import require_filesystem
+from mmflow.tasks.errors import Rejection, RejectionCode
 
 
 def _is_remote(location: str) -> bool:

@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.caching import Stamped, Step
-from tasks.document import read_document, route_document
-from tasks.extract import extract_invoice
-from tasks.inputs import read_input, sha256_of
-from tasks.models import (
+from mmflow.tasks.caching import Stamped, Step
+from mmflow.tasks.document import read_document, route_document
+from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.inputs import read_input, sha256_of
+from mmflow.tasks.models import (
     Check,
     DocumentText,
     Extraction,
@@ -26,13 +26,13 @@ from tasks.models import (
     SourceInfo,
     ValidatedInput,
 )
-from tasks.normalise import NormaliseOptions, normalise_document
-from tasks.ocr import OcrEngine, engine_version
-from tasks.route import RouteOptions
-from tasks.sanity import numeric_sanity
-from tasks.textlayer import ENGINE as TEXT_LAYER_ENGINE
-from tasks.validate import ValidationLimits, validate_bytes
-from tasks.verify import verify_extraction
+from mmflow.tasks.normalise import NormaliseOptions, normalise_document
+from mmflow.tasks.ocr import OcrEngine, engine_version
+from mmflow.tasks.route import RouteOptions
+from mmflow.tasks.sanity import numeric_sanity
+from mmflow.tasks.textlayer import ENGINE as TEXT_LAYER_ENGINE
+from mmflow.tasks.validate import ValidationLimits, validate_bytes
+from mmflow.tasks.verify import verify_extraction
 
 
 class InvoiceOptions(BaseModel):
@@ -94,22 +94,29 @@ def _engines_used(text: DocumentText) -> str:
 
 
 VALIDATE = Step(
-    "validate", _validate, ("tasks.validate",), lambda p: f"pymupdf {version('pymupdf')}"
+    "validate", _validate, ("mmflow.tasks.validate",), lambda p: f"pymupdf {version('pymupdf')}"
 )
 NORMALISE = Step(
-    "normalise", _normalise, ("tasks.normalise",), lambda p: f"pillow {version('pillow')}"
+    "normalise", _normalise, ("mmflow.tasks.normalise",), lambda p: f"pillow {version('pillow')}"
 )
-ROUTE = Step("route", _route, ("tasks.route", "tasks.estimate", "tasks.document"))
+ROUTE = Step(
+    "route", _route, ("mmflow.tasks.route", "mmflow.tasks.estimate", "mmflow.tasks.document")
+)
 READ = Step(
     "read",
     _read,
-    ("tasks.document", "tasks.textlayer", "tasks.ocr", "tasks.normalise"),
+    (
+        "mmflow.tasks.document",
+        "mmflow.tasks.textlayer",
+        "mmflow.tasks.ocr",
+        "mmflow.tasks.normalise",
+    ),
     _ocr_engine,
     _engines_used,
 )
-EXTRACT = Step("extract", extract_invoice, ("tasks.extract", "tasks.extraction"))
-VERIFY = Step("verify", _verify, ("tasks.verify", "tasks.schemas"))
-SANITY = Step("sanity", _sanity, ("tasks.sanity",))
+EXTRACT = Step("extract", extract_invoice, ("mmflow.tasks.extract", "mmflow.tasks.extraction"))
+VERIFY = Step("verify", _verify, ("mmflow.tasks.verify", "mmflow.tasks.schemas"))
+SANITY = Step("sanity", _sanity, ("mmflow.tasks.sanity",))
 STEPS = (VALIDATE, NORMALISE, ROUTE, READ, EXTRACT, VERIFY, SANITY)
 
 

@@ -29,11 +29,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from tasks.audio.align import assign_speakers
-from tasks.audio.denoise import denoise_audio
-from tasks.audio.diarise import DiarisationBackend, DiarisationSettings, diarise
-from tasks.audio.diarise_pyannote import pipeline_fingerprint, pipeline_label, pipeline_source
-from tasks.audio.models import (
+from mmflow.tasks.audio.align import assign_speakers
+from mmflow.tasks.audio.denoise import denoise_audio
+from mmflow.tasks.audio.diarise import DiarisationBackend, DiarisationSettings, diarise
+from mmflow.tasks.audio.diarise_pyannote import (
+    pipeline_fingerprint,
+    pipeline_label,
+    pipeline_source,
+)
+from mmflow.tasks.audio.models import (
     ChannelLayout,
     DenoiseDecision,
     Diarisation,
@@ -45,14 +49,14 @@ from tasks.audio.models import (
     Transcript,
     ValidatedAudio,
 )
-from tasks.audio.normalise import normalise_audio
-from tasks.audio.notes import extract_notes
-from tasks.audio.outputs import build_meeting_result
-from tasks.audio.transcribe import WhisperEngine, default_whisper, load_whisper, transcribe
-from tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
-from tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
-from tasks.caching import Stamped, Step
-from tasks.inputs import read_input
+from mmflow.tasks.audio.normalise import normalise_audio
+from mmflow.tasks.audio.notes import extract_notes
+from mmflow.tasks.audio.outputs import build_meeting_result
+from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_whisper, transcribe
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
+from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
+from mmflow.tasks.caching import Stamped, Step
+from mmflow.tasks.inputs import read_input
 
 
 class DenoiseMode(StrEnum):
@@ -299,18 +303,23 @@ def _diarise_engine(params: Mapping[str, Any]) -> str:
     return f"{settings.backend.value} {_version_of('resemblyzer')}"
 
 
-VALIDATE = Step("validate", _validate, ("tasks.audio.validate",), lambda p: "ffprobe")
+VALIDATE = Step("validate", _validate, ("mmflow.tasks.audio.validate",), lambda p: "ffprobe")
 NORMALISE = Step(
-    "normalise", _normalise, ("tasks.audio.normalise",), lambda p: _version_of("pydub")
+    "normalise", _normalise, ("mmflow.tasks.audio.normalise",), lambda p: _version_of("pydub")
 )
-DENOISE = Step("denoise", _denoise, ("tasks.audio.denoise",), lambda p: _version_of("noisereduce"))
-VAD = Step("vad", _vad, ("tasks.audio.vad",), lambda p: "silero-vad (faster-whisper)")
-TRANSCRIBE = Step("transcribe", _transcribe, ("tasks.audio.transcribe",), _stt_engine)
+DENOISE = Step(
+    "denoise", _denoise, ("mmflow.tasks.audio.denoise",), lambda p: _version_of("noisereduce")
+)
+VAD = Step("vad", _vad, ("mmflow.tasks.audio.vad",), lambda p: "silero-vad (faster-whisper)")
+TRANSCRIBE = Step("transcribe", _transcribe, ("mmflow.tasks.audio.transcribe",), _stt_engine)
 DIARISE = Step(
-    "diarise", _diarise, ("tasks.audio.diarise", "tasks.audio.diarise_pyannote"), _diarise_engine
+    "diarise",
+    _diarise,
+    ("mmflow.tasks.audio.diarise", "mmflow.tasks.audio.diarise_pyannote"),
+    _diarise_engine,
 )
-ALIGN = Step("align", _align, ("tasks.audio.align",))
-NOTES = Step("notes", _notes, ("tasks.audio.notes",), lambda p: "extractive")
+ALIGN = Step("align", _align, ("mmflow.tasks.audio.align",))
+NOTES = Step("notes", _notes, ("mmflow.tasks.audio.notes",), lambda p: "extractive")
 STEPS = (VALIDATE, NORMALISE, DENOISE, VAD, TRANSCRIBE, DIARISE, ALIGN, NOTES)
 
 

@@ -32,9 +32,9 @@ from typing import Any, Literal, Protocol, TypeVar, cast
 import numpy as np
 from pydantic import BaseModel
 
-from blocks.providers import Budget, ProviderBlock, ProviderError
-from blocks.providers import Transcript as ProviderTranscript
-from tasks.audio.models import (
+from mmflow.blocks.providers import Budget, ProviderBlock, ProviderError
+from mmflow.blocks.providers import Transcript as ProviderTranscript
+from mmflow.tasks.audio.models import (
     MeetingNotes,
     NormalisedAudio,
     Segment,
@@ -43,11 +43,11 @@ from tasks.audio.models import (
     Transcript,
     WordTiming,
 )
-from tasks.audio.vad import chunk_speech, max_chunk_seconds_for_bytes
-from tasks.caching import Stamped, Step
-from tasks.meeting import MeetingOutcome, PreparedAudio, samples_of
-from tasks.models import LineageStep
-from tasks.vision import provider_label
+from mmflow.tasks.audio.vad import chunk_speech, max_chunk_seconds_for_bytes
+from mmflow.tasks.caching import Stamped, Step
+from mmflow.tasks.meeting import MeetingOutcome, PreparedAudio, samples_of
+from mmflow.tasks.models import LineageStep
+from mmflow.tasks.vision import provider_label
 
 ProviderUse = Literal["transcribe", "notes"]
 
@@ -227,9 +227,9 @@ def notes_with_provider(
 # ---------------------------------------------------------------- uncached pipeline steps
 
 PROVIDER_TRANSCRIBE = Step(
-    "provider_transcribe", transcribe_with_provider, ("tasks.meeting_provider",)
+    "provider_transcribe", transcribe_with_provider, ("mmflow.tasks.meeting_provider",)
 )
-PROVIDER_NOTES = Step("provider_notes", notes_with_provider, ("tasks.meeting_provider",))
+PROVIDER_NOTES = Step("provider_notes", notes_with_provider, ("mmflow.tasks.meeting_provider",))
 """Used for their names and versions (source hashes); the steps run through the functions below."""
 
 T = TypeVar("T")

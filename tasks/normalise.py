@@ -23,9 +23,9 @@ import pymupdf
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field, model_validator
 
-from tasks.errors import Rejection, RejectionCode
-from tasks.models import NormalisedDocument, NormalisedPage, ValidatedInput
-from tasks.validate import PDF_MEDIA_TYPE, PILLOW_PLUGINS, RASTER_FORMATS
+from mmflow.tasks.errors import Rejection, RejectionCode
+from mmflow.tasks.models import NormalisedDocument, NormalisedPage, ValidatedInput
+from mmflow.tasks.validate import PDF_MEDIA_TYPE, PILLOW_PLUGINS, RASTER_FORMATS
 
 DEFAULT_TIERS: dict[str, int] = {"low": 1024, "standard": 2048, "high": 3072}
 MAX_RENDER_PIXELS = 89_478_485  # same guard as ValidationLimits.max_pixels
@@ -264,7 +264,7 @@ def detect_rotation(image: Image.Image) -> int:
     from rapidocr.ch_ppocr_rec import TextRecInput
     from rapidocr.utils.process_img import get_rotate_crop_image
 
-    from tasks.ocr import _rapidocr, _rapidocr_lock
+    from mmflow.tasks.ocr import _rapidocr, _rapidocr_lock
 
     small = image.convert("RGB")
     factor = DETECT_LONG_SIDE / max(small.size)

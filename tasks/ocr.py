@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tasks.errors import MissingDependency
-from tasks.models import PageText, Route, Word
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.models import PageText, Route, Word
 
 
 class OcrEngine(StrEnum):

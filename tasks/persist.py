@@ -14,8 +14,8 @@ import fsspec
 import pandas as pd
 from pydantic import BaseModel
 
-from blocks.storage import require_filesystem
-from tasks.models import ManifestEntry
+from mmflow.blocks.storage import require_filesystem
+from mmflow.tasks.models import ManifestEntry
 
 
 def join(out_dir: str, name: str) -> str:

@@ -15,13 +15,13 @@ import numpy as np
 import pymupdf
 from pydantic import BaseModel, Field
 
-from tasks.estimate import (
+from mmflow.tasks.estimate import (
     Detail,
     ProviderFamily,
     estimate_page_alternatives,
     estimate_vision_call,
 )
-from tasks.models import Estimate, NormalisedPage, PageRoute, Route
+from mmflow.tasks.models import Estimate, NormalisedPage, PageRoute, Route
 
 
 class RouteOptions(BaseModel):

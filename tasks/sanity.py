@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from tasks.models import Check, CheckStatus, Extraction
+from mmflow.tasks.models import Check, CheckStatus, Extraction
 
 WARN_SHARE = Decimal("0.05")
 """Differences up to this share of the expected value warn; larger ones fail."""

@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaError, SchemaErrors
 
-from tasks.models import LineItem
+from mmflow.tasks.models import LineItem
 
 DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pymupdf
 
-from tasks.models import PageText, Route, Word
+from mmflow.tasks.models import PageText, Route, Word
 
 ENGINE = "pymupdf"
 

@@ -26,8 +26,8 @@ import pymupdf
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
-from tasks.errors import Rejection, RejectionCode
-from tasks.models import ValidatedInput
+from mmflow.tasks.errors import Rejection, RejectionCode
+from mmflow.tasks.models import ValidatedInput
 
 MB = 1024 * 1024
 

@@ -15,9 +15,9 @@ from collections import Counter
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from tasks.extraction.parsing import amount_readings, currency_readings, date_readings
-from tasks.extraction.text import plain, text_key
-from tasks.models import (
+from mmflow.tasks.extraction.parsing import amount_readings, currency_readings, date_readings
+from mmflow.tasks.extraction.text import plain, text_key
+from mmflow.tasks.models import (
     AMOUNT_FIELDS,
     DATE_FIELDS,
     BBox,
@@ -29,7 +29,7 @@ from tasks.models import (
     LineItem,
     PageText,
 )
-from tasks.schemas import line_items_problems
+from mmflow.tasks.schemas import line_items_problems
 
 UNGROUNDED_FACTOR = 0.3
 """Confidence multiplier when the evidence is missing, not on the page, or contradicts the value."""

@@ -30,13 +30,13 @@ from decimal import Decimal, InvalidOperation
 import pymupdf
 from pydantic import BaseModel
 
-from blocks.providers import Budget, ProviderBlock, ProviderError, ProviderResult
-from blocks.providers.results import Detail
-from tasks.caching import Stamped, Step
-from tasks.extraction.parsing import amount_readings, date_readings
-from tasks.extraction.text import text_key
-from tasks.inputs import read_input
-from tasks.models import (
+from mmflow.blocks.providers import Budget, ProviderBlock, ProviderError, ProviderResult
+from mmflow.blocks.providers.results import Detail
+from mmflow.tasks.caching import Stamped, Step
+from mmflow.tasks.extraction.parsing import amount_readings, date_readings
+from mmflow.tasks.extraction.text import text_key
+from mmflow.tasks.inputs import read_input
+from mmflow.tasks.models import (
     AMOUNT_FIELDS,
     DATE_FIELDS,
     FIELD_NAMES,
@@ -53,8 +53,8 @@ from tasks.models import (
     PageText,
     Route,
 )
-from tasks.normalise import render_page
-from tasks.verify import LINE_AMOUNT, UNGROUNDED_FACTOR, value_agrees
+from mmflow.tasks.normalise import render_page
+from mmflow.tasks.verify import LINE_AMOUNT, UNGROUNDED_FACTOR, value_agrees
 
 VISION_CONFIDENCE = 0.8
 """A grounded vision value: below a labelled text-layer read, above a guess."""
@@ -419,7 +419,7 @@ def read_with_vision(
     )
 
 
-VISION = Step("vision", read_with_vision, ("tasks.vision",))
+VISION = Step("vision", read_with_vision, ("mmflow.tasks.vision",))
 """Used for its version (the source hash) and name; the step itself is run by `run_vision`."""
 
 

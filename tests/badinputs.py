@@ -18,9 +18,9 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-from tasks.errors import RejectionCode
-from tasks.samples import SPECS, invoice_pdf, rasterise
-from tasks.validate import FLAG_PDF_EMBEDDED_FILES, FLAG_PDF_JAVASCRIPT, ValidationLimits
+from mmflow.tasks.errors import RejectionCode
+from mmflow.tasks.samples import SPECS, invoice_pdf, rasterise
+from mmflow.tasks.validate import FLAG_PDF_EMBEDDED_FILES, FLAG_PDF_JAVASCRIPT, ValidationLimits
 
 OK = "ok"
 

@@ -18,9 +18,9 @@ from prefect import flow, get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.events.schemas.events import ReceivedEvent
 
-from flows.assets import MAX_KEY_LENGTH, asset_key, output_assets, record_outputs
-from flows.invoice import invoice_flow
-from tasks.samples import SPECS, invoice_pdf
+from mmflow.flows.assets import MAX_KEY_LENGTH, asset_key, output_assets, record_outputs
+from mmflow.flows.invoice import invoice_flow
+from mmflow.tasks.samples import SPECS, invoice_pdf
 from tests.prefect_runs import read_until, task_run_names
 
 SUCCEEDED = "prefect.asset.materialization.succeeded"
@@ -266,7 +266,7 @@ def test_outside_any_prefect_run_nothing_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plain loop over the steps has no run to attach assets to: no task run is started."""
-    import flows.assets as assets
+    import mmflow.flows.assets as assets
 
     started: list[object] = []
     monkeypatch.setattr(assets, "materialize", lambda *a, **k: started.append(a))

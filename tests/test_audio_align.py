@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from tasks.audio.align import FALLBACK_SPEAKER, assign_speakers
-from tasks.audio.models import Diarisation, Segment, SpeakerTurn, Transcript, WordTiming
+from mmflow.tasks.audio.align import FALLBACK_SPEAKER, assign_speakers
+from mmflow.tasks.audio.models import Diarisation, Segment, SpeakerTurn, Transcript, WordTiming
 
 
 def _transcript(*segments: list[tuple[str, float, float]]) -> Transcript:

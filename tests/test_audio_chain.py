@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tasks.audio.align import assign_speakers
-from tasks.audio.denoise import denoise_audio
-from tasks.audio.diarise import diarise
-from tasks.audio.models import Diarisation, MeetingResult
-from tasks.audio.normalise import normalise_audio
-from tasks.audio.notes import extract_notes
-from tasks.audio.outputs import build_meeting_result, write_meeting_outputs
-from tasks.audio.transcribe import WhisperEngine, default_whisper, transcribe
-from tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
-from tasks.audio.validate import validate_audio
+from mmflow.tasks.audio.align import assign_speakers
+from mmflow.tasks.audio.denoise import denoise_audio
+from mmflow.tasks.audio.diarise import diarise
+from mmflow.tasks.audio.models import Diarisation, MeetingResult
+from mmflow.tasks.audio.normalise import normalise_audio
+from mmflow.tasks.audio.notes import extract_notes
+from mmflow.tasks.audio.outputs import build_meeting_result, write_meeting_outputs
+from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, transcribe
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
+from mmflow.tasks.audio.validate import validate_audio
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.audio.denoise import denoise_audio, estimate_snr_db
-from tasks.audio.normalise import normalise_audio
+from mmflow.tasks.audio.denoise import denoise_audio, estimate_snr_db
+from mmflow.tasks.audio.normalise import normalise_audio
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.audio.diarise import DiarisationBackend, DiarisationSettings, diarise
-from tasks.audio.evaluate import diarisation_error_rate, load_rttm
-from tasks.audio.models import Diarisation, NormalisedAudio, SpeakerTurn
-from tasks.audio.normalise import normalise_audio
-from tasks.audio.vad import detect_speech
+from mmflow.tasks.audio.diarise import DiarisationBackend, DiarisationSettings, diarise
+from mmflow.tasks.audio.evaluate import diarisation_error_rate, load_rttm
+from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeakerTurn
+from mmflow.tasks.audio.normalise import normalise_audio
+from mmflow.tasks.audio.vad import detect_speech
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.audio.evaluate import diarisation_error_rate, normalise_text, word_error_rate
-from tasks.audio.models import Diarisation, SpeakerTurn
+from mmflow.tasks.audio.evaluate import diarisation_error_rate, normalise_text, word_error_rate
+from mmflow.tasks.audio.models import Diarisation, SpeakerTurn
 
 
 def test_case_and_punctuation_do_not_count_as_errors() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.audio.models import ChannelLayout
-from tasks.audio.normalise import TARGET_DBFS, normalise_audio
-from tasks.audio.vad import detect_speech
+from mmflow.tasks.audio.models import ChannelLayout
+from mmflow.tasks.audio.normalise import TARGET_DBFS, normalise_audio
+from mmflow.tasks.audio.vad import detect_speech
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("ffmpeg") and shutil.which("sox") and shutil.which("espeak-ng")),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks.audio.models import Segment, WordTiming
-from tasks.audio.notes import extract_notes, sentences
+from mmflow.tasks.audio.models import Segment, WordTiming
+from mmflow.tasks.audio.notes import extract_notes, sentences
 
 
 def _segment(speaker: str, text: str, start: float) -> Segment:

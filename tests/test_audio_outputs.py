@@ -6,8 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from tasks.audio.evaluate import load_rttm
-from tasks.audio.models import (
+from mmflow.tasks.audio.evaluate import load_rttm
+from mmflow.tasks.audio.models import (
     Diarisation,
     MeetingNotes,
     Segment,
@@ -15,7 +15,7 @@ from tasks.audio.models import (
     ValidatedAudio,
     WordTiming,
 )
-from tasks.audio.outputs import (
+from mmflow.tasks.audio.outputs import (
     build_meeting_result,
     rttm_lines,
     srt_text,

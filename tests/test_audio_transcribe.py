@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks.audio.models import Transcript
-from tasks.audio.normalise import normalise_audio
-from tasks.audio.transcribe import (
+from mmflow.tasks.audio.models import Transcript
+from mmflow.tasks.audio.normalise import normalise_audio
+from mmflow.tasks.audio.transcribe import (
     WHISPER_BASE_SHA256,
     ModelIntegrityError,
     WhisperEngine,
@@ -24,7 +24,7 @@ from tasks.audio.transcribe import (
     transcribe,
     transcribe_many,
 )
-from tasks.audio.vad import chunk_speech, detect_speech
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.audio.models import NormalisedAudio, SpeechRegion, WordTiming
-from tasks.audio.normalise import normalise_audio
-from tasks.audio.vad import (
+from mmflow.tasks.audio.models import NormalisedAudio, SpeechRegion, WordTiming
+from mmflow.tasks.audio.normalise import normalise_audio
+from mmflow.tasks.audio.vad import (
     chunk_speech,
     detect_speech,
     max_chunk_seconds_for_bytes,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.audio.validate import validate_audio
-from tasks.errors import Rejection, RejectionCode
+from mmflow.tasks.audio.validate import validate_audio
+from mmflow.tasks.errors import Rejection, RejectionCode
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("ffmpeg") and shutil.which("ffprobe")), reason="FFmpeg not installed"

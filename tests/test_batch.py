@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from prefect.states import State
 
-from flows.batch import BatchReport, batch_flow, plan_batch
-from tasks.models import ErrorInfo, ManifestEntry, Status
-from tasks.persist import Manifest, OutputNames
-from tasks.samples import numbered_invoices
+from mmflow.flows.batch import BatchReport, batch_flow, plan_batch
+from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
+from mmflow.tasks.persist import Manifest, OutputNames
+from mmflow.tasks.samples import numbered_invoices
 
 
 def _entry(uri: str, sha: str | None, status: Status, output: str | None = None) -> ManifestEntry:
@@ -191,7 +191,7 @@ def test_a_batch_killed_mid_run_completes_when_run_again(
     source = _folder(tmp_path / "inbox", 120)
     out = tmp_path / "out"
     command = [
-        *(sys.executable, "-m", "flows", "run", "batch", str(source)),
+        *(sys.executable, "-m", "mmflow.cli", "run", "batch", str(source)),
         *("--out", str(out), "--group-size", "4", "--cache-dir", str(tmp_path / "cache")),
     ]
     env = os.environ | {"PREFECT_API_URL": prefect_server}

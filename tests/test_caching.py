@@ -11,9 +11,9 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
-from flows.steps import InlineSteps
-from tasks.caching import Rejected, Step, source_key
-from tasks.errors import Rejection, RejectionCode
+from mmflow.flows.steps import InlineSteps
+from mmflow.tasks.caching import Rejected, Step, source_key
+from mmflow.tasks.errors import Rejection, RejectionCode
 
 
 def _module(tmp_path: Path, name: str, body: str) -> str:
@@ -140,9 +140,9 @@ def test_a_passing_io_error_is_retried_inside_a_batch(tmp_path: Path) -> None:
 def test_lineage_names_the_engine_that_read_the_pages_not_the_configured_one(
     tmp_path: Path,
 ) -> None:
-    from flows.invoice import process_invoice
-    from tasks.invoice import InvoiceOptions
-    from tasks.samples import SPECS, invoice_pdf, rasterise
+    from mmflow.flows.invoice import process_invoice
+    from mmflow.tasks.invoice import InvoiceOptions
+    from mmflow.tasks.samples import SPECS, invoice_pdf, rasterise
 
     pdf = invoice_pdf(SPECS["northwind-invoice"])
     text_pdf, scan = tmp_path / "text.pdf", tmp_path / "scan.png"

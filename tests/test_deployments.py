@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.exceptions import ObjectNotFound
 
-from deployments.webhook import Scenario, Upload, emit_upload_event
+from mmflow.deployments.webhook import Scenario, Upload, emit_upload_event
 
 pytestmark = pytest.mark.slow
 
@@ -205,7 +205,7 @@ def test_a_process_worker_runs_the_batch_deployment_to_completion(
     """What `prefect worker start --pool mmflow-process` does with a scheduled batch run."""
     from prefect.client.schemas.objects import StateType
 
-    from tasks.samples import numbered_invoices
+    from mmflow.tasks.samples import numbered_invoices
 
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()

@@ -25,8 +25,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
-from tasks.audio.diarise import DiarisationBackend, DiarisationSettings, diarise
-from tasks.audio.diarise_pyannote import (
+from mmflow.tasks.audio.diarise import DiarisationBackend, DiarisationSettings, diarise
+from mmflow.tasks.audio.diarise_pyannote import (
     PipelineSource,
     PipelineUnavailable,
     load_pipeline,
@@ -34,9 +34,9 @@ from tasks.audio.diarise_pyannote import (
     require_pyannote,
     speaker_bounds,
 )
-from tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
-from tasks.errors import MissingDependency
-from tasks.meeting import DIARISE, MeetingOptions
+from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.meeting import DIARISE, MeetingOptions
 from tests.conversation import write_standup
 
 pytestmark = [
@@ -89,7 +89,7 @@ def without_pyannote(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _speech(audio: NormalisedAudio) -> list[SpeechRegion]:
-    from tasks.audio.vad import detect_speech
+    from mmflow.tasks.audio.vad import detect_speech
 
     return detect_speech(audio)
 
@@ -124,7 +124,7 @@ def test_without_pyannote_the_backend_says_what_to_install(
 def test_cli_without_pyannote_exits_2_naming_the_extra_before_reading_files(
     without_pyannote: None, config_only_dir: Path, tmp_path: Path
 ) -> None:
-    from flows.cli import app
+    from mmflow.cli.app import app
 
     done = CliRunner().invoke(
         app,
@@ -162,7 +162,7 @@ def test_pyannote_backend_without_a_pipeline_is_an_invalid_option() -> None:
 
 
 def test_cli_rejects_a_missing_pipeline_folder_with_exit_2(tmp_path: Path) -> None:
-    from flows.cli import app
+    from mmflow.cli.app import app
 
     done = CliRunner().invoke(
         app,
@@ -241,8 +241,8 @@ def test_the_built_folder_loads_as_a_speaker_diarisation_pipeline(pipeline_dir: 
 def sample_run(
     pipeline_dir: Path, shared_data: Path
 ) -> tuple[NormalisedAudio, list[SpeechRegion], Diarisation]:
-    from tasks.audio.normalise import normalise_audio
-    from tasks.audio.validate import validate_audio
+    from mmflow.tasks.audio.normalise import normalise_audio
+    from mmflow.tasks.audio.validate import validate_audio
 
     audio = normalise_audio(validate_audio(shared_data / "audio/pyannote-sample/sample.wav"))
     regions = _speech(audio)
@@ -301,7 +301,7 @@ def cli_run(
         [
             sys.executable,
             "-m",
-            "flows",
+            "mmflow.cli",
             "run",
             "meeting",
             str(conversation),

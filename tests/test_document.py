@@ -7,11 +7,11 @@ import io
 import pymupdf
 import pytest
 
-from tasks.document import read_document, route_document
-from tasks.normalise import normalise_document
-from tasks.route import RouteOptions
-from tasks.samples import SPECS, invoice_pdf, rasterise, truth_of
-from tasks.validate import validate_bytes
+from mmflow.tasks.document import read_document, route_document
+from mmflow.tasks.normalise import normalise_document
+from mmflow.tasks.route import RouteOptions
+from mmflow.tasks.samples import SPECS, invoice_pdf, rasterise, truth_of
+from mmflow.tasks.validate import validate_bytes
 
 
 def _scan_pdf(turn: int) -> bytes:

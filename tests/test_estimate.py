@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from tasks.estimate import (
+from mmflow.tasks.estimate import (
     ProviderFamily,
     default_model,
     estimate_cost,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tasks.evaluate import (
+from mmflow.tasks.evaluate import (
     evaluate,
     load_invoice2data_gold,
     load_predictions,
@@ -18,7 +18,7 @@ from tasks.evaluate import (
     render_report,
     values_match,
 )
-from tasks.models import FieldValue, InvoiceResult, SourceInfo
+from mmflow.tasks.models import FieldValue, InvoiceResult, SourceInfo
 
 
 def write_invoice2data(folder: Path, name: str, record: dict[str, object]) -> None:

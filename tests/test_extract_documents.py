@@ -8,9 +8,9 @@ from decimal import Decimal
 import pymupdf
 import pytest
 
-from tasks.extract import extract_invoice
-from tasks.models import FIELD_NAMES, DocumentText
-from tasks.textlayer import read_text_layer
+from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.models import FIELD_NAMES, DocumentText
+from mmflow.tasks.textlayer import read_text_layer
 
 Line = tuple[float, float, str]
 

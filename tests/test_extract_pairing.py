@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tasks.extract import extract_invoice
-from tasks.extraction.amounts import choose_amounts
-from tasks.extraction.labels import OTHER, match_labels
-from tasks.extraction.layout import build_rows
-from tasks.extraction.pairing import Candidate
-from tasks.extraction.text import fold
-from tasks.models import DocumentText, PageText, Route, Word
+from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.extraction.amounts import choose_amounts
+from mmflow.tasks.extraction.labels import OTHER, match_labels
+from mmflow.tasks.extraction.layout import build_rows
+from mmflow.tasks.extraction.pairing import Candidate
+from mmflow.tasks.extraction.text import fold
+from mmflow.tasks.models import DocumentText, PageText, Route, Word
 
 WordSpec = tuple[str, float, float]  # text, x0, y0 (height 20 px, 12 px per character)
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tasks.extraction.parsing import (
+from mmflow.tasks.extraction.parsing import (
     DateOrder,
     date_order_of,
     decimal_separator_of,
@@ -17,7 +17,7 @@ from tasks.extraction.parsing import (
     format_amount,
     parse_number,
 )
-from tasks.extraction.text import fold
+from mmflow.tasks.extraction.text import fold
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pymupdf
 
-from tasks.extract import extract_invoice
-from tasks.models import DocumentText, FieldValue
-from tasks.textlayer import read_text_layer
+from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.models import DocumentText, FieldValue
+from mmflow.tasks.textlayer import read_text_layer
 
 SizedLine = tuple[float, float, str, float]  # x, baseline y, text, font size
 

@@ -13,9 +13,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from tasks.evaluate import EvalReport, evaluate
-from tasks.extract import extract_invoice
-from tasks.models import DocumentText
+from mmflow.tasks.evaluate import EvalReport, evaluate
+from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.models import DocumentText
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def sroie(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def invoice2data_report(invoice2data: Path) -> EvalReport:
-    from tasks.textlayer import read_text_layer
+    from mmflow.tasks.textlayer import read_text_layer
 
     predictions = {}
     for pdf in sorted(invoice2data.glob("*.pdf")):
@@ -70,7 +70,7 @@ def test_invoice2data_template_values_are_excluded_not_scored(
 def test_coolblue_lines_are_read_as_printed_even_though_they_exceed_the_total(
     invoice2data: Path,
 ) -> None:
-    from tasks.textlayer import read_text_layer
+    from mmflow.tasks.textlayer import read_text_layer
 
     with pymupdf.open(invoice2data / "coolblue1.pdf") as doc:
         result = extract_invoice(DocumentText(pages=[read_text_layer(doc[0], 1)]))
@@ -82,7 +82,7 @@ def test_coolblue_lines_are_read_as_printed_even_though_they_exceed_the_total(
 
 @pytest.mark.slow
 def test_sroie_receipts_through_ocr_reach_the_targets(sroie: Path) -> None:
-    from tasks.ocr import ocr_image
+    from mmflow.tasks.ocr import ocr_image
 
     predictions = {}
     for path in sorted((sroie / "img").glob("*.jpg")):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from blocks.providers import OpenAIProvider
-from flows.image import image_flow
-from tasks.image import ImageResult, ImageTask, Tier
+from mmflow.blocks.providers import OpenAIProvider
+from mmflow.flows.image import image_flow
+from mmflow.tasks.image import ImageResult, ImageTask, Tier
 from tests.fakeproviders import (
     OPENAI_CHAT,
     FakeServer,
@@ -252,7 +252,7 @@ def test_cli_runs_the_image_flow_and_exits_zero_when_inputs_are_only_rejected(
 ) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from mmflow.cli.app import app
 
     bad = [str(inputs / "empty.png"), str(inputs / "notes.png")]
     result = CliRunner().invoke(
@@ -266,7 +266,7 @@ def test_cli_runs_the_image_flow_and_exits_zero_when_inputs_are_only_rejected(
 def test_cli_refuses_an_unknown_task(inputs: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from mmflow.cli.app import app
 
     result = CliRunner().invoke(
         app, ["run", "image", str(inputs / "empty.png"), "--task", "poem", "--out", str(tmp_path)]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tasks.image_kind import ImageKind, KindResult, classify_image, colour_signals
-from tasks.ocr import ocr_image
+from mmflow.tasks.image_kind import ImageKind, KindResult, classify_image, colour_signals
+from mmflow.tasks.ocr import ocr_image
 from tests.imagesamples import chart_image, labelled_set, photo_image, screenshot_image
 
 pytestmark = pytest.mark.slow

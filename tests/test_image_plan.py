@@ -8,9 +8,9 @@ import io
 import pytest
 from PIL import Image
 
-from tasks.crops import crop_image, text_region
-from tasks.estimate import model_image_tokens, price_table
-from tasks.image import (
+from mmflow.tasks.crops import crop_image, text_region
+from mmflow.tasks.estimate import model_image_tokens, price_table
+from mmflow.tasks.image import (
     ImageOptions,
     ImagePage,
     ImageTask,
@@ -21,9 +21,9 @@ from tasks.image import (
     plan_image,
     planned_image,
 )
-from tasks.image_kind import ImageKind, KindResult
-from tasks.models import Word
-from tasks.ocr import ocr_image
+from mmflow.tasks.image_kind import ImageKind, KindResult
+from mmflow.tasks.models import Word
+from mmflow.tasks.ocr import ocr_image
 from tests.imagesamples import photo_image
 
 

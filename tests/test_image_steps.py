@@ -9,15 +9,15 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-from tasks.image import (
+from mmflow.tasks.image import (
     FLAG_FIRST_FRAME,
     FLAG_PDF_FIRST_PAGE,
     ImageOptions,
     normalise_image,
     validate_image,
 )
-from tasks.inputs import read_input, sha256_of
-from tasks.models import ValidatedInput
+from mmflow.tasks.inputs import read_input, sha256_of
+from mmflow.tasks.models import ValidatedInput
 
 
 def _validated(path: Path) -> ValidatedInput:

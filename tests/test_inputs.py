@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import Rejection
-from tasks.inputs import expand_inputs, read_input, sha256_of
+from mmflow.tasks.errors import Rejection
+from mmflow.tasks.inputs import expand_inputs, read_input, sha256_of
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.invoice import invoice_flow
-from tasks.models import InvoiceResult
-from tasks.samples import make_samples
+from mmflow.flows.invoice import invoice_flow
+from mmflow.tasks.models import InvoiceResult
+from mmflow.tasks.samples import make_samples
 from tests.badinputs import build_mixed_directory
 from tests.prefect_runs import task_run_names
 
@@ -117,7 +117,16 @@ def test_cli_writes_contracts_and_prints_a_summary(
     out = tmp_path / "out"
     env = dict(os.environ, PREFECT_API_URL=prefect_server, MMFLOW_CACHE_DIR=str(tmp_path / "c"))
     done = subprocess.run(
-        [sys.executable, "-m", "flows", "run", "invoice", *map(str, samples), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "mmflow.cli",
+            "run",
+            "invoice",
+            *map(str, samples),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         env=env,

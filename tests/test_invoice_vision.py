@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 
-from blocks.providers import Budget, OpenAIProvider
-from flows.invoice import invoice_flow
-from tasks.document import read_document, route_document
-from tasks.invoice import InvoiceOptions
-from tasks.models import FIELD_NAMES, CheckStatus, DocumentText, InvoiceResult, Route
-from tasks.normalise import NormaliseOptions, normalise_document
-from tasks.route import RouteOptions
-from tasks.samples import make_samples
-from tasks.validate import ValidationLimits, validate_bytes
-from tasks.verify import verify_extraction
-from tasks.vision import DISAGREEMENT_FACTOR, VISION_CONFIDENCE, extract_with_vision
+from mmflow.blocks.providers import Budget, OpenAIProvider
+from mmflow.flows.invoice import invoice_flow
+from mmflow.tasks.document import read_document, route_document
+from mmflow.tasks.invoice import InvoiceOptions
+from mmflow.tasks.models import FIELD_NAMES, CheckStatus, DocumentText, InvoiceResult, Route
+from mmflow.tasks.normalise import NormaliseOptions, normalise_document
+from mmflow.tasks.route import RouteOptions
+from mmflow.tasks.samples import make_samples
+from mmflow.tasks.validate import ValidationLimits, validate_bytes
+from mmflow.tasks.verify import verify_extraction
+from mmflow.tasks.vision import DISAGREEMENT_FACTOR, VISION_CONFIDENCE, extract_with_vision
 from tests.fakeproviders import OPENAI_CHAT, FakeServer, Reply, openai_chat, openai_error
 
 VISION_ROUTE = InvoiceOptions(route=RouteOptions(allow_vision=True))
@@ -274,7 +274,7 @@ def test_cli_loads_a_saved_provider_block_by_name_and_reads_the_vision_page(
     env = dict(os.environ, PREFECT_API_URL=prefect_server)
     command = ["run", "invoice", str(scan.path), "--out", str(out), "--cache-dir", cache_dir]
     done = subprocess.run(
-        [sys.executable, "-m", "flows", *command, "--provider-block", "invoice-vision-test"],
+        [sys.executable, "-m", "mmflow.cli", *command, "--provider-block", "invoice-vision-test"],
         capture_output=True,
         text=True,
         env=env,

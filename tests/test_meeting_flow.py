@@ -17,9 +17,9 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.meeting import MeetingRunReport, meeting_flow
-from tasks.audio.models import MeetingResult
-from tasks.meeting import MeetingOptions
+from mmflow.flows.meeting import MeetingRunReport, meeting_flow
+from mmflow.tasks.audio.models import MeetingResult
+from mmflow.tasks.meeting import MeetingOptions
 from tests.conversation import write_standup
 
 pytestmark = [
@@ -202,7 +202,16 @@ def cli_run(
         shared_data / "audio" / "speech" / "jfk.flac",
     ]
     done = subprocess.run(
-        [sys.executable, "-m", "flows", "run", "meeting", *map(str, inputs), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "mmflow.cli",
+            "run",
+            "meeting",
+            *map(str, inputs),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -233,7 +242,7 @@ def test_eval_meeting_prints_der_and_wer_against_the_references(
         [
             sys.executable,
             "-m",
-            "flows",
+            "mmflow.cli",
             "eval",
             "meeting",
             str(out),
@@ -277,8 +286,8 @@ def test_fsspec_input_and_output_urls_work_like_local_paths(
 def test_a_meeting_batch_over_a_folder_ends_every_recording_once(
     prefect_server: str, conversation: Path, tmp_path: Path
 ) -> None:
-    from flows.batch import batch_flow
-    from tasks.models import BatchScenario
+    from mmflow.flows.batch import batch_flow
+    from mmflow.tasks.models import BatchScenario
 
     inbox = tmp_path / "calls"
     inbox.mkdir()

@@ -18,18 +18,24 @@ from typing import Any
 import numpy as np
 import pytest
 
-from blocks.providers import Budget, OpenAIProvider
-from flows.meeting import meeting_flow
-from tasks.audio.models import MeetingNotes, MeetingResult, NormalisedAudio, Segment, SpeechRegion
-from tasks.caching import Stamped
-from tasks.meeting_provider import (
+from mmflow.blocks.providers import Budget, OpenAIProvider
+from mmflow.flows.meeting import meeting_flow
+from mmflow.tasks.audio.models import (
+    MeetingNotes,
+    MeetingResult,
+    NormalisedAudio,
+    Segment,
+    SpeechRegion,
+)
+from mmflow.tasks.caching import Stamped
+from mmflow.tasks.meeting_provider import (
     ESTIMATED_WORD_TIMES,
     MeetingProvider,
     notes_with_provider,
     run_provider_notes,
     transcribe_with_provider,
 )
-from tasks.models import LineageStep
+from mmflow.tasks.models import LineageStep
 from tests.fakeproviders import (
     OPENAI_CHAT,
     OPENAI_TRANSCRIBE,
@@ -270,7 +276,7 @@ def test_cli_loads_a_saved_provider_block_by_name_for_the_steps_asked(
     command = ["run", "meeting", str(jfk), "--out", str(out), "--cache-dir", cache_dir]
     options = ["--provider-block", "meeting-provider-test", "--provider-for", "notes"]
     done = subprocess.run(
-        [sys.executable, "-m", "flows", *command, *options, "--max-usd", "0.5"],
+        [sys.executable, "-m", "mmflow.cli", *command, *options, "--max-usd", "0.5"],
         capture_output=True,
         text=True,
         env=dict(os.environ, PREFECT_API_URL=prefect_server),
@@ -285,7 +291,7 @@ def test_cli_loads_a_saved_provider_block_by_name_for_the_steps_asked(
 def test_cli_refuses_an_unknown_provider_step(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from mmflow.cli.app import app
 
     done = CliRunner().invoke(
         app, ["run", "meeting", str(tmp_path), "--provider-block", "x", "--provider-for", "notez"]

@@ -10,9 +10,9 @@ import pymupdf
 import pytest
 from PIL import Image, ImageOps
 
-from tasks.errors import Rejection, RejectionCode
-from tasks.models import NormalisedPage
-from tasks.normalise import (
+from mmflow.tasks.errors import Rejection, RejectionCode
+from mmflow.tasks.models import NormalisedPage
+from mmflow.tasks.normalise import (
     NormaliseOptions,
     detect_rotation,
     normalise_document,
@@ -21,8 +21,8 @@ from tasks.normalise import (
     to_8bit,
     upright,
 )
-from tasks.samples import SPECS, invoice_pdf, rasterise
-from tasks.validate import validate_bytes
+from mmflow.tasks.samples import SPECS, invoice_pdf, rasterise
+from mmflow.tasks.validate import validate_bytes
 
 NO_ROTATION = NormaliseOptions(fix_orientation=False)
 

@@ -8,9 +8,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from tasks.errors import MissingDependency
-from tasks.ocr import OcrEngine, ocr_image
-from tasks.textlayer import read_text_layer
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.ocr import OcrEngine, ocr_image
+from mmflow.tasks.textlayer import read_text_layer
 
 LINES = ["INVOICE 2024-0117", "Subtotal 1,250.00", "Total due 1,487.50 EUR"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.models import ErrorInfo, ManifestEntry, Status
-from tasks.persist import Manifest, OutputNames
+from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
+from mmflow.tasks.persist import Manifest, OutputNames
 
 
 def test_manifest_compaction_keeps_one_line_per_input_latest_wins(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from benchmarks.database_load import (
     postgres_psql,
     prefect_server,
 )
-from tasks.samples import SPECS, invoice_pdf
+from mmflow.tasks.samples import SPECS, invoice_pdf
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from blocks.providers import AnthropicProvider, FailureKind, ProviderCallFailed
-from tasks.estimate import estimate_cost, model_image_tokens
+from mmflow.blocks.providers import AnthropicProvider, FailureKind, ProviderCallFailed
+from mmflow.tasks.estimate import estimate_cost, model_image_tokens
 from tests.fakeproviders import (
     ANTHROPIC_MESSAGES,
     FakeClock,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from blocks.providers import (
+from mmflow.blocks.providers import (
     AnthropicProvider,
     BatchJob,
     BatchRequest,
@@ -20,7 +20,7 @@ from blocks.providers import (
     BudgetExceeded,
     OpenAIProvider,
 )
-from tasks.estimate import estimate_batch_cost, estimate_cost
+from mmflow.tasks.estimate import estimate_batch_cost, estimate_cost
 from tests.fakeproviders import (
     AnthropicBatchBackend,
     FakeClock,

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, SecretStr
 
-from blocks.providers import (
+from mmflow.blocks.providers import (
     AnthropicProvider,
     OpenAICompatibleProvider,
     OpenAIProvider,

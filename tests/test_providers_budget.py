@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel
 
-from blocks.providers import Budget, BudgetExceeded, OpenAIProvider, estimate_text_tokens
+from mmflow.blocks.providers import Budget, BudgetExceeded, OpenAIProvider, estimate_text_tokens
 from tests.fakeproviders import (
     OPENAI_CHAT,
     FakeClock,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from blocks.providers import Budget, OpenAIProvider, ResponseCache, response_cache_key
+from mmflow.blocks.providers import Budget, OpenAIProvider, ResponseCache, response_cache_key
 from tests.fakeproviders import OPENAI_CHAT, FakeClock, FakeServer, openai_chat, png_bytes
 
 GOOD = '{"merchant": "Coolblue", "total": "279.84"}'
@@ -111,8 +111,8 @@ def test_cache_keys_depend_on_every_input():
 
 
 def test_cache_works_on_an_fsspec_memory_filesystem():
-    from blocks.providers.cache import CachedReply
-    from blocks.providers.results import Usage
+    from mmflow.blocks.providers.cache import CachedReply
+    from mmflow.blocks.providers.results import Usage
 
     cache = ResponseCache("memory://mmflow-test-cache")
     reply = CachedReply(text=GOOD, model="gpt-4o", usage=Usage(input_tokens=5, output_tokens=2))

@@ -12,14 +12,14 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, Field
 
-from blocks.providers import (
+from mmflow.blocks.providers import (
     FailureKind,
     OpenAICompatibleProvider,
     OpenAIProvider,
     ProviderCallFailed,
     SchemaValidationFailed,
 )
-from tasks.estimate import estimate_cost, model_image_tokens
+from mmflow.tasks.estimate import estimate_cost, model_image_tokens
 from tests.fakeproviders import (
     OPENAI_CHAT,
     OPENAI_RESPONSES,

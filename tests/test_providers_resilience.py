@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel
 
-from blocks.providers import (
+from mmflow.blocks.providers import (
     AnthropicProvider,
     BreakerSettings,
     BreakerState,

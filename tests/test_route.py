@@ -11,9 +11,9 @@ import pymupdf
 import pytest
 from PIL import Image, ImageDraw
 
-from tasks.estimate import ProviderFamily, estimate_image_tokens, price_table
-from tasks.models import NormalisedPage, PageRoute, Route
-from tasks.route import RouteOptions, garbled_share, page_pixels, page_signals, route_page
+from mmflow.tasks.estimate import ProviderFamily, estimate_image_tokens, price_table
+from mmflow.tasks.models import NormalisedPage, PageRoute, Route
+from mmflow.tasks.route import RouteOptions, garbled_share, page_pixels, page_signals, route_page
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 A4 = (595.0, 842.0)

@@ -17,9 +17,9 @@ from prefect import flow, task
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.runners import Runner, run_on, task_runner_for, workers_report_here
-from tasks.errors import MissingDependency
-from tasks.samples import SPECS, invoice_pdf, make_samples
+from mmflow.flows.runners import Runner, run_on, task_runner_for, workers_report_here
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.samples import SPECS, invoice_pdf, make_samples
 
 prefect_dask = pytest.importorskip("prefect_dask")
 
@@ -168,7 +168,7 @@ def _write_inputs(folder: Path) -> list[Path]:
 
 def _run_invoice(runner: Runner, inputs: list[Path], out: Path, cache_dir: Path) -> Any:
     """The invoice flow's grouped path on `runner`; returns the flow run's id."""
-    from flows.invoice import invoice_flow
+    from mmflow.flows.invoice import invoice_flow
 
     any_flow: Any = invoice_flow  # called with return_state=True: a State, not the report
     state: State[Any] = run_on(
@@ -288,7 +288,7 @@ def test_inputs_sharing_a_stem_in_different_worker_processes_get_distinct_output
         path.parent.mkdir()
         path.write_bytes(invoice_pdf(spec))
         inputs.append(path)
-    from flows.invoice import invoice_flow
+    from mmflow.flows.invoice import invoice_flow
 
     run_on(
         invoice_flow,
@@ -313,7 +313,7 @@ def test_inputs_sharing_a_stem_in_different_worker_processes_get_distinct_output
 
 def _mmflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows", *args],
+        [sys.executable, "-m", "mmflow.cli", *args],
         env=env or dict(os.environ),
         capture_output=True,
         text=True,

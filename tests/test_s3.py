@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from blocks.storage import require_filesystem, storage_for
-from flows.invoice import InvoiceRunReport, invoice_flow
-from flows.runs import result_storage
-from tasks.errors import MissingDependency
-from tasks.samples import SPECS, invoice_pdf
+from mmflow.blocks.storage import require_filesystem, storage_for
+from mmflow.flows.invoice import InvoiceRunReport, invoice_flow
+from mmflow.flows.runs import result_storage
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.samples import SPECS, invoice_pdf
 
 BUCKET = "mmflow-test"
 INVOICES = ("northwind-invoice", "brenner-rechnung-rotated")
@@ -132,7 +132,7 @@ def test_mmflow_run_invoice_reads_and_writes_s3_from_the_command_line(
     out = f"s3://{bucket}/cli-out"
     completed = subprocess.run(
         [
-            *(sys.executable, "-m", "flows", "run", "invoice", f"s3://{bucket}/inbox/"),
+            *(sys.executable, "-m", "mmflow.cli", "run", "invoice", f"s3://{bucket}/inbox/"),
             *("--out", out, "--cache-dir", f"s3://{bucket}/cli-cache"),
         ],
         env=env,
@@ -183,7 +183,7 @@ def test_the_webhook_stores_uploads_by_hash_in_the_bucket_and_dedupes_them(
     from starlette.testclient import TestClient
 
     from benchmarks.webhook_load import CountingEmitter
-    from deployments.webhook import WebhookSettings, create_app, signed_headers
+    from mmflow.deployments.webhook import WebhookSettings, create_app, signed_headers
 
     secret, pdf = b"s3-hook-secret", invoice_pdf(SPECS["northwind-invoice"])
     settings = WebhookSettings(storage=f"s3://{bucket}/hook", secret=secret)

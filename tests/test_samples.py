@@ -10,8 +10,8 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from tasks.samples import SPECS, format_amount, make_samples, sample_truth
-from tasks.validate import validate_bytes
+from mmflow.tasks.samples import SPECS, format_amount, make_samples, sample_truth
+from mmflow.tasks.validate import validate_bytes
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tasks.models import Check, CheckStatus, Extraction, FieldValue, LineItem
-from tasks.sanity import numeric_sanity
+from mmflow.tasks.models import Check, CheckStatus, Extraction, FieldValue, LineItem
+from mmflow.tasks.sanity import numeric_sanity
 
 
 def _extraction(lines: list[tuple[str, str, str, str]] | None = None, **fields: str) -> Extraction:

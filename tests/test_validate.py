@@ -11,9 +11,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from tasks.errors import Rejection, RejectionCode
-from tasks.normalise import NormaliseOptions, normalise_document
-from tasks.validate import (
+from mmflow.tasks.errors import Rejection, RejectionCode
+from mmflow.tasks.normalise import NormaliseOptions, normalise_document
+from mmflow.tasks.validate import (
     FLAG_PDF_EMBEDDED_FILES,
     FLAG_PDF_JAVASCRIPT,
     FLAG_PDF_OWNER_PASSWORD,

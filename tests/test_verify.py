@@ -11,9 +11,9 @@ import pandera.errors
 import pymupdf
 import pytest
 
-from tasks.extract import extract_invoice
-from tasks.extraction.parsing import amount_readings, currency_readings, date_readings
-from tasks.models import (
+from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.extraction.parsing import amount_readings, currency_readings, date_readings
+from mmflow.tasks.models import (
     BBox,
     Check,
     CheckStatus,
@@ -25,9 +25,9 @@ from tasks.models import (
     Route,
     Word,
 )
-from tasks.schemas import LineItemsSchema, line_items_frame
-from tasks.textlayer import read_text_layer
-from tasks.verify import MISPLACED_FACTOR, UNGROUNDED_FACTOR, verify_extraction
+from mmflow.tasks.schemas import LineItemsSchema, line_items_frame
+from mmflow.tasks.textlayer import read_text_layer
+from mmflow.tasks.verify import MISPLACED_FACTOR, UNGROUNDED_FACTOR, verify_extraction
 
 SHA = "ab" * 32
 TOTAL_BOX: BBox = (400, 300, 450, 310)

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from benchmarks.webhook_load import CountingEmitter, distinct_bodies, run_load, serving
-from deployments.webhook import (
+from mmflow.deployments.webhook import (
     EVENT_NAME,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -32,7 +32,7 @@ from deployments.webhook import (
     signed_headers,
     upload_trigger,
 )
-from tasks.samples import SPECS, invoice_pdf
+from mmflow.tasks.samples import SPECS, invoice_pdf
 
 SECRET = b"test-webhook-secret"
 LIMIT = 200_000
@@ -304,7 +304,7 @@ def test_healthz_answers_ok_when_storage_is_reachable(client: TestClient) -> Non
 def test_the_webhook_command_refuses_to_start_without_a_secret(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from flows.cli import app
+    from mmflow.cli.app import app
 
     monkeypatch.delenv("MMFLOW_WEBHOOK_SECRET", raising=False)
     result = CliRunner().invoke(app, ["webhook", "--storage", str(tmp_path)])
@@ -317,7 +317,7 @@ def test_the_webhook_command_refuses_to_start_without_a_prefect_api(
 ) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.cli import app
+    from mmflow.cli.app import app
 
     monkeypatch.setenv("MMFLOW_WEBHOOK_SECRET", "s")
     with temporary_settings(restore_defaults={PREFECT_API_URL}):

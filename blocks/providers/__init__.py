@@ -21,12 +21,12 @@ Failure → documented recovery (each shown by a test in tests/test_providers_*.
 - any ProviderError → `run_fallback_chain` moves to the next provider, finally the offline route.
 """
 
-from blocks.providers.anthropic_provider import AnthropicProvider
-from blocks.providers.base import ProviderBlock
-from blocks.providers.batch import BatchJob, BatchState
-from blocks.providers.budget import Budget, estimate_text_tokens
-from blocks.providers.cache import ResponseCache, response_cache_key, schema_fingerprint
-from blocks.providers.errors import (
+from mmflow.blocks.providers.anthropic_provider import AnthropicProvider
+from mmflow.blocks.providers.base import ProviderBlock
+from mmflow.blocks.providers.batch import BatchJob, BatchState
+from mmflow.blocks.providers.budget import Budget, estimate_text_tokens
+from mmflow.blocks.providers.cache import ResponseCache, response_cache_key, schema_fingerprint
+from mmflow.blocks.providers.errors import (
     BudgetExceeded,
     CircuitOpen,
     FailureKind,
@@ -34,11 +34,11 @@ from blocks.providers.errors import (
     ProviderError,
     SchemaValidationFailed,
 )
-from blocks.providers.fallback import FallbackOutcome, run_fallback_chain
-from blocks.providers.images import PreparedImage, prepare_image
-from blocks.providers.loading import resolve_provider
-from blocks.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
-from blocks.providers.resilience import (
+from mmflow.blocks.providers.fallback import FallbackOutcome, run_fallback_chain
+from mmflow.blocks.providers.images import PreparedImage, prepare_image
+from mmflow.blocks.providers.loading import resolve_provider
+from mmflow.blocks.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
+from mmflow.blocks.providers.resilience import (
     BreakerSettings,
     BreakerState,
     CircuitBreaker,
@@ -48,7 +48,7 @@ from blocks.providers.resilience import (
     classify_http_failure,
     parse_retry_after,
 )
-from blocks.providers.results import (
+from mmflow.blocks.providers.results import (
     BatchItemResult,
     BatchRequest,
     BatchStatus,

@@ -8,19 +8,19 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from blocks.providers.base import (
+from mmflow.blocks.providers.base import (
     SYSTEM_PROMPT,
     ProviderBlock,
     WireReply,
     WireRequest,
     repair_instructions,
 )
-from blocks.providers.errors import FailureKind, ProviderCallFailed
-from blocks.providers.images import PreparedImage
-from blocks.providers.resilience import classify_http_failure
-from blocks.providers.results import BatchStatus, Detail, Usage
-from tasks.errors import MissingDependency
-from tasks.estimate import ProviderFamily
+from mmflow.blocks.providers.errors import FailureKind, ProviderCallFailed
+from mmflow.blocks.providers.images import PreparedImage
+from mmflow.blocks.providers.resilience import classify_http_failure
+from mmflow.blocks.providers.results import BatchStatus, Detail, Usage
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.estimate import ProviderFamily
 
 INSTALL = "pip install 'mmflow[providers]' (or: pip install anthropic)"
 

@@ -19,16 +19,16 @@ from typing import Any, ClassVar, TypeVar, cast
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from blocks.providers.budget import Budget, Reservation, estimate_text_tokens
-from blocks.providers.cache import CachedReply, ResponseCache, response_cache_key
-from blocks.providers.errors import (
+from mmflow.blocks.providers.budget import Budget, Reservation, estimate_text_tokens
+from mmflow.blocks.providers.cache import CachedReply, ResponseCache, response_cache_key
+from mmflow.blocks.providers.errors import (
     BudgetExceeded,
     FailureKind,
     ProviderCallFailed,
     SchemaValidationFailed,
 )
-from blocks.providers.images import ImageInput, PreparedImage, prepare_images
-from blocks.providers.resilience import (
+from mmflow.blocks.providers.images import ImageInput, PreparedImage, prepare_images
+from mmflow.blocks.providers.resilience import (
     BreakerSettings,
     CircuitBreaker,
     Clock,
@@ -36,7 +36,7 @@ from blocks.providers.resilience import (
     SystemClock,
     call_with_retries,
 )
-from blocks.providers.results import (
+from mmflow.blocks.providers.results import (
     BatchItemResult,
     BatchRequest,
     BatchStatus,
@@ -45,7 +45,7 @@ from blocks.providers.results import (
     ProviderResult,
     Usage,
 )
-from tasks.estimate import (
+from mmflow.tasks.estimate import (
     ProviderFamily,
     estimate_batch_cost,
     estimate_cost,

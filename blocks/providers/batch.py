@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 import fsspec
 from pydantic import BaseModel, Field
 
-from blocks.providers.base import ProviderBlock
-from blocks.providers.budget import Budget
-from blocks.providers.cache import schema_fingerprint
-from blocks.providers.resilience import Clock, SystemClock
-from blocks.providers.results import BatchItemResult, BatchRequest, BatchStatus
+from mmflow.blocks.providers.base import ProviderBlock
+from mmflow.blocks.providers.budget import Budget
+from mmflow.blocks.providers.cache import schema_fingerprint
+from mmflow.blocks.providers.resilience import Clock, SystemClock
+from mmflow.blocks.providers.results import BatchItemResult, BatchRequest, BatchStatus
 
 T = TypeVar("T", bound=BaseModel)
 

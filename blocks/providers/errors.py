@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from tasks.errors import MmflowError
+from mmflow.tasks.errors import MmflowError
 
 
 class FailureKind(StrEnum):

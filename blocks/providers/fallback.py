@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from blocks.providers.errors import ProviderError
+from mmflow.blocks.providers.errors import ProviderError
 
 R = TypeVar("R")
 

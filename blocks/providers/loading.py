@@ -6,9 +6,9 @@ from typing import cast
 
 from prefect.blocks.core import Block
 
-from blocks.providers.anthropic_provider import AnthropicProvider
-from blocks.providers.base import ProviderBlock
-from blocks.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
+from mmflow.blocks.providers.anthropic_provider import AnthropicProvider
+from mmflow.blocks.providers.base import ProviderBlock
+from mmflow.blocks.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
 
 
 def resolve_provider(provider: ProviderBlock | str | None) -> ProviderBlock | None:

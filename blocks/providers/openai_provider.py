@@ -9,18 +9,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-from blocks.providers.base import (
+from mmflow.blocks.providers.base import (
     SYSTEM_PROMPT,
     ProviderBlock,
     WireReply,
     WireRequest,
     repair_instructions,
 )
-from blocks.providers.errors import FailureKind, ProviderCallFailed
-from blocks.providers.resilience import classify_http_failure
-from blocks.providers.results import BatchStatus, Transcript, TranscriptSegment, Usage
-from tasks.errors import MissingDependency
-from tasks.estimate import ProviderFamily
+from mmflow.blocks.providers.errors import FailureKind, ProviderCallFailed
+from mmflow.blocks.providers.resilience import classify_http_failure
+from mmflow.blocks.providers.results import BatchStatus, Transcript, TranscriptSegment, Usage
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.estimate import ProviderFamily
 
 INSTALL = "pip install 'mmflow[providers]' (or: pip install openai)"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from tasks.audio.models import Diarisation, Segment, SpeakerTurn, Transcript, WordTiming
+from mmflow.tasks.audio.models import Diarisation, Segment, SpeakerTurn, Transcript, WordTiming
 
 FALLBACK_SPEAKER = "SPEAKER_00"  # words but no turns (diarisation found nothing): one voice
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.audio.models import DenoiseDecision, NormalisedAudio
-from tasks.errors import MissingDependency
+from mmflow.tasks.audio.models import DenoiseDecision, NormalisedAudio
+from mmflow.tasks.errors import MissingDependency
 
 SNR_THRESHOLD_DB = 15.0
 MIN_GAIN_DB = 3.0

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
-from tasks.audio.models import (
+from mmflow.tasks.audio.models import (
     ChannelLayout,
     Diarisation,
     NormalisedAudio,
     SpeakerTurn,
     SpeechRegion,
 )
-from tasks.errors import MissingDependency
+from mmflow.tasks.errors import MissingDependency
 
 
 class DiarisationBackend(StrEnum):
@@ -369,7 +369,7 @@ def diarise_pyannote(
     audio: NormalisedAudio, regions: list[SpeechRegion], settings: DiarisationSettings
 ) -> Diarisation:
     """tasks/audio/diarise_pyannote.py, imported only when asked for (it is heavy)."""
-    from tasks.audio.diarise_pyannote import diarise_pyannote as run_pipeline
+    from mmflow.tasks.audio.diarise_pyannote import diarise_pyannote as run_pipeline
 
     return run_pipeline(audio, regions, settings)
 

@@ -25,9 +25,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from tasks.audio.diarise import DiarisationBackend, DiarisationSettings, named_turns
-from tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
-from tasks.errors import MissingDependency, MmflowError
+from mmflow.tasks.audio.diarise import DiarisationBackend, DiarisationSettings, named_turns
+from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
+from mmflow.tasks.errors import MissingDependency, MmflowError
 
 PYANNOTE_INSTALL = (
     "pip install 'mmflow[pyannote]' in a virtualenv of its own: it pins torch==2.9.1 and "

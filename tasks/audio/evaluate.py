@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.errors import MissingDependency
+from mmflow.tasks.errors import MissingDependency
 
 
 class WerScore(BaseModel):

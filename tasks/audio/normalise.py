@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.audio.models import SAMPLE_RATE, ChannelLayout, NormalisedAudio, ValidatedAudio
-from tasks.audio.validate import require_tool
-from tasks.errors import MissingDependency, Rejection, RejectionCode
+from mmflow.tasks.audio.models import SAMPLE_RATE, ChannelLayout, NormalisedAudio, ValidatedAudio
+from mmflow.tasks.audio.validate import require_tool
+from mmflow.tasks.errors import MissingDependency, Rejection, RejectionCode
 
 TARGET_DBFS = -20.0
 MAX_GAIN_DB = 30.0  # beyond this we would mostly be amplifying the noise floor

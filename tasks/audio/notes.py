@@ -12,7 +12,7 @@ import math
 import re
 from collections import Counter
 
-from tasks.audio.models import ActionItem, Decision, MeetingNotes, NoteItem, Segment
+from mmflow.tasks.audio.models import ActionItem, Decision, MeetingNotes, NoteItem, Segment
 
 ENGINE = "extractive-v1"
 

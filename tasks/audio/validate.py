@@ -12,8 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks.audio.models import ValidatedAudio
-from tasks.errors import MissingDependency, Rejection, RejectionCode
+from mmflow.tasks.audio.models import ValidatedAudio
+from mmflow.tasks.errors import MissingDependency, Rejection, RejectionCode
 
 DEFAULT_MAX_DURATION_S = 4 * 3600.0
 

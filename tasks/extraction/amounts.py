@@ -13,8 +13,8 @@ import itertools
 from dataclasses import replace
 from decimal import Decimal
 
-from tasks.extraction.labels import ROUNDING
-from tasks.extraction.pairing import OTHER_AMOUNT, Candidate
+from mmflow.tasks.extraction.labels import ROUNDING
+from mmflow.tasks.extraction.pairing import OTHER_AMOUNT, Candidate
 
 AMOUNT_FIELDS = ("subtotal", "tax_amount", "total")
 ARITHMETIC_CONFIDENCE = 0.6

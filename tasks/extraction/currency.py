@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from tasks.extraction.layout import Row
-from tasks.extraction.pairing import Candidate
-from tasks.extraction.parsing import find_amounts, find_currencies
+from mmflow.tasks.extraction.layout import Row
+from mmflow.tasks.extraction.pairing import Candidate
+from mmflow.tasks.extraction.parsing import find_amounts, find_currencies
 
 NEXT_TO_AMOUNT = 0.9
 IN_TEXT = 0.7

@@ -13,8 +13,8 @@ from functools import cached_property
 from itertools import pairwise
 from statistics import median
 
-from tasks.extraction.text import fold
-from tasks.models import BBox, PageText, Word
+from mmflow.tasks.extraction.text import fold
+from mmflow.tasks.models import BBox, PageText, Word
 
 # A gap wider than this many word heights splits a line into two segments (table cells).
 _SEGMENT_GAP = 1.2

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from tasks.extraction.labels import match_labels
-from tasks.extraction.layout import Row
-from tasks.extraction.parsing import find_amounts
-from tasks.extraction.text import fold
-from tasks.models import BBox, LineItem
+from mmflow.tasks.extraction.labels import match_labels
+from mmflow.tasks.extraction.layout import Row
+from mmflow.tasks.extraction.parsing import find_amounts
+from mmflow.tasks.extraction.text import fold
+from mmflow.tasks.models import BBox, LineItem
 
 _ROLE_WORDS: dict[str, set[str]] = {
     "description": set(

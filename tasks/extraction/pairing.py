@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from tasks.extraction.labels import OTHER, ROUNDING, LabelMatch, match_labels
-from tasks.extraction.layout import Row, Segment
-from tasks.extraction.line_items import is_table_header
-from tasks.extraction.parsing import DateOrder, find_amounts, find_dates
-from tasks.models import BBox
+from mmflow.tasks.extraction.labels import OTHER, ROUNDING, LabelMatch, match_labels
+from mmflow.tasks.extraction.layout import Row, Segment
+from mmflow.tasks.extraction.line_items import is_table_header
+from mmflow.tasks.extraction.parsing import DateOrder, find_amounts, find_dates
+from mmflow.tasks.models import BBox
 
 Kind = Literal["amount", "date", "id", "name"]
 FIELD_KINDS: dict[str, Kind] = {

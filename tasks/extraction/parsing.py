@@ -13,7 +13,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-from tasks.extraction.text import fold
+from mmflow.tasks.extraction.text import fold
 
 # ------------------------------------------------------------------ currencies
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from tasks.extraction.labels import match_labels
-from tasks.extraction.layout import Row, Segment, union
-from tasks.extraction.pairing import Candidate
-from tasks.extraction.parsing import find_amounts, find_dates
-from tasks.extraction.text import text_key
-from tasks.models import Word
+from mmflow.tasks.extraction.labels import match_labels
+from mmflow.tasks.extraction.layout import Row, Segment, union
+from mmflow.tasks.extraction.pairing import Candidate
+from mmflow.tasks.extraction.parsing import find_amounts, find_dates
+from mmflow.tasks.extraction.text import text_key
+from mmflow.tasks.models import Word
 
 LEGAL_FORM = re.compile(
     r"(?<![a-z0-9])(?:gmbh|ag|b\.\s?v\.?|bv|n\.\s?v\.?|inc\.?|ltd\.?|llc|limited|plc|"

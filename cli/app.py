@@ -27,17 +27,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.progress import ItemDone, listening
-from flows.runners import AddressOpt, Runner, RunnerOpt
-from tasks.errors import MissingDependency
-from tasks.models import FIELD_NAMES, BatchScenario, Status
-from tasks.ocr import OcrEngine
+from mmflow.flows.progress import ItemDone, listening
+from mmflow.flows.runners import AddressOpt, Runner, RunnerOpt
+from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.models import FIELD_NAMES, BatchScenario, Status
+from mmflow.tasks.ocr import OcrEngine
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from flows.invoice import InvoiceRunReport
-    from tasks.invoice import InvoiceOptions
+    from mmflow.flows.invoice import InvoiceRunReport
+    from mmflow.tasks.invoice import InvoiceOptions
 
 app = typer.Typer(
     help="Multimodal document, image and audio processing on Prefect.",
@@ -114,7 +114,7 @@ def _runner_or_exit(
     runner: Runner, address: str | None, workers: int, provider: str | None = None
 ) -> None:
     """Refuse a runner setting that cannot work, before any input is read."""
-    from flows.runners import task_runner_for
+    from mmflow.flows.runners import task_runner_for
 
     if provider is not None and runner is not Runner.THREADS:
         console.print(
@@ -133,7 +133,7 @@ def _runner_or_exit(
 
 
 def _expanded_or_exit(inputs: list[str]) -> list[str]:
-    from tasks.inputs import expand_inputs
+    from mmflow.tasks.inputs import expand_inputs
 
     uris = expand_inputs(inputs)
     if not uris:
@@ -164,8 +164,8 @@ def run_invoice(
     """Extract verified fields and line items from invoices and receipts."""
     from decimal import Decimal
 
-    from tasks.invoice import InvoiceOptions
-    from tasks.route import RouteOptions
+    from mmflow.tasks.invoice import InvoiceOptions
+    from mmflow.tasks.route import RouteOptions
 
     _runner_or_exit(runner, address, workers, provider_block)
     route = RouteOptions(render_dpi=dpi, allow_vision=provider_block is not None)
@@ -201,8 +201,8 @@ def _invoice_with_progress(
     runner: Runner = Runner.THREADS,
     address: str | None = None,
 ) -> InvoiceRunReport:
-    from flows.invoice import invoice_flow
-    from flows.runners import run_on
+    from mmflow.flows.invoice import invoice_flow
+    from mmflow.flows.runners import run_on
 
     uris = _expanded_or_exit(inputs)
     return cast(
@@ -271,8 +271,8 @@ def run_batch(
     Inputs already in OUT's manifest are not recomputed, and the same bytes under two names
     are processed once (the second is recorded as a `duplicate`).
     """
-    from flows.batch import batch_flow
-    from flows.runners import run_on
+    from mmflow.flows.batch import batch_flow
+    from mmflow.flows.runners import run_on
 
     _runner_or_exit(runner, address, workers)
     uris = _expanded_or_exit([source])
@@ -330,8 +330,8 @@ def run_image(
     """Classify, read and cost images; with a provider, answer the task at the cheapest tier."""
     from decimal import Decimal
 
-    from flows.image import image_flow
-    from tasks.image import ImageTask
+    from mmflow.flows.image import image_flow
+    from mmflow.tasks.image import ImageTask
 
     if task not in {t.value for t in ImageTask}:
         raise typer.BadParameter(f"{task!r}; choose describe, classify, extract-text or chart")
@@ -375,7 +375,7 @@ def eval_invoice(
     gold: Annotated[Path, typer.Option(help="Folder of ground truth (invoice2data or SROIE).")],
 ) -> None:
     """Per-field accuracy of invoice outputs against ground truth."""
-    from tasks.evaluate import evaluate, load_predictions, render_report
+    from mmflow.tasks.evaluate import evaluate, load_predictions, render_report
 
     predictions = load_predictions(outputs)
     if not predictions:
@@ -443,11 +443,11 @@ def run_meeting(
 
     from pydantic import SecretStr, ValidationError
 
-    from flows.meeting import MeetingRunReport, meeting_flow
-    from flows.runners import run_on
-    from tasks.audio.diarise import DiarisationBackend
-    from tasks.audio.diarise_pyannote import require_pyannote
-    from tasks.meeting import DenoiseMode, MeetingOptions, probe_duration_s
+    from mmflow.flows.meeting import MeetingRunReport, meeting_flow
+    from mmflow.flows.runners import run_on
+    from mmflow.tasks.audio.diarise import DiarisationBackend
+    from mmflow.tasks.audio.diarise_pyannote import require_pyannote
+    from mmflow.tasks.meeting import DenoiseMode, MeetingOptions, probe_duration_s
 
     try:
         options = MeetingOptions(
@@ -544,8 +544,8 @@ def eval_meeting(
     """WER (Whisper-normalised text) and DER (full, and forgiving: 0.25 s collar, no overlap)."""
     import json
 
-    from tasks.audio.evaluate import diarisation_error_rate, load_rttm, word_error_rate
-    from tasks.audio.models import MeetingResult
+    from mmflow.tasks.audio.evaluate import diarisation_error_rate, load_rttm, word_error_rate
+    from mmflow.tasks.audio.models import MeetingResult
 
     if reference_rttm_dir is None and transcripts is None:
         console.print("[red]Give --reference-rttm-dir, --transcripts, or both.[/]")
@@ -615,7 +615,7 @@ def samples(
     ),
 ) -> None:
     """Write mmflow's own sample invoices: a text PDF, a scan and a phone photo."""
-    from tasks.samples import make_samples
+    from mmflow.tasks.samples import make_samples
 
     for path in make_samples(out):
         console.print(str(path))
@@ -626,9 +626,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where samples and outputs go.")] = Path("out/demo"),
 ) -> None:
     """Make the sample invoices and run the invoice flow on them with embedded defaults."""
-    from tasks.evaluate import values_match
-    from tasks.invoice import InvoiceOptions
-    from tasks.samples import make_samples, sample_truth
+    from mmflow.tasks.evaluate import values_match
+    from mmflow.tasks.invoice import InvoiceOptions
+    from mmflow.tasks.samples import make_samples, sample_truth
 
     paths = make_samples(out / "samples")
     console.print(f"[bold]{len(paths)} sample inputs[/] written to {out / 'samples'}")
@@ -689,8 +689,8 @@ def webhook(
     import uvicorn
     from prefect.settings import PREFECT_API_URL
 
-    from blocks.storage import require_filesystem
-    from deployments.webhook import WebhookSettings, create_app
+    from mmflow.blocks.storage import require_filesystem
+    from mmflow.deployments.webhook import WebhookSettings, create_app
 
     secret = os.environ.get(secret_env, "")
     if not secret:
@@ -735,7 +735,7 @@ def serve(
     """Serve every mmflow deployment from this process (no work pool needed); Ctrl-C stops it."""
     from prefect.settings import PREFECT_API_URL
 
-    from deployments.serve import serve_all
+    from mmflow.deployments.serve import serve_all
 
     if not PREFECT_API_URL.value():
         # A temporary in-process server would vanish with this command: nothing could reach it.

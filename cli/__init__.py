@@ -1,0 +1,1 @@
+"""The `mmflow` command line: above flows/ and deployments/, which never import it."""

@@ -1,0 +1,3 @@
+from mmflow.cli.app import app
+
+app()
