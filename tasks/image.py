@@ -534,22 +534,19 @@ def _ocr_engine(params: Mapping[str, Any]) -> str:
 VALIDATE = Step(
     "validate",
     validate_image,
-    ("mmflow.tasks.validate",),
     lambda p: f"pymupdf {version('pymupdf')}",
 )
 NORMALISE = Step(
     "normalise",
     normalise_image,
-    ("mmflow.tasks.normalise",),
     lambda p: f"pillow {version('pillow')}",
 )
-OCR = Step("ocr", read_image_text, ("mmflow.tasks.ocr",), _ocr_engine)
-CLASSIFY = Step("classify", classify_page, ("mmflow.tasks.image_kind",))
-SCAN = Step("injection-scan", scan_page_text, ("mmflow.tasks.injection",))
+OCR = Step("ocr", read_image_text, _ocr_engine)
+CLASSIFY = Step("classify", classify_page)
+SCAN = Step("injection-scan", scan_page_text)
 PLAN = Step(
     "plan",
     plan_image,
-    ("mmflow.tasks.image", "mmflow.tasks.crops", "mmflow.tasks.estimate"),
     lambda p: REFERENCE_MODEL,
 )
 STEPS = (VALIDATE, NORMALISE, OCR, CLASSIFY, SCAN, PLAN)

@@ -218,10 +218,8 @@ def notes_with_provider(
 
 # ---------------------------------------------------------------- uncached pipeline steps
 
-PROVIDER_TRANSCRIBE = Step(
-    "provider_transcribe", transcribe_with_provider, ("mmflow.tasks.meeting_provider",)
-)
-PROVIDER_NOTES = Step("provider_notes", notes_with_provider, ("mmflow.tasks.meeting_provider",))
+PROVIDER_TRANSCRIBE = Step("provider_transcribe", transcribe_with_provider)
+PROVIDER_NOTES = Step("provider_notes", notes_with_provider)
 """Used for their names and versions (source hashes); the steps run through the functions below."""
 
 T = TypeVar("T")

@@ -420,7 +420,7 @@ def read_with_vision(
     )
 
 
-VISION = Step("vision", read_with_vision, ("mmflow.tasks.vision",))
+VISION = Step("vision", read_with_vision)
 """Used for its version (the source hash) and name; the step itself is run by `run_vision`."""
 
 
