@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # PostgreSQL (the production Prefect database; deployments/postgres.sh and its test).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng ffmpeg espeak-ng sox postgresql
 
-.PHONY: demo test lint typecheck unit test-pyannote .venv-pyannote system-deps clean
+.PHONY: demo test lint typecheck unit test-pyannote .venv-pyannote system-deps clean prefect-yaml
 
 $(BIN)/.installed-core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ test-pyannote: $(PYANNOTE_BIN)/.installed-pyannote system-deps
 
 ## Everything CI runs: lint, types, the whole test suite (and the pyannote backend in its venv).
 test: lint typecheck unit test-pyannote
+
+## deployments/prefect.yaml from the scenario registry (a test checks it is current).
+prefect-yaml: $(BIN)/.installed-core
+	$(BIN)/python -m mmflow.deployments.prefect_yaml > deployments/prefect.yaml
 
 clean:
 	rm -rf $(VENV) $(PYANNOTE_VENV) out .mypy_cache .ruff_cache .pytest_cache

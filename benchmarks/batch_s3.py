@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mmflow.flows.runs import RunSettings
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -50,8 +52,7 @@ def timed_batch(source: str, out: str, cache_dir: str, workers: int) -> tuple[fl
         workers,
         source=source,
         out=out,
-        cache_dir=cache_dir,
-        workers=workers,
+        run=RunSettings(cache_dir=cache_dir, workers=workers),
     )
     return time.perf_counter() - started, report
 

@@ -29,9 +29,9 @@ from prefect import flow
 from rich.console import Console
 from rich.table import Table
 
-from mmflow.flows.invoice import InvoiceScenario, invoice_flow, write_line_items
+from mmflow.flows.invoice import InvoicePipeline, invoice_flow
 from mmflow.flows.runners import Runner, run_on
-from mmflow.flows.runs import run_input
+from mmflow.flows.runs import RunContext, RunSettings, run_input
 from mmflow.flows.steps import InlineSteps
 from mmflow.tasks.invoice import InvoiceOptions
 from mmflow.tasks.normalise import render_page
@@ -43,17 +43,18 @@ from mmflow.tasks.samples import numbered_invoices, scanned_invoices, write_file
 def plain_loop(paths: list[Path], options: InvoiceOptions, out: Path) -> float:
     """The same work without Prefect or cache: every step, every output file, one by one."""
     started = time.perf_counter()
-    steps, names, manifest = InlineSteps(None, "plain"), OutputNames(), Manifest(str(out))
     out.mkdir()
-    scenario = InvoiceScenario(options)
+    steps, pipeline = InlineSteps(None, "plain"), InvoicePipeline(options)
+    manifest = Manifest(str(out))
+    run = RunContext(pipeline, str(out), None, "plain", manifest, OutputNames(), RunSettings())
     summaries = []
     for path in paths:
-        summary = run_input(str(path), scenario, steps, "plain", str(out), names, manifest)
+        summary = run_input(str(path), steps, run)
         if summary.status.value != "ok":
             raise SystemExit(f"{path} did not end ok: {summary.error}")
         summaries.append(summary)
     manifest.compact(order=[str(p) for p in paths])
-    write_line_items(str(out), summaries)
+    pipeline.finish(str(out), summaries)
     return time.perf_counter() - started
 
 
@@ -77,11 +78,10 @@ def run_flow(folder: Path, out: Path, workers: int) -> float:
         workers,
         inputs=[str(folder)],
         out=str(out),
-        cache=False,
-        workers=workers,
+        run=RunSettings(cache=False, workers=workers),
     )
     elapsed = time.perf_counter() - started
-    bad = [d for d in report.documents if d.status.value != "ok"]
+    bad = [d for d in report.inputs if d.status.value != "ok"]
     if bad:
         raise SystemExit(f"{len(bad)} documents did not end ok: {bad[0]}")
     return elapsed

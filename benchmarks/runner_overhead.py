@@ -39,6 +39,7 @@ from rich.table import Table
 
 from mmflow.flows.invoice import invoice_flow
 from mmflow.flows.runners import Runner, task_runner_for, workers_report_here
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.samples import numbered_invoices, scanned_invoices, write_files
 
 console = Console()
@@ -139,9 +140,11 @@ def run_invoice(
 
     def call() -> None:
         report = flow_object(
-            inputs=[str(p) for p in paths], out=str(out), cache=False, workers=workers
+            inputs=[str(p) for p in paths],
+            out=str(out),
+            run=RunSettings(cache=False, workers=workers),
         )
-        bad = [d for d in report.documents if d.status.value != "ok"]
+        bad = [d for d in report.inputs if d.status.value != "ok"]
         if bad:
             raise SystemExit(f"{runner.value}: {len(bad)} documents did not end ok: {bad[0]}")
 

@@ -1,4 +1,9 @@
-"""The `mmflow` command: run a scenario over files, folders and globs; score outputs."""
+"""The `mmflow` command: run a scenario over files, folders and globs; score outputs; run the
+local Prefect server, the deployments and the webhook receiver.
+
+Everything here is presentation and argument checking; the work is in flows/ and deployments/,
+imported only by the command that needs it, so `mmflow --help` stays quick.
+"""
 
 from __future__ import annotations
 
@@ -7,366 +12,63 @@ import os
 # Prefect's own console logs would tear through the progress bar; the UI still gets them all.
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# The temporary server needs ~8 s on an idle 2-core machine; give a busy one room.
+# A server started on a busy 2-core machine needs room.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar, cast
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from mmflow.flows.progress import ItemDone, listening
-from mmflow.flows.runners import AddressOpt, Runner, RunnerOpt
-from mmflow.tasks.errors import MissingDependency
-from mmflow.tasks.models import FIELD_NAMES, BatchScenario, Status
-from mmflow.tasks.ocr import OcrEngine
-
-if TYPE_CHECKING:
-    from decimal import Decimal
-
-    from mmflow.flows.invoice import InvoiceRunReport
-    from mmflow.tasks.invoice import InvoiceOptions
+from mmflow.cli.console import Verbosity, console, fail, print_table
+from mmflow.cli.run import print_invoice_report, run_app
 
 app = typer.Typer(
     help="Multimodal document, image and audio processing on Prefect.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-run_app = typer.Typer(help="Run a scenario's flow over inputs.", no_args_is_help=True)
 eval_app = typer.Typer(help="Score outputs against ground truth.", no_args_is_help=True)
+server_app = typer.Typer(
+    help="The local Prefect server mmflow starts when PREFECT_API_URL is not set.",
+    no_args_is_help=True,
+)
 app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")
-console = Console()
-
-Inputs = Annotated[list[str], typer.Argument(help="Files, folders, globs or s3:// URIs.")]
-Out = Annotated[str, typer.Option("--out", "-o", help="Output folder (or s3:// prefix).")]
-Workers = Annotated[int, typer.Option(min=1, help="Concurrent task runs.")]
-Cache = Annotated[bool, typer.Option(help="Reuse results of unchanged steps.")]
-CacheDir = Annotated[
-    str | None, typer.Option(help="Where step results persist (default ~/.cache/mmflow).")
-]
-MaxUsd = Annotated[
-    float | None, typer.Option(min=0, help="Budget for the run's model calls, in USD.")
-]
+app.add_typer(server_app, name="server")
 
 
-def _status_style(status: Status) -> str:
-    return {"ok": "green", "rejected": "yellow", "failed": "red"}[status.value]
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"mmflow {version('mmflow')} (prefect {version('prefect')})")
+        raise typer.Exit()
 
 
-R = TypeVar("R")
-
-
-def _with_progress(
-    label: str,
-    total: float,
-    run: Callable[[], R],
-    *,
-    units: str = "",
-    units_of: Callable[[ItemDone], float] = lambda event: event.units,
-) -> R:
-    """Run a flow while a bar advances as each input ends (flows.progress events)."""
-    counter = (
-        TextColumn(f"{{task.completed:.0f}}/{{task.total:.0f}} {units}")
-        if units
-        else MofNCompleteColumn()
-    )
-    progress = Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        counter,
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-    )
-    with progress:
-        bar = progress.add_task("starting Prefect…", total=total or 1.0)
-
-        def advance(event: ItemDone) -> None:
-            progress.update(bar, advance=units_of(event), description=Path(event.uri).name)
-
-        with listening(advance):
-            return run()
-
-
-def _print_counts(statuses: list[Status], out: str) -> None:
-    counts = {s: statuses.count(s) for s in Status}
-    console.print(
-        f"{counts[Status.OK]} ok, {counts[Status.REJECTED]} rejected, "
-        f"{counts[Status.FAILED]} failed · manifest: {out}/manifest.jsonl"
-    )
-
-
-def _runner_or_exit(
-    runner: Runner, address: str | None, workers: int, provider: str | None = None
-) -> None:
-    """Refuse a runner setting that cannot work, before any input is read."""
-    from mmflow.flows.runners import task_runner_for
-
-    if provider is not None and runner is not Runner.THREADS:
-        console.print(
-            "[red]Invalid options:[/] a run with --provider-block keeps its budget in one "
-            "process; use --runner threads"
-        )
-        raise typer.Exit(2)
-    try:
-        task_runner_for(runner, workers, address)
-    except ValueError as error:
-        console.print(f"[red]Invalid options:[/] {escape(str(error))}")
-        raise typer.Exit(2) from error
-    except MissingDependency as error:  # its text holds extras in brackets: not rich markup
-        console.print(f"[red]Missing dependency:[/] {escape(str(error))}")
-        raise typer.Exit(2) from error
-
-
-def _expanded_or_exit(inputs: list[str]) -> list[str]:
-    from mmflow.tasks.inputs import expand_inputs
-
-    uris = expand_inputs(inputs)
-    if not uris:
-        console.print("[red]No inputs found.[/] Name files, folders or globs.")
-        raise typer.Exit(2)
-    return uris
-
-
-@run_app.command("invoice")
-def run_invoice(
-    inputs: Inputs,
-    out: Out = "out",
-    ocr_engine: Annotated[
-        OcrEngine, typer.Option(help="OCR engine for pages without a usable text layer.")
-    ] = OcrEngine.RAPIDOCR,
-    workers: Workers = 2,
-    cache: Cache = True,
-    cache_dir: CacheDir = None,
-    dpi: Annotated[int, typer.Option(min=72, max=600, help="Rendering DPI for OCR.")] = 200,
-    provider_block: Annotated[
-        str | None,
-        typer.Option(help="Saved provider block name: reads the pages the router sends to vision."),
-    ] = None,
-    max_usd: MaxUsd = None,
-    runner: RunnerOpt = Runner.THREADS,
-    address: AddressOpt = None,
-) -> None:
-    """Extract verified fields and line items from invoices and receipts."""
-    from decimal import Decimal
-
-    from mmflow.tasks.invoice import InvoiceOptions
-    from mmflow.tasks.route import RouteOptions
-
-    _runner_or_exit(runner, address, workers, provider_block)
-    route = RouteOptions(render_dpi=dpi, allow_vision=provider_block is not None)
-    options = InvoiceOptions(ocr_engine=ocr_engine, route=route)
-    # The block goes by name: the flow loads it (blocks.providers.resolve_provider), so no key is
-    # ever a flow-run parameter.
-    report = _invoice_with_progress(
-        inputs,
-        out,
-        options,
-        cache,
-        cache_dir,
-        workers,
-        provider=provider_block,
-        max_usd=Decimal(str(max_usd)) if max_usd is not None else None,
-        runner=runner,
-        address=address,
-    )
-    _print_invoice_report(report)
-    if report.failed:
-        raise typer.Exit(1)
-
-
-def _invoice_with_progress(
-    inputs: list[str],
-    out: str,
-    options: InvoiceOptions,
-    cache: bool = True,
-    cache_dir: str | None = None,
-    workers: int = 2,
-    provider: str | None = None,
-    max_usd: Decimal | None = None,
-    runner: Runner = Runner.THREADS,
-    address: str | None = None,
-) -> InvoiceRunReport:
-    from mmflow.flows.invoice import invoice_flow
-    from mmflow.flows.runners import run_on
-
-    uris = _expanded_or_exit(inputs)
-    return cast(
-        "InvoiceRunReport",
-        _with_progress(
-            "invoice",
-            len(uris),
-            lambda: run_on(
-                invoice_flow,
-                runner,
-                workers,
-                address,
-                inputs=uris,
-                out=out,
-                options=options,
-                cache=cache,
-                cache_dir=cache_dir,
-                workers=workers,
-                provider=provider,
-                max_usd=max_usd,
-            ),
+@app.callback()
+def main(
+    version_: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
         ),
-    )
-
-
-def _print_invoice_report(report: InvoiceRunReport) -> None:
-    table = Table(title=f"mmflow invoice → {report.out}")
-    for column in ("input", "status", "route", "total", "checks", "detail"):
-        table.add_column(column, overflow="fold")
-    for doc in report.documents:
-        checks = " ".join(f"{n} {k}" for k, n in sorted(doc.details.get("checks", {}).items()))
-        total, currency = doc.details.get("total"), doc.details.get("currency")
-        total_text = f"{total} {currency or ''}".strip() if total else "—"
-        detail = f"{doc.error.code}: {doc.error.message}" if doc.error else ""
-        table.add_row(
-            Path(doc.uri).name,
-            f"[{_status_style(doc.status)}]{doc.status.value}[/]",
-            doc.details.get("route", ""),
-            total_text,
-            checks,
-            detail,
-        )
-    console.print(table)
-    _print_counts([d.status for d in report.documents], report.out)
-
-
-@run_app.command("batch")
-def run_batch(
-    source: Annotated[str, typer.Argument(help="A folder, glob or s3:// prefix to process.")],
-    out: Out = "out",
-    scenario: Annotated[
-        BatchScenario, typer.Option(help="What every input is: the scenario to run.")
-    ] = BatchScenario.INVOICE,
-    workers: Workers = 2,
-    group_size: Annotated[
-        int | None,
-        typer.Option(min=1, help="Inputs per task run (default: two groups per worker, ≤ 25)."),
-    ] = None,
-    cache: Cache = True,
-    cache_dir: CacheDir = None,
-    runner: RunnerOpt = Runner.THREADS,
-    address: AddressOpt = None,
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and the closing counts.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Prefect's logs too (-vv: debug).")
+    ] = 0,
 ) -> None:
-    """Process a whole folder or bucket prefix; run it again to finish an interrupted batch.
-
-    Inputs already in OUT's manifest are not recomputed, and the same bytes under two names
-    are processed once (the second is recorded as a `duplicate`).
-    """
-    from mmflow.flows.batch import batch_flow
-    from mmflow.flows.runners import run_on
-
-    _runner_or_exit(runner, address, workers)
-    uris = _expanded_or_exit([source])
-    report = _with_progress(
-        f"batch {scenario.value}",
-        len(uris),
-        lambda: run_on(
-            batch_flow,
-            runner,
-            workers,
-            address,
-            source=source,
-            out=out,
-            scenario=scenario,
-            cache=cache,
-            cache_dir=cache_dir,
-            workers=workers,
-            group_size=group_size,
-        ),
-        units_of=lambda _event: 1.0,
-    )
-    table = Table(title=f"mmflow batch {scenario.value} {source} → {out}")
-    table.add_column("inputs")
-    table.add_column("count", justify="right")
-    for label, count in (
-        ("listed", report.listed),
-        ("processed now", report.processed),
-        ("ended by an earlier run", report.resumed),
-        ("duplicates", report.duplicates),
-    ):
-        table.add_row(label, str(count))
-    console.print(table)
-    for summary in [s for s in report.inputs if s.status is Status.FAILED][:20]:
-        console.print(
-            f"[red]failed[/] {summary.uri}: {summary.error.message if summary.error else ''}"
-        )
-    _print_counts([s.status for s in report.inputs], out)
-    if report.failed:
-        raise typer.Exit(1)
+    """Multimodal document, image and audio processing on Prefect."""
+    Verbosity.level = -1 if quiet else verbose
+    if verbose:
+        level = "DEBUG" if verbose > 1 else "INFO"
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = level
 
 
-@run_app.command("image")
-def run_image(
-    inputs: Inputs,
-    out: Out = "out",
-    task: Annotated[
-        str, typer.Option(help="describe | classify | extract-text | chart")
-    ] = "describe",
-    provider_block: Annotated[
-        str | None, typer.Option(help="Saved provider block name; omit to run offline.")
-    ] = None,
-    max_usd: Annotated[float | None, typer.Option(help="Budget for the whole run, in USD.")] = None,
-    cache: Cache = True,
-) -> None:
-    """Classify, read and cost images; with a provider, answer the task at the cheapest tier."""
-    from decimal import Decimal
-
-    from mmflow.flows.image import image_flow
-    from mmflow.tasks.image import ImageTask
-
-    if task not in {t.value for t in ImageTask}:
-        raise typer.BadParameter(f"{task!r}; choose describe, classify, extract-text or chart")
-    uris = _expanded_or_exit(inputs)
-    report = _with_progress(
-        "image",
-        len(uris),
-        lambda: image_flow(
-            inputs=uris,
-            out=out,
-            task=ImageTask(task),
-            provider=provider_block,
-            max_usd_per_run=Decimal(str(max_usd)) if max_usd is not None else None,
-            cache=cache,
-        ),
-    )
-    table = Table(title=f"mmflow image ({report.task.value}) → {report.out}")
-    for column in ("input", "status", "kind", "tier", "tokens sent / full", "answer", "detail"):
-        table.add_column(column, overflow="fold")
-    for item in report.images:
-        table.add_row(
-            Path(item.uri).name,
-            f"[{_status_style(item.status)}]{item.status.value}[/]",
-            item.kind or "—",
-            item.tier or "—",
-            f"{item.image_tokens} / {item.full_high_tokens}",
-            item.answer_source or "—",
-            f"{item.error.code}: {item.error.message}"
-            if item.error
-            else ("injection flagged" if item.injection_flagged else ""),
-        )
-    console.print(table)
-    console.print(f"spent ${report.spent_usd} · manifest: {report.out}/manifest.jsonl")
-    if report.failed:
-        raise typer.Exit(1)
+# ---------------------------------------------------------------- evaluation
 
 
 @eval_app.command("invoice")
@@ -379,152 +81,9 @@ def eval_invoice(
 
     predictions = load_predictions(outputs)
     if not predictions:
-        console.print(f"[red]No invoice outputs (<stem>.json) found in {outputs}.[/]")
-        raise typer.Exit(2)
+        raise fail("No invoice outputs", f"no <stem>.json results found in {outputs}")
     report = evaluate(predictions, gold)
     console.print(render_report(report))
-
-
-# ---------------------------------------------------------------- meeting scenario
-
-
-@run_app.command("meeting")
-def run_meeting(
-    inputs: Inputs,
-    out: Out = "out",
-    speakers: Annotated[
-        int | None, typer.Option("--speakers", min=1, help="Exact number of speakers, if known.")
-    ] = None,
-    min_speakers: Annotated[int, typer.Option(min=1, help="Fewest speakers to consider.")] = 1,
-    max_speakers: Annotated[int, typer.Option(min=1, help="Most speakers to consider.")] = 8,
-    language: Annotated[
-        str | None, typer.Option(help="Spoken language (ISO 639-1, e.g. en); omit to detect.")
-    ] = None,
-    stt_model: Annotated[
-        str | None,
-        typer.Option(help="Local faster-whisper model folder; omit for the embedded Whisper base."),
-    ] = None,
-    diarisation: Annotated[
-        str, typer.Option(help="Diarisation backend: auto | embeddings | channels | pyannote.")
-    ] = "auto",
-    pyannote_pipeline: Annotated[
-        str | None,
-        typer.Option(
-            help="For --diarisation pyannote: a pipeline folder (config.yaml + checkpoints) "
-            "or a Hugging Face id such as pyannote/speaker-diarization-community-1."
-        ),
-    ] = None,
-    hf_token: Annotated[
-        str | None,
-        typer.Option(
-            help="Hugging Face token for a hub pipeline; prefer the HF_TOKEN variable "
-            "(a command line is visible to other users). Never stored or written.",
-            show_default=False,
-        ),
-    ] = None,
-    denoise: Annotated[str, typer.Option(help="Noise reduction: auto | on | off.")] = "auto",
-    workers: Workers = 2,
-    cache: Cache = True,
-    cache_dir: CacheDir = None,
-    provider_block: Annotated[
-        str | None,
-        typer.Option(help="Saved provider block name for transcription and/or notes."),
-    ] = None,
-    max_usd: MaxUsd = None,
-    provider_for: Annotated[
-        str,
-        typer.Option(help="Steps the provider does, comma-separated: transcribe,notes."),
-    ] = "transcribe,notes",
-    runner: RunnerOpt = Runner.THREADS,
-    address: AddressOpt = None,
-) -> None:
-    """Transcribe meetings and calls: who said what when, as JSON, RTTM and SRT, plus notes."""
-    from decimal import Decimal
-
-    from pydantic import SecretStr, ValidationError
-
-    from mmflow.flows.meeting import MeetingRunReport, meeting_flow
-    from mmflow.flows.runners import run_on
-    from mmflow.tasks.audio.diarise import DiarisationBackend
-    from mmflow.tasks.audio.diarise_pyannote import require_pyannote
-    from mmflow.tasks.meeting import DenoiseMode, MeetingOptions, probe_duration_s
-
-    try:
-        options = MeetingOptions(
-            num_speakers=speakers,
-            min_speakers=min_speakers,
-            max_speakers=max_speakers,
-            language=language,
-            stt_model=stt_model,
-            diarisation=DiarisationBackend(diarisation),
-            pyannote_pipeline=pyannote_pipeline,
-            hf_token=SecretStr(hf_token) if hf_token else None,
-            denoise=DenoiseMode(denoise),
-        )
-        if options.diarisation is DiarisationBackend.PYANNOTE:
-            require_pyannote()  # before any file is read: say what to install
-    except (ValidationError, ValueError) as error:
-        console.print(f"[red]Invalid options:[/] {escape(str(error))}")
-        raise typer.Exit(2) from error
-    except MissingDependency as error:  # its text holds extras in brackets: not rich markup
-        console.print(f"[red]Missing dependency:[/] {escape(str(error))}")
-        raise typer.Exit(2) from error
-    _runner_or_exit(runner, address, workers, provider_block)
-    uses = [part.strip() for part in provider_for.split(",") if part.strip()]
-    if not uses or any(use not in ("transcribe", "notes") for use in uses):
-        console.print(f"[red]Invalid options:[/] --provider-for {provider_for!r}: transcribe,notes")
-        raise typer.Exit(2)
-    # The block goes by name: the flow loads it (blocks.providers.resolve_provider), so no key is
-    # ever a flow-run parameter.
-    with_provider: dict[str, object] = (
-        {
-            "provider": provider_block,
-            "max_usd": Decimal(str(max_usd)) if max_usd is not None else None,
-            "provider_for": uses,
-        }
-        if provider_block is not None
-        else {}
-    )
-    uris = _expanded_or_exit(inputs)
-    seconds = {uri: probe_duration_s(uri) for uri in uris}
-    report: MeetingRunReport = _with_progress(
-        "meeting",
-        sum(seconds.values()),
-        lambda: run_on(
-            meeting_flow,
-            runner,
-            workers,
-            address,
-            inputs=uris,
-            out=out,
-            options=options,
-            cache=cache,
-            cache_dir=cache_dir,
-            workers=workers,
-            **with_provider,
-        ),
-        units="s of audio",
-        # A rejected file reports no duration of its own: count what ffprobe saw, if any.
-        units_of=lambda e: e.units if e.status == "ok" else seconds.get(e.uri, 0.0),
-    )
-    table = Table(title=f"mmflow meeting → {report.out}")
-    for column in ("input", "status", "duration", "speakers", "words", "language", "detail"):
-        table.add_column(column, overflow="fold")
-    for item in report.recordings:
-        found = item.details
-        table.add_row(
-            Path(item.uri).name,
-            f"[{_status_style(item.status)}]{item.status.value}[/]",
-            f"{found['duration_s']:.1f} s" if "duration_s" in found else "—",
-            str(found.get("speakers", "—")),
-            str(found.get("words", "—")),
-            found.get("language") or "—",
-            f"{item.error.code}: {item.error.message}" if item.error else "",
-        )
-    console.print(table)
-    _print_counts([r.status for r in report.recordings], report.out)
-    if report.failed:
-        raise typer.Exit(1)
 
 
 @eval_app.command("meeting")
@@ -604,8 +163,7 @@ def eval_meeting(
             )
             scored = True
     if not scored:
-        console.print(f"[red]No meeting outputs in {outputs} match the references given.[/]")
-        raise typer.Exit(2)
+        raise fail("Nothing scored", f"no meeting outputs in {outputs} match the references given")
 
 
 @app.command("samples")
@@ -626,19 +184,27 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where samples and outputs go.")] = Path("out/demo"),
 ) -> None:
     """Make the sample invoices and run the invoice flow on them with embedded defaults."""
+    from mmflow.cli.run import execute, run_settings
+    from mmflow.flows.runners import Runner
     from mmflow.tasks.evaluate import values_match
     from mmflow.tasks.invoice import InvoiceOptions
+    from mmflow.tasks.models import FIELD_NAMES
     from mmflow.tasks.samples import make_samples, sample_truth
 
     paths = make_samples(out / "samples")
     console.print(f"[bold]{len(paths)} sample inputs[/] written to {out / 'samples'}")
-    report = _invoice_with_progress([str(p) for p in paths], str(out / "results"), InvoiceOptions())
-    _print_invoice_report(report)
-
-    table = Table(title="extracted vs the samples' known truth")
-    for column in ("sample", "form", "fields right", "line items", "wrong or missing"):
-        table.add_column(column, overflow="fold")
-    for path, doc in zip(paths, report.documents, strict=True):
+    report = execute(
+        "invoice",
+        [str(p) for p in paths],
+        str(out / "results"),
+        run_settings(workers=2, cache=True, cache_dir=None),
+        Runner.THREADS,
+        None,
+        {"options": InvoiceOptions()},
+    )
+    print_invoice_report(report)
+    rows = []
+    for path, doc in zip(paths, report.inputs, strict=True):
         truth = sample_truth(path)
         wrong = [
             name
@@ -647,16 +213,66 @@ def demo(
             and not values_match(name, str(truth[name]), doc.details.get(name))
         ]
         expected = [f for f in FIELD_NAMES if truth.get(f) is not None]
-        table.add_row(
-            path.name,
-            str(truth.get("form", "")),
-            f"{len(expected) - len(wrong)}/{len(expected)}",
-            f"{len(doc.details.get('line_items', []))}/{len(truth.get('line_items', []))}",
-            ", ".join(wrong),
+        rows.append(
+            [
+                path.name,
+                str(truth.get("form", "")),
+                f"{len(expected) - len(wrong)}/{len(expected)}",
+                f"{len(doc.details.get('line_items', []))}/{len(truth.get('line_items', []))}",
+                ", ".join(wrong),
+            ]
         )
-    console.print(table)
+    print_table(
+        "extracted vs the samples' known truth",
+        ["sample", "form", "fields right", "line items", "wrong or missing"],
+        rows,
+    )
     if report.failed:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- the local Prefect server
+
+
+@server_app.command("start")
+def server_start(
+    idle: Annotated[
+        float, typer.Option(min=60, help="Stop after this many seconds without use.")
+    ] = 3600.0,
+) -> None:
+    """Start the local server (commands start it themselves when needed)."""
+    from mmflow.deployments import local_server
+
+    if local_server.configured_api_url():
+        raise fail("PREFECT_API_URL is set", "mmflow uses that server and starts none")
+    info = local_server.start(idle)
+    console.print(f"local Prefect server: {info.url} (UI {info.url.removesuffix('/api')})")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local server; its database stays for the next start."""
+    from mmflow.deployments import local_server
+
+    stopped = local_server.stop()
+    console.print("stopped" if stopped else "no local server was running")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Whether the local server runs, where, and where its database is."""
+    from mmflow.deployments import local_server
+
+    configured = local_server.configured_api_url()
+    info = local_server.running()
+    rows = [
+        ["PREFECT_API_URL", configured or "not set (mmflow uses its local server)"],
+        ["local server", info.url if info else "not running"],
+        ["database folder", info.home if info else str(local_server.server_dir())],
+    ]
+    if info:
+        rows += [["supervisor pid", str(info.pid)], ["idle stop after", f"{info.idle_s:g} s"]]
+    print_table("mmflow server", ["", ""], rows)
 
 
 # ---------------------------------------------------------------- webhook receiver
@@ -687,20 +303,18 @@ def webhook(
 ) -> None:
     """Receive signed uploads and start flows through Prefect events (POST /v1/ingest/SCENARIO)."""
     import uvicorn
-    from prefect.settings import PREFECT_API_URL
 
     from mmflow.deployments.webhook import WebhookSettings, create_app
     from mmflow.tasks.filesystems import require_filesystem
 
     secret = os.environ.get(secret_env, "")
     if not secret:
-        console.print(f"[red]Set {secret_env}[/] to the shared HMAC secret (e.g. 32 random bytes).")
-        raise typer.Exit(2)
-    if not PREFECT_API_URL.value():
-        # Without it events would go to a throwaway in-process server and start nothing.
-        console.print("[red]Set PREFECT_API_URL[/] to the Prefect server whose deployments run.")
-        raise typer.Exit(2)
+        raise fail(f"Set {secret_env}", "to the shared HMAC secret (e.g. 32 random bytes)")
+    from mmflow.cli.run import prefect_api, resolved_out
+
+    prefect_api()  # the configured server, or the local one: where the deployments run
     require_filesystem(storage)
+    outputs = resolved_out(outputs) if outputs else None
     settings = WebhookSettings(
         storage=storage,
         outputs=outputs,
@@ -725,20 +339,24 @@ def serve(
         str | None,
         typer.Option(
             envvar="MMFLOW_BATCH_SOURCE",
-            help="Folder or s3:// prefix of the nightly invoice batch; omit for no batch.",
+            help="Folder or s3:// prefix of the nightly batch; omit for no batch.",
         ),
     ] = None,
+    batch_scenario: Annotated[
+        str, typer.Option(help="The scenario of the nightly batch.")
+    ] = "invoice",
     limit: Annotated[
         int | None, typer.Option(min=1, help="Most flow runs at once (default: no limit).")
     ] = None,
 ) -> None:
     """Serve every mmflow deployment from this process (no work pool needed); Ctrl-C stops it."""
-    from prefect.settings import PREFECT_API_URL
+    from mmflow.cli.run import prefect_api, resolved_out
+    from mmflow.deployments.serve import DeploymentConflict, serve_all
 
-    from mmflow.deployments.serve import serve_all
-
-    if not PREFECT_API_URL.value():
-        # A temporary in-process server would vanish with this command: nothing could reach it.
-        console.print("[red]Set PREFECT_API_URL[/] to the Prefect server to register with.")
-        raise typer.Exit(2)
-    serve_all(outputs, batch_source, limit)
+    outputs = resolved_out(outputs)
+    url = prefect_api()
+    console.print(f"serving the mmflow deployments on {url} · outputs under {outputs}")
+    try:
+        serve_all(outputs, batch_source, limit, batch_scenario)
+    except (DeploymentConflict, ValueError) as error:
+        raise fail("Cannot serve", str(error)) from error

@@ -1,15 +1,22 @@
-"""Serve every mmflow deployment from this process: the no-worker way to run prefect.yaml.
+"""Serve every mmflow deployment from this process: the no-worker way to run the deployments.
 
-`prefect deploy` + a process worker is the production path; `mmflow serve` builds the same four
-deployments in Python (same parameters, nightly batch schedule, upload triggers) and runs their
-flow runs here until Ctrl-C, for users without a work pool.
+`prefect deploy` (deployments/prefect.yaml) + a process worker is the production path; `mmflow
+serve` builds the same deployments in Python from the scenario registry — one per scenario with
+its upload trigger, plus the scheduled batch when a source is given — and runs their flow runs
+here until Ctrl-C, for users without a work pool.
+
+The two ways register deployments under the same names, so they cannot both own one: serve
+refuses to take over a deployment a work pool runs (it would change its entrypoint and pool
+under the worker, and leave two automations per upload), and says how to choose.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from mmflow.deployments.webhook import Scenario, upload_trigger
+from mmflow.deployments.webhook import upload_trigger
+from mmflow.flows import registry
+from mmflow.tasks.errors import MmflowError
 from mmflow.tasks.persist import join
 
 if TYPE_CHECKING:
@@ -18,74 +25,89 @@ if TYPE_CHECKING:
 BATCH_CRON = "0 2 * * *"  # nightly, UTC (as in prefect.yaml)
 
 
-def build_deployments(outputs: str, batch_source: str | None = None) -> list[RunnerDeployment]:
-    """The deployments of prefect.yaml as runner deployments; the batch only with a source."""
+class DeploymentConflict(MmflowError):
+    """A deployment serve would register is already run by a work pool."""
+
+
+def batch_deployment_name(scenario: str) -> str:
+    return f"{scenario}-batch"
+
+
+def build_deployments(
+    outputs: str, batch_source: str | None = None, batch_scenario: str = "invoice"
+) -> list[RunnerDeployment]:
+    """One deployment per registered scenario, started by uploads; the scheduled batch of
+    `batch_scenario` only with a source."""
     from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
 
-    from mmflow.flows.batch import batch_flow
-    from mmflow.flows.image import image_flow
-    from mmflow.flows.invoice import invoice_flow
-    from mmflow.flows.meeting import meeting_flow
-    from mmflow.tasks.image import ImageOptions
-    from mmflow.tasks.invoice import InvoiceOptions
-    from mmflow.tasks.meeting import MeetingOptions
+    from mmflow.flows.batch import batch_flow, check_source
 
-    invoice_parameters: dict[str, Any] = {
-        "options": InvoiceOptions().model_dump(mode="json"),
-        "cache": True,
-        "workers": 2,
-    }
     # `to_deployment` is sync-compatible (typed as "or a coroutine"); called here, it is not.
     deployments: list[Any] = [
-        invoice_flow.to_deployment(
-            "invoice",
-            parameters={"out": join(outputs, "invoice"), **invoice_parameters},
-            triggers=[upload_trigger(Scenario.INVOICE)],
-            tags=["mmflow", "invoice"],
-        ),
-        meeting_flow.to_deployment(
-            "meeting",
-            parameters={
-                "out": join(outputs, "meeting"),
-                "options": MeetingOptions().model_dump(mode="json"),
-                "cache": True,
-                "workers": 2,
-            },
-            triggers=[upload_trigger(Scenario.MEETING)],
-            tags=["mmflow", "meeting"],
-        ),
-        image_flow.to_deployment(
-            "image",
-            parameters={
-                "out": join(outputs, "image"),
-                "options": ImageOptions().model_dump(mode="json"),
-                "cache": True,
-            },
-            triggers=[upload_trigger(Scenario.IMAGE)],
-            tags=["mmflow", "image"],
-        ),
+        scenario.load_flow().to_deployment(
+            scenario.name,
+            parameters={"out": join(outputs, scenario.name)},
+            triggers=[upload_trigger(scenario.name)],
+            tags=["mmflow", scenario.name, *scenario.tags],
+            description=scenario.summary,
+            # Importable from any working directory, as the worker's deployments are.
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        for scenario in registry.scenarios()
     ]
     if batch_source is not None:
         deployments.append(
             batch_flow.to_deployment(
-                "invoice-batch",
+                batch_deployment_name(batch_scenario),
                 parameters={
-                    "source": batch_source,
-                    "out": join(outputs, "invoice-batch"),
-                    "scenario": "invoice",
-                    "invoice": invoice_parameters["options"],
-                    "cache": True,
-                    "workers": 2,
+                    "source": check_source(batch_source),
+                    "out": join(outputs, batch_deployment_name(batch_scenario)),
+                    "scenario": batch_scenario,
                 },
                 schedule=Cron(BATCH_CRON, timezone="UTC"),
-                tags=["mmflow", "invoice", "batch"],
+                tags=["mmflow", batch_scenario, "batch"],
+                description=f"Nightly {batch_scenario} batch over {batch_source}.",
+                entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
     return cast("list[RunnerDeployment]", deployments)
 
 
-def serve_all(outputs: str, batch_source: str | None = None, limit: int | None = None) -> None:
+def pool_owned(deployments: list[RunnerDeployment]) -> list[str]:
+    """Which of these deployments already exist on the server with a work pool."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    owned = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            full = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                existing = client.read_deployment_by_name(full)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                owned.append(f"{full} (work pool {existing.work_pool_name})")
+    return owned
+
+
+def serve_all(
+    outputs: str,
+    batch_source: str | None = None,
+    limit: int | None = None,
+    batch_scenario: str = "invoice",
+) -> None:
     """Register the deployments and run their flow runs in this process until interrupted."""
     from prefect import serve
 
-    serve(*build_deployments(outputs, batch_source), limit=limit)
+    deployments = build_deployments(outputs, batch_source, batch_scenario)
+    owned = pool_owned(deployments)
+    if owned:
+        raise DeploymentConflict(
+            "these deployments are run by a work pool (created by `prefect deploy`): "
+            + ", ".join(owned)
+            + ". Run their worker (`prefect worker start --pool …`) instead of `mmflow serve`, "
+            "or delete them first (`prefect deployment delete FLOW/NAME`) to serve them here."
+        )
+    serve(*deployments, limit=limit)

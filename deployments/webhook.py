@@ -139,6 +139,7 @@ class Upload(BaseModel):
     media_type: str
     source: str
     out: str
+    filename: str = ""  # the name the file was uploaded under, if the caller gave one
 
 
 class UploadRecord(BaseModel):
@@ -154,6 +155,14 @@ class UploadRecord(BaseModel):
 
 
 Emitter = Callable[[Upload], str | None]
+
+# What a triggered run gets from the event: the stored upload, where to write, and the name the
+# file was uploaded under (run and task-run names; empty when the caller gave none).
+UPLOAD_PARAMETERS: dict[str, Any] = {
+    "inputs": ["{{ event.resource['mmflow.uri'] }}"],
+    "out": "{{ event.payload.out }}",
+    "names": ["{{ event.payload.filename }}"],
+}
 
 
 def emit_upload_event(upload: Upload) -> str | None:
@@ -181,7 +190,7 @@ def emit_upload_event(upload: Upload) -> str | None:
     return str(event.id)
 
 
-def upload_trigger(scenario: Scenario) -> DeploymentEventTrigger:
+def upload_trigger(scenario: str) -> DeploymentEventTrigger:
     """The trigger that starts `scenario`'s deployment for each upload (the YAML above).
 
     Seen working with `flow.serve(triggers=[...])` on a local server: the list parameter is
@@ -190,14 +199,12 @@ def upload_trigger(scenario: Scenario) -> DeploymentEventTrigger:
     """
     from prefect.events import DeploymentEventTrigger
 
+    name = str(scenario)  # a registry name (a StrEnum member is one too)
     return DeploymentEventTrigger(
-        name=f"mmflow {scenario.value} upload",
+        name=f"mmflow {name} upload",
         expect={EVENT_NAME},
-        match={"prefect.resource.id": "mmflow.upload.*", "mmflow.scenario": scenario.value},
-        parameters={
-            "inputs": ["{{ event.resource['mmflow.uri'] }}"],
-            "out": "{{ event.payload.out }}",
-        },
+        match={"prefect.resource.id": "mmflow.upload.*", "mmflow.scenario": name},
+        parameters=UPLOAD_PARAMETERS,
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 import fsspec
@@ -24,30 +24,34 @@ from prefect import flow
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from prefect.states import State
+from pydantic import BaseModel, Field, ValidationError
 
-from mmflow.flows.invoice import InvoiceScenario, write_line_items
-from mmflow.flows.meeting import MeetingScenario
+from mmflow.flows import registry, stopping
 from mmflow.flows.progress import publish
 from mmflow.flows.runs import (
     InputSummary,
-    Scenario,
-    default_group_size,
+    Pipeline,
+    RunContext,
+    RunSettings,
     done_event,
+    final_state,
+    publish_results,
     result_storage,
     run_groups,
-    summary_row,
 )
 from mmflow.tasks.errors import RejectionCode
 from mmflow.tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
-from mmflow.tasks.invoice import InvoiceOptions
-from mmflow.tasks.meeting import MeetingOptions
-from mmflow.tasks.models import BatchScenario, ErrorInfo, InvoiceResult, ManifestEntry, Status
-from mmflow.tasks.persist import Manifest, OutputNames, ensure_dir
+from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
+from mmflow.tasks.persist import (
+    Manifest,
+    OutputLock,
+    OutputNames,
+    check_output_location,
+)
 
 HASH_THREADS = 8  # listing and hashing is I/O: object stores answer many reads at once
 NOTHING = sha256_of(b"")  # empty files are each rejected as empty, not as copies of each other
@@ -59,6 +63,7 @@ class BatchPlan(BaseModel):
     todo: list[str] = Field(default_factory=list)
     resumed: list[ManifestEntry] = Field(default_factory=list)
     duplicates: list[ManifestEntry] = Field(default_factory=list)
+    redo: dict[str, str] = Field(default_factory=dict)  # ended before, result lost: why redone
 
 
 def hash_inputs(uris: list[str], threads: int = HASH_THREADS) -> dict[str, str | None]:
@@ -75,9 +80,16 @@ def hash_inputs(uris: list[str], threads: int = HASH_THREADS) -> dict[str, str |
 
 
 def plan_batch(
-    uris: list[str], hashes: dict[str, str | None], before: dict[str, ManifestEntry]
+    uris: list[str],
+    hashes: dict[str, str | None],
+    before: dict[str, ManifestEntry],
+    outputs: set[str] | None = None,
 ) -> BatchPlan:
-    """Split the listing into new work, inputs already ended, and duplicates of an earlier name."""
+    """Split the listing into new work, inputs already ended, and duplicates of an earlier name.
+
+    `outputs` (the result files OUT holds, if known) sends an input whose result is gone or
+    empty back to work, with a note, instead of trusting its manifest line.
+    """
     plan = BatchPlan()
     first: dict[str, str] = {}
     for uri in uris:
@@ -98,22 +110,47 @@ def plan_batch(
         earlier = before.get(uri)
         ended = earlier is not None and earlier.status in (Status.OK, Status.REJECTED)
         if ended and sha is not None and earlier is not None and earlier.sha256 == sha:
-            plan.resumed.append(earlier)
+            if (
+                earlier.status is Status.OK
+                and outputs is not None
+                and earlier.output is not None
+                and earlier.output not in outputs
+            ):
+                plan.redo[uri] = f"its result {earlier.output} was missing or empty; computed again"
+                plan.todo.append(uri)
+            else:
+                plan.resumed.append(earlier)
         else:
             plan.todo.append(uri)
     return plan
 
 
+def existing_outputs(out: str) -> set[str]:
+    """Every non-empty file under OUT, named as the manifest names outputs (one listing)."""
+    fs, root = fsspec.core.url_to_fs(out)
+    fs.invalidate_cache()
+    prefix = out.split("://", 1)[0] + "://" if "://" in out else ""
+    found = fs.find(root, detail=True)
+    return {
+        (prefix + path if prefix else path)
+        for path, info in found.items()
+        if info.get("type") == "file" and int(info.get("size") or 0) > 0
+    }
+
+
 class BatchReport(BaseModel):
     source: str
     out: str
-    scenario: BatchScenario
+    scenario: str
     listed: int
     processed_inputs: list[str]  # computed by this run
     resumed: int  # already ended in `out` before this run
     duplicates: int
+    redone: dict[str, str] = Field(default_factory=dict)  # input → why its result was redone
     seconds: float
     inputs: list[InputSummary]
+    totals: dict[str, Any] = Field(default_factory=dict)
+    stopped: bool = False
 
     @property
     def processed(self) -> int:
@@ -125,22 +162,6 @@ class BatchReport(BaseModel):
     @property
     def failed(self) -> int:
         return self.count(Status.FAILED)
-
-
-def _with_invoice_details(
-    scenario: InvoiceScenario, summaries: list[InputSummary]
-) -> list[InputSummary]:
-    """Details (line items) of inputs an earlier run finished, read back from their results."""
-
-    def load(summary: InputSummary) -> InputSummary:
-        if summary.details or summary.status is not Status.OK or not summary.output:
-            return summary
-        with fsspec.open(summary.output, "r", encoding="utf-8") as handle:
-            result = InvoiceResult.model_validate_json(handle.read())
-        return summary.model_copy(update={"details": scenario.details(result)})
-
-    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        return list(pool.map(load, summaries))
 
 
 class _Progress:
@@ -182,13 +203,14 @@ def _report_markdown(report: BatchReport) -> str:
         ("processed by this run", report.processed),
         ("ended by an earlier run", report.resumed),
         ("duplicates (same bytes)", report.duplicates),
+        ("redone (result missing)", len(report.redone)),
         ("ok", report.count(Status.OK)),
         ("rejected", report.count(Status.REJECTED)),
         ("failed", report.count(Status.FAILED)),
     ]
     rate = report.processed / report.seconds if report.seconds else 0.0
     lines = [
-        f"# Batch {report.scenario.value}: {report.source} → {report.out}",
+        f"# Batch {report.scenario}: {report.source} → {report.out}",
         "",
         "| inputs | count |",
         "|---|---:|",
@@ -200,41 +222,82 @@ def _report_markdown(report: BatchReport) -> str:
     if problems:
         lines += ["", "## Failed (run the same command again to retry)", ""]
         lines += [f"- `{s.uri}`: {s.error.message if s.error else ''}" for s in problems]
+    if report.redone:
+        lines += ["", "## Redone", ""]
+        lines += [f"- `{uri}`: {why}" for uri, why in list(report.redone.items())[:20]]
     return "\n".join(lines) + "\n"
 
 
-def _scenario(
-    kind: BatchScenario, invoice: InvoiceOptions | None, meeting: MeetingOptions | None
-) -> Scenario:
-    if kind is BatchScenario.MEETING:
-        return MeetingScenario(meeting or MeetingOptions())
-    return InvoiceScenario(invoice or InvoiceOptions())
+def batch_pipeline(scenario: str, options: dict[str, Any] | None) -> Pipeline:
+    """The named scenario's pipeline with its options validated; a clear error otherwise."""
+    entry = registry.get(scenario)
+    if not entry.batch:
+        batchable = [s.name for s in registry.scenarios() if s.batch]
+        raise ValueError(f"scenario {scenario!r} has no batch mode; these do: {batchable}")
+    pipeline_class = entry.load_pipeline()
+    try:
+        parsed = pipeline_class.Options.model_validate(options or {})
+    except ValidationError as error:
+        raise ValueError(f"options for {scenario}: {error}") from error
+    return pipeline_class(parsed)
 
 
-@flow(name="batch", log_prints=True, flow_run_name="batch {scenario.value} {source}")
+def check_source(source: str) -> str:
+    """A batch source must be named: an empty one would list the worker's working directory."""
+    cleaned = source.strip()
+    if not cleaned or cleaned in (".", "./") or "{{" in cleaned:
+        raise ValueError(
+            f"the batch source is {source!r}: name the folder, glob or s3:// prefix to process "
+            "(for the scheduled deployment, set MMFLOW_BATCH_SOURCE before `prefect deploy`, "
+            "or the deployment's `source` parameter)"
+        )
+    return cleaned
+
+
+@flow(name="batch", log_prints=True, flow_run_name="batch {scenario} {source}")
 def batch_flow(
     source: str,
-    out: str = "out",
-    scenario: BatchScenario = BatchScenario.INVOICE,
-    invoice: InvoiceOptions | None = None,
-    meeting: MeetingOptions | None = None,
-    cache: bool = True,
-    cache_dir: str | None = None,
-    workers: int = 2,
-    group_size: int | None = None,
-) -> BatchReport:
+    out: str,
+    scenario: str = "invoice",
+    options: dict[str, Any] | None = None,
+    run: RunSettings = RunSettings(),
+) -> BatchReport | State[Any]:
     """Process every file in a folder or bucket prefix (`s3://bucket/prefix/`), resumably.
 
     Run it again with the same `source` and `out` after a crash and it completes the rest:
     inputs already in the manifest are not recomputed, duplicates are processed once.
+
+    Args:
+        source: The folder, glob or s3:// prefix whose files are processed.
+        out: Absolute folder or s3:// prefix for the results and manifest.jsonl; one batch at
+            a time may write into it.
+        scenario: What every input is: a registered scenario (invoice, meeting, image, …).
+        options: The scenario's options (as in its own deployment), by field name.
+        run: Workers, caching, timeouts and strictness of the run.
     """
     started = time.perf_counter()
+    source = check_source(source)
+    pipeline = batch_pipeline(scenario, options)
+    check_output_location(out)
+    with OutputLock(out, timeout_s=0, name=".mmflow-batch.lock"):
+        report = _run_batch(pipeline, source, out, run, started)
+    create_markdown_artifact(
+        key=f"{pipeline.name}-batch-report",
+        markdown=_report_markdown(report),
+        description=f"batch {pipeline.name}: {source}",
+    )
+    publish_results(report.scenario, report.out, report.inputs)
+    return final_state(report)
+
+
+def _run_batch(
+    pipeline: Pipeline, source: str, out: str, run: RunSettings, started: float
+) -> BatchReport:
     uris = expand_inputs([source])
-    ensure_dir(out)
     manifest = Manifest(out)
     before = manifest.latest()
     hashes = hash_inputs(uris)
-    plan = plan_batch(uris, hashes, before)
+    plan = plan_batch(uris, hashes, before, existing_outputs(out))
 
     names = OutputNames()
     for entry in before.values():
@@ -251,46 +314,32 @@ def batch_flow(
         forget_input(summary.uri)
         publish(done_event(summary))
 
-    work = _scenario(scenario, invoice, meeting)
-    progress = _Progress(f"{work.name}-batch-progress", len(uris), len(ended_before))
+    progress = _Progress(f"{pipeline.name}-batch-progress", len(uris), len(ended_before))
     on_group: Callable[[list[InputSummary]], None] = progress.advance
-    processed = run_groups(
-        work,
-        plan.todo,
-        out,
-        result_storage(cache, cache_dir),
-        str(flow_run.get_id() or "local"),
-        manifest,
-        names,
-        group_size or default_group_size(len(plan.todo), workers),
-        on_group,
+    context = RunContext(
+        pipeline=pipeline,
+        out=out,
+        storage=result_storage(run.cache, run.cache_dir),
+        run_id=str(flow_run.get_id() or "local"),
+        manifest=manifest,
+        names=names,
+        settings=run,
     )
+    processed = run_groups(context, plan.todo, on_group)
     manifest.compact(order=uris)
-
     by_uri = {s.uri: s for s in ended_before + processed}
     summaries = [by_uri[uri] for uri in uris]
-    if isinstance(work, InvoiceScenario):
-        summaries = _with_invoice_details(work, summaries)
-        write_line_items(out, summaries)
-    report = BatchReport(
+    return BatchReport(
         source=source,
         out=out,
-        scenario=scenario,
+        scenario=pipeline.name,
         listed=len(uris),
         processed_inputs=[s.uri for s in processed],
         resumed=len(plan.resumed),
         duplicates=len(plan.duplicates),
+        redone=plan.redo,
         seconds=round(time.perf_counter() - started, 3),
         inputs=summaries,
+        totals=pipeline.finish(out, processed),
+        stopped=stopping.stop_requested(),
     )
-    create_markdown_artifact(
-        key=f"{work.name}-batch-report",
-        markdown=_report_markdown(report),
-        description=f"batch {work.name}: {source}",
-    )
-    create_table_artifact(
-        key=f"{work.name}-results",
-        table=[summary_row(s) for s in summaries],
-        description=f"{work.name}: {len(summaries)} inputs → {out}",
-    )
-    return report

@@ -4,15 +4,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, cast
 
 from prefect import flow
+from prefect.states import State
 from pydantic import BaseModel
 
-from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
-from mmflow.flows.runs import InputSummary, run_scenario
+from mmflow.blocks.providers import resolve_provider
+from mmflow.flows.runs import InputSummary, RunReport, RunSettings, run_name, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.caching import Stamped, source_key, unless_rejected
 from mmflow.tasks.invoice import (
@@ -26,9 +26,10 @@ from mmflow.tasks.invoice import (
     InvoiceOptions,
     assemble_result,
 )
-from mmflow.tasks.models import Check, InvoiceResult, LineItem, Status
-from mmflow.tasks.persist import join, write_model, write_parquet
-from mmflow.tasks.schemas import line_items_table
+from mmflow.tasks.line_items_table import reconcile_line_items
+from mmflow.tasks.models import Check, CheckStatus, InvoiceResult, Usd
+from mmflow.tasks.persist import join, write_model
+from mmflow.tasks.provider import Budget
 from mmflow.tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
 
 
@@ -44,12 +45,13 @@ def process_invoice(
 
     With `vision`, a document with pages routed VISION is read by the model after its OCR text
     is extracted (the grounding text and the fallback); the vision step runs uncached, inline,
-    because it holds a live provider block, and what it hands verify is keyed by its outcome.
+    because it holds a live provider, and what it hands verify is keyed by its outcome.
     """
     source = source_key(sha256)
+    route = options.route(provider=vision is not None)
     validated = unless_rejected(steps.run(VALIDATE, [source], uri=uri, limits=options.limits))
     normalised = unless_rejected(steps.run(NORMALISE, [validated], options=options.normalise))
-    routes = steps.run(ROUTE, [normalised], options=options.route)
+    routes = steps.run(ROUTE, [normalised], options=route)
     text = steps.run(READ, [normalised, routes], ocr_engine=options.ocr_engine, dpi=options.dpi)
     extraction = steps.run(EXTRACT, [text])
     chain: list[Stamped[Any]] = [validated, normalised, routes, text, extraction]
@@ -61,7 +63,7 @@ def process_invoice(
             text,
             extraction,
             vision,
-            options.route.vision_detail,
+            route.vision_detail,
             options.dpi,
             run_id,
         )
@@ -81,10 +83,13 @@ def _check_counts(checks: list[Check]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class InvoiceScenario:
-    options: InvoiceOptions
-    name: str = "invoice"
+class InvoicePipeline:
+    """The invoice scenario for the runner (flows/runs.py)."""
+
+    Options: ClassVar[type[BaseModel]] = InvoiceOptions
+    options: InvoiceOptions = field(default_factory=InvoiceOptions)
     vision: VisionSettings | None = None  # a live provider: only for pages routed VISION
+    name: str = "invoice"
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
@@ -95,58 +100,49 @@ class InvoiceScenario:
 
     def details(self, result: BaseModel) -> dict[str, Any]:
         invoice = cast(InvoiceResult, result)
+        failed = [c for c in invoice.checks if c.status is CheckStatus.FAIL]
         return {
             "route": ",".join(sorted({r.route.value for r in invoice.route})),
             **{name: field.value for name, field in invoice.fields.items()},
             "checks": _check_counts(invoice.checks),
+            "review": [f"{c.name}: {c.detail}" for c in failed],
             "line_items": [item.model_dump(mode="json") for item in invoice.line_items],
         }
 
-
-class InvoiceRunReport(BaseModel):
-    out: str
-    documents: list[InputSummary]
-
-    @property
-    def failed(self) -> int:
-        return sum(d.status is Status.FAILED for d in self.documents)
-
-
-def write_line_items(out: str, summaries: list[InputSummary]) -> None:
-    """`line_items.parquet`: every line item of the run, validated by the pandera schema."""
-    table = line_items_table(
-        [
-            (
-                [LineItem.model_validate(item) for item in s.details["line_items"]],
-                s.sha256 or "",
-                s.uri,
-            )
+    def finish(self, out: str, summaries: list[InputSummary]) -> dict[str, Any]:
+        """`line_items.parquet` kept consistent with the folder's whole manifest."""
+        fresh = {
+            (s.uri, s.sha256 or ""): s.details["line_items"]
             for s in summaries
-            if s.status is Status.OK and s.details.get("line_items")
-        ]
-    )
-    write_parquet(join(out, "line_items.parquet"), table)
+            if "line_items" in s.details
+        }
+        return {"line_items": reconcile_line_items(out, fresh)}
 
 
-@flow(name="invoice", log_prints=True)
+@flow(name="invoice", flow_run_name=run_name("invoice"), log_prints=True)
 def invoice_flow(
     inputs: list[str],
-    out: str = "out",
-    options: InvoiceOptions | None = None,
-    cache: bool = True,
-    cache_dir: str | None = None,
-    workers: int = 2,
-    stepwise_max: int = 4,
-    group_size: int | None = None,
-    provider: ProviderBlock | str | None = None,
-    max_usd: Decimal | None = None,
+    out: str,
+    options: InvoiceOptions = InvoiceOptions(),
+    provider: str | None = None,
+    max_usd: Usd | None = None,
     second_pass: bool = False,
-) -> InvoiceRunReport:
-    """Turn invoices and receipts (PDFs, scans, photos) into verified structured data.
+    names: list[str] | None = None,
+    run: RunSettings = RunSettings(),
+) -> RunReport | State[Any]:
+    """Turn invoices and receipts (PDFs, scans, photos) into verified fields and line items.
 
-    `provider` (a block, or a saved block's name) reads the pages the router sent to vision
-    (set `options.route.allow_vision`); `max_usd` caps the run's model spending, and
-    `second_pass` asks each document twice so disagreeing fields are flagged.
+    Args:
+        inputs: Files, folders, globs or s3:// URIs to process.
+        out: Absolute folder or s3:// prefix for the results, manifest.jsonl and
+            line_items.parquet.
+        options: OCR engine, rendering resolution and, under `advanced`, limits and thresholds.
+        provider: Name of a saved provider block (OpenAI, Anthropic, OpenAI-compatible) that
+            reads pages with no usable text layer; empty runs fully offline.
+        max_usd: Most the run may spend on model calls, in US dollars.
+        second_pass: Ask the model twice and flag the fields where its answers differ.
+        names: Display names of the inputs, in order (the webhook passes uploaded file names).
+        run: Workers, caching, timeouts and strictness of the run.
     """
     block = resolve_provider(provider)
     vision = (
@@ -154,15 +150,4 @@ def invoice_flow(
         if block is not None
         else None
     )
-    summaries = run_scenario(
-        InvoiceScenario(options or InvoiceOptions(), vision=vision),
-        inputs,
-        out,
-        cache,
-        cache_dir,
-        workers,
-        stepwise_max,
-        group_size,
-    )
-    write_line_items(out, summaries)
-    return InvoiceRunReport(out=out, documents=summaries)
+    return run_scenario(InvoicePipeline(options, vision), inputs, out, run, names)

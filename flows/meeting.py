@@ -5,15 +5,15 @@ result or a typed rejection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, Literal, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, cast
 
 from prefect import flow
+from prefect.states import State
 from pydantic import BaseModel
 
-from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
-from mmflow.flows.runs import InputSummary, run_scenario
+from mmflow.blocks.providers import resolve_provider
+from mmflow.flows.runs import InputSummary, RunReport, RunSettings, run_name, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.audio.models import MeetingNotes, Transcript
 from mmflow.tasks.audio.outputs import rttm_lines, srt_text
@@ -40,8 +40,9 @@ from mmflow.tasks.meeting_provider import (
     run_provider_notes,
     run_provider_transcription,
 )
-from mmflow.tasks.models import Status
+from mmflow.tasks.models import Usd
 from mmflow.tasks.persist import join, write_model, write_text
+from mmflow.tasks.provider import Budget
 
 
 def process_meeting(
@@ -92,10 +93,13 @@ def process_meeting(
 
 
 @dataclass(frozen=True)
-class MeetingScenario:
-    options: MeetingOptions
-    name: str = "meeting"
+class MeetingPipeline:
+    """The meeting scenario for the runner (flows/runs.py)."""
+
+    Options: ClassVar[type[BaseModel]] = MeetingOptions
+    options: MeetingOptions = field(default_factory=MeetingOptions)
     provider: MeetingProvider | None = None  # a live provider: transcription and/or notes
+    name: str = "meeting"
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         try:
@@ -127,49 +131,38 @@ class MeetingScenario:
             "denoised": bool(meeting.processing.get("denoise", {}).get("applied")),
         }
 
-
-class MeetingRunReport(BaseModel):
-    out: str
-    recordings: list[InputSummary]
-
-    @property
-    def failed(self) -> int:
-        return sum(r.status is Status.FAILED for r in self.recordings)
+    def finish(self, out: str, summaries: list[InputSummary]) -> dict[str, Any]:
+        return {"audio_s": round(sum(s.details.get("duration_s", 0.0) for s in summaries), 3)}
 
 
-@flow(name="meeting", log_prints=True)
+@flow(name="meeting", flow_run_name=run_name("meeting"), log_prints=True)
 def meeting_flow(
     inputs: list[str],
-    out: str = "out",
-    options: MeetingOptions | None = None,
-    cache: bool = True,
-    cache_dir: str | None = None,
-    workers: int = 2,
-    stepwise_max: int = 4,
-    group_size: int | None = None,
-    provider: ProviderBlock | str | None = None,
-    max_usd: Decimal | None = None,
+    out: str,
+    options: MeetingOptions = MeetingOptions(),
+    provider: str | None = None,
+    max_usd: Usd | None = None,
     provider_for: list[Literal["transcribe", "notes"]] | None = None,
-) -> MeetingRunReport:
+    names: list[str] | None = None,
+    run: RunSettings = RunSettings(),
+) -> RunReport | State[Any]:
     """Transcribe recordings of meetings and calls: who said what when, and the notes.
 
-    `provider` (a block, or a saved block's name) transcribes and/or writes the notes
-    (`provider_for`, default both); `max_usd` caps the run's model spending. Whenever the
-    provider fails or the budget refuses, the offline step runs and the result says why.
+    Args:
+        inputs: Audio or video files, folders, globs or s3:// URIs to process.
+        out: Absolute folder or s3:// prefix for the JSON, RTTM and SRT results and
+            manifest.jsonl.
+        options: Speakers, language, diarisation backend and noise reduction.
+        provider: Name of a saved provider block that transcribes and/or writes the notes;
+            empty runs fully offline.
+        max_usd: Most the run may spend on model calls, in US dollars.
+        provider_for: The steps the provider does (default both: transcribe and notes).
+        names: Display names of the inputs, in order (the webhook passes uploaded file names).
+        run: Workers, caching, timeouts and strictness of the run.
     """
     block = resolve_provider(provider)
     uses: frozenset[ProviderUse] = frozenset(provider_for or ("transcribe", "notes"))
     settings = (
         MeetingProvider(block, Budget(max_usd_per_run=max_usd), uses) if block is not None else None
     )
-    summaries = run_scenario(
-        MeetingScenario(options or MeetingOptions(), provider=settings),
-        inputs,
-        out,
-        cache,
-        cache_dir,
-        workers,
-        stepwise_max,
-        group_size,
-    )
-    return MeetingRunReport(out=out, recordings=summaries)
+    return run_scenario(MeetingPipeline(options, settings), inputs, out, run, names)

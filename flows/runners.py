@@ -12,9 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
-
-import typer
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from mmflow.tasks.errors import MissingDependency
 
@@ -152,27 +150,3 @@ def run_on(
     task_runner = task_runner_for(runner, workers, address)
     with workers_report_here(runner, address):
         return flow_object.with_options(task_runner=task_runner)(**parameters)
-
-
-RunnerOpt = Annotated[
-    Runner,
-    typer.Option(
-        "--runner",
-        case_sensitive=False,
-        help=(
-            "Where task runs execute: threads in this process, or worker processes of a Dask "
-            "or Ray cluster (local, or the one at --address). A remote task run costs ~90 ms: "
-            "worth it for batches of CPU-heavy documents (OCR), not for a few text PDFs."
-        ),
-    ),
-]
-AddressOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--address",
-        help=(
-            "Scheduler of a running cluster: tcp://host:8786 (dask) or ray://host:10001 (ray). "
-            "Without it a local cluster of --workers processes starts and stops with the run."
-        ),
-    ),
-]

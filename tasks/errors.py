@@ -21,6 +21,17 @@ class RejectionCode(StrEnum):
     DUPLICATE = "duplicate"
 
 
+class FailureCode(StrEnum):
+    """Codes of inputs that ended `failed`: not bad content, but something to fix or retry.
+
+    A missing input (`not_found`, a RejectionCode) is recorded as failed too."""
+
+    PROCESSING_ERROR = "processing_error"  # a defect or lasting I/O trouble; the message says
+    TIMEOUT = "timeout"  # ran longer than the run's input timeout
+    INTERRUPTED = "interrupted"  # the run was stopped before the input could end
+    CHECKS_FAILED = "checks_failed"  # a strict run, and the result's checks failed outright
+
+
 class MmflowError(Exception):
     """Root of mmflow's exceptions."""
 
@@ -45,3 +56,11 @@ class MissingDependency(MmflowError):
         super().__init__(f"{what} is not available: {install}")
         self.what = what
         self.install = install
+
+
+class InvalidOutputLocation(MmflowError, ValueError):
+    """`out` cannot hold a run's outputs (a relative path, an existing file)."""
+
+
+class OutputBusy(MmflowError):
+    """Another run holds the output folder's lock (two batches into one folder)."""

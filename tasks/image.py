@@ -65,18 +65,49 @@ TIER_DETAIL: dict[Tier, Detail] = {Tier.LOW: "low", Tier.STANDARD: "high", Tier.
 TIER_MAX_SIDE: dict[Tier, int] = {Tier.LOW: 512, Tier.STANDARD: 1024, Tier.FINE: 2048}
 
 
+class ImageAdvanced(BaseModel):
+    """Limits and image preparation; the defaults suit photos, scans, charts and screenshots."""
+
+    limits: ValidationLimits = Field(
+        default_factory=ValidationLimits,
+        description="Inputs beyond these limits are rejected before any expensive work.",
+    )
+    normalise: NormaliseOptions = Field(
+        default_factory=NormaliseOptions, description="How images are prepared for reading."
+    )
+    ocr_max_side: int = Field(
+        1600, ge=256, description="OCR reads a copy at most this long; boxes map back."
+    )
+
+
 class ImageOptions(BaseModel):
     """Everything that changes what the local pipeline computes (part of every cache key)."""
 
-    task: ImageTask = ImageTask.DESCRIBE
-    ocr_engine: OcrEngine = OcrEngine.RAPIDOCR
-    limits: ValidationLimits = Field(default_factory=ValidationLimits)
-    normalise: NormaliseOptions = Field(default_factory=NormaliseOptions)
-    pdf_dpi: int = 150
-    ocr_max_side: int = 1600  # OCR reads a copy at most this long; boxes map back
-    kind_confidence: float = 0.6  # classify: the local kind is the answer above this
-    ocr_confidence: float = 0.85  # extract-text: OCR is the answer above this mean confidence
-    min_words: int = 3  # ... and with at least this many words
+    task: ImageTask = Field(ImageTask.DESCRIBE, description="What to answer about each image.")
+    ocr_engine: OcrEngine = Field(OcrEngine.RAPIDOCR, description="OCR engine for the text.")
+    pdf_dpi: int = Field(150, ge=72, le=600, description="Resolution of a PDF's first page.")
+    kind_confidence: float = Field(
+        0.6, ge=0, le=1, description="classify: the local kind is the answer above this."
+    )
+    ocr_confidence: float = Field(
+        0.85, ge=0, le=1, description="extract-text: OCR is the answer above this confidence."
+    )
+    min_words: int = Field(3, ge=0, description="extract-text: and with at least this many words.")
+    advanced: ImageAdvanced = Field(
+        default_factory=ImageAdvanced, description="Limits and image preparation."
+    )
+
+    @property
+    def limits(self) -> ValidationLimits:
+        return self.advanced.limits.model_copy(update={"render_dpi": self.pdf_dpi})
+
+    @property
+    def normalise(self) -> NormaliseOptions:
+        return self.advanced.normalise.model_copy(update={"dpi": self.pdf_dpi})
+
+    @property
+    def ocr_max_side(self) -> int:
+        return self.advanced.ocr_max_side
 
 
 class ImagePage(BaseModel):

@@ -35,17 +35,56 @@ from mmflow.tasks.validate import ValidationLimits, validate_bytes
 from mmflow.tasks.verify import verify_extraction
 
 
+class InvoiceAdvanced(BaseModel):
+    """Limits and thresholds of the invoice pipeline; the defaults suit invoices, receipts and
+    scans."""
+
+    limits: ValidationLimits = Field(
+        default_factory=ValidationLimits,
+        description="Inputs beyond these limits are rejected before any expensive work.",
+    )
+    normalise: NormaliseOptions = Field(
+        default_factory=NormaliseOptions, description="How pages are prepared for reading."
+    )
+    route: RouteOptions = Field(
+        default_factory=RouteOptions,
+        description="When a page's text layer is trusted, and when it is read by OCR instead.",
+    )
+
+
 class InvoiceOptions(BaseModel):
     """Everything that changes what the invoice pipeline computes (part of every cache key)."""
 
-    ocr_engine: OcrEngine = OcrEngine.RAPIDOCR
-    limits: ValidationLimits = Field(default_factory=ValidationLimits)
-    normalise: NormaliseOptions = Field(default_factory=NormaliseOptions)
-    route: RouteOptions = Field(default_factory=RouteOptions)  # render_dpi: pages to OCR
+    ocr_engine: OcrEngine = Field(
+        OcrEngine.RAPIDOCR, description="OCR engine for pages without a usable text layer."
+    )
+    dpi: int = Field(
+        200, ge=72, le=600, description="Resolution at which PDF pages are rendered for OCR."
+    )
+    vision: bool = Field(
+        True,
+        description="With a provider: pages without a usable text layer are read by the model "
+        "(within the run's budget), else by OCR.",
+    )
+    advanced: InvoiceAdvanced = Field(
+        default_factory=InvoiceAdvanced,
+        description="Limits and thresholds; the defaults suit invoices, receipts and scans.",
+    )
+
+    # What each step is given: the one `dpi`, put where each step reads it.
+    @property
+    def limits(self) -> ValidationLimits:
+        return self.advanced.limits.model_copy(update={"render_dpi": self.dpi})
 
     @property
-    def dpi(self) -> int:
-        return self.route.render_dpi
+    def normalise(self) -> NormaliseOptions:
+        return self.advanced.normalise.model_copy(update={"dpi": self.dpi})
+
+    def route(self, provider: bool = False) -> RouteOptions:
+        """The router's options; pages go to vision only when a provider is configured."""
+        return self.advanced.route.model_copy(
+            update={"render_dpi": self.dpi, "allow_vision": provider and self.vision}
+        )
 
 
 def _validate(sha256: str, *, uri: str, limits: ValidationLimits) -> ValidatedInput:

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from mmflow.tasks.audio.align import assign_speakers
 from mmflow.tasks.audio.denoise import denoise_audio
@@ -77,7 +78,7 @@ class MeetingOptions(BaseModel):
     # diarisation "pyannote": a pipeline folder (config.yaml + checkpoints) or a Hugging Face id
     pyannote_pipeline: str | None = None
     # For a hub id; else HF_TOKEN. Never dumped: not a cache key, flow-run parameter or output.
-    hf_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    hf_token: SkipJsonSchema[SecretStr | None] = Field(default=None, exclude=True, repr=False)
     denoise: DenoiseMode = DenoiseMode.AUTO
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0)
 

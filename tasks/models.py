@@ -5,19 +5,15 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+
+Usd = Annotated[Decimal, Field(ge=0), WithJsonSchema({"type": "number", "minimum": 0})]
+"""An amount of US dollars: a Decimal in code, a plain number in forms (not "number | string")."""
 
 BBox = tuple[float, float, float, float]
 """x0, y0, x1, y1 in the page's own unit (PDF points, or pixels of the normalised image)."""
-
-
-class BatchScenario(StrEnum):
-    """The scenarios a batch can run over a folder or bucket prefix."""
-
-    INVOICE = "invoice"
-    MEETING = "meeting"
 
 
 class Status(StrEnum):

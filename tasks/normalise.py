@@ -22,6 +22,7 @@ import numpy as np
 import pymupdf
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from mmflow.tasks.errors import Rejection, RejectionCode
 from mmflow.tasks.models import NormalisedDocument, NormalisedPage, ValidatedInput
@@ -34,7 +35,8 @@ MAX_RENDER_PIXELS = 89_478_485  # same guard as ValidationLimits.max_pixels
 class NormaliseOptions(BaseModel):
     """How pages are prepared; part of the normalise step's cache key."""
 
-    dpi: int = 200  # PDF rendering resolution (tier of PDF pages is judged at this dpi)
+    # PDF rendering resolution (tier of PDF pages is judged at it); set from the scenario's dpi.
+    dpi: SkipJsonSchema[int] = 200
     tiers: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
     max_tier: str = "high"  # raster pages above this tier's long side are downscaled to it
     min_long_side: int = 1000  # raster pages smaller than this are upscaled towards it ...

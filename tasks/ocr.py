@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import subprocess
 import threading
 from enum import StrEnum
 from functools import cache
@@ -39,7 +40,7 @@ def engine_version(engine: OcrEngine) -> str:
 
     if engine is OcrEngine.RAPIDOCR:
         return f"rapidocr {version('rapidocr')}"
-    return f"tesseract via pymupdf {version('pymupdf')}"
+    return tesseract_version()
 
 
 def ocr_image(
@@ -102,26 +103,56 @@ def _rapidocr_words(image: Image.Image) -> list[Word]:
     return words
 
 
-def _tesseract_words(image: Image.Image, language: str) -> list[Word]:
-    if shutil.which("tesseract") is None:
+def _tesseract() -> str:
+    path = shutil.which("tesseract")
+    if path is None:
         raise MissingDependency(
             "Tesseract OCR", "install it with `apt-get install tesseract-ocr tesseract-ocr-eng`"
         )
-    import pymupdf
+    return path
 
+
+@cache
+def tesseract_version() -> str:
+    done = subprocess.run(
+        [_tesseract(), "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    first = (done.stdout or done.stderr).strip().splitlines()
+    return first[0] if first else "tesseract"
+
+
+def _tesseract_words(image: Image.Image, language: str) -> list[Word]:
+    """Words with Tesseract's own per-word confidence (its TSV output, 0-100 scaled to 0-1)."""
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG")
-    pix = pymupdf.Pixmap(buffer.getvalue())
-    doc = pymupdf.open()
-    page = doc.new_page(width=pix.width, height=pix.height)
-    page.insert_image(page.rect, pixmap=pix)
-    textpage = page.get_textpage_ocr(language=language, dpi=72, full=True)
-    words = [
-        Word(text=t, bbox=(x0, y0, x1, y1), conf=1.0, line=b * 1000 + ln)
-        for x0, y0, x1, y1, t, b, ln, _ in page.get_text("words", textpage=textpage, sort=True)
-        if t.strip()
-    ]
-    doc.close()
+    done = subprocess.run(
+        [_tesseract(), "stdin", "stdout", "-l", language, "tsv"],
+        input=buffer.getvalue(),
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"tesseract failed: {done.stderr.decode(errors='replace')[-500:]}")
+    words: list[Word] = []
+    rows = done.stdout.decode("utf-8", errors="replace").splitlines()[1:]  # after the header
+    for row in rows:
+        fields = row.split("\t")
+        if len(fields) < 12 or fields[0] != "5":  # level 5 is a word
+            continue
+        block, paragraph, line = (int(fields[i]) for i in (2, 3, 4))
+        left, top, width, height = (float(fields[i]) for i in (6, 7, 8, 9))
+        text, confidence = fields[11], float(fields[10])
+        if not text.strip() or confidence < 0:
+            continue
+        words.append(
+            Word(
+                text=text,
+                bbox=(left, top, left + width, top + height),
+                conf=round(confidence / 100, 4),
+                line=(block * 1000 + paragraph) * 1000 + line,
+            )
+        )
     return words
 
 

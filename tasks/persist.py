@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
-from pathlib import PurePosixPath
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
-import pandas as pd
 from pydantic import BaseModel
 
+from mmflow.tasks.errors import InvalidOutputLocation, OutputBusy
 from mmflow.tasks.filesystems import require_filesystem
 from mmflow.tasks.models import ManifestEntry
 
@@ -28,20 +30,53 @@ def ensure_dir(out_dir: str) -> None:
     fs.makedirs(path, exist_ok=True)
 
 
-def write_text(path: str, text: str) -> bytes:
+def check_output_location(out_dir: str) -> None:
+    """Make sure `out_dir` can hold a run's outputs, creating it, or say what is wrong.
+
+    A relative path is refused: a flow run started from the UI or a schedule runs in a worker's
+    working directory, where nobody would look for its outputs (the CLI resolves relative paths
+    against the shell's folder before it starts a run).
+    """
+    if "://" not in out_dir and not Path(out_dir).is_absolute():
+        raise InvalidOutputLocation(
+            f"out {out_dir!r} is a relative path; give an absolute folder or a storage URI "
+            "such as s3://bucket/results (a run may execute in another working directory)"
+        )
+    require_filesystem(out_dir)
+    fs, path = fsspec.core.url_to_fs(out_dir)
+    if fs.isfile(path):
+        raise InvalidOutputLocation(
+            f"out {out_dir!r} is an existing file; name a folder (it is created if missing) "
+            "or a storage prefix"
+        )
+    try:
+        fs.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise InvalidOutputLocation(f"out {out_dir!r} cannot be created: {error}") from error
+
+
+def write_bytes(path: str, data: bytes) -> bytes:
     """Write through a temporary name and rename, so a reader never sees half a file.
 
     Returns the bytes written, so callers can hash what they stored without reading it back.
     """
-    data = text.encode("utf-8")
     fs, fs_path = fsspec.core.url_to_fs(path)
     if _is_local(fs):
-        partial = fs_path + ".partial"
-        fs.pipe_file(partial, data)
-        fs.mv(partial, fs_path)
+        partial = f"{fs_path}.partial-{uuid.uuid4().hex[:8]}"  # unique: runs may overlap
+        try:
+            fs.pipe_file(partial, data)
+            fs.mv(partial, fs_path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                fs.rm_file(partial)
+            raise
     else:  # object stores write whole objects atomically already
         fs.pipe_file(fs_path, data)
     return data
+
+
+def write_text(path: str, text: str) -> bytes:
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_model(path: str, model: BaseModel) -> bytes:
@@ -98,6 +133,108 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in protocols or "local" in protocols
 
 
+class OutputLock:
+    """An exclusive lock on an output folder, held while one run rewrites what several runs
+    share there (the compacted manifest, run-level tables). Runs into one folder may overlap
+    (webhook uploads, a batch beside them); without it, a line appended while another run
+    compacts would be lost.
+
+    Local folders use `flock` on `.mmflow.lock`: released by the kernel if the process dies.
+    Object stores have no locks, so the lock is an object created only if absent (S3's
+    conditional PUT, If-None-Match), holding its owner and an expiry; a lock left by a killed
+    process is taken over once expired.
+    """
+
+    NAME = ".mmflow.lock"
+    TTL_S = 120.0  # an object-store lock not refreshed for this long was left by a dead process
+
+    def __init__(self, out_dir: str, timeout_s: float = 300.0, name: str = NAME) -> None:
+        self.out_dir = out_dir
+        self.timeout_s = timeout_s
+        self.name = name
+        self._fs, self._path = fsspec.core.url_to_fs(join(out_dir, name))
+        self._local = _is_local(self._fs)
+        self._handle: Any = None
+        self._refresher: threading.Thread | None = None
+        self._released = threading.Event()
+
+    def __enter__(self) -> OutputLock:
+        deadline = time.monotonic() + self.timeout_s
+        pause = 0.05
+        while not self._try_acquire():
+            if time.monotonic() > deadline:
+                raise OutputBusy(
+                    f"{self.out_dir} is locked by another mmflow run ({self.holder()}); wait for "
+                    f"it to end, or remove {self.name} there if no run is writing to it"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        if not self._local:  # refreshed while held, so a long holder is never taken as dead
+            self._released.clear()
+            self._refresher = threading.Thread(target=self._refresh, daemon=True)
+            self._refresher.start()
+        return self
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as can be told (object stores record it)."""
+        if self._local:
+            return "a process on this machine"
+        try:
+            return str(json.loads(self._fs.cat_file(self._path)).get("owner", "unknown"))
+        except (FileNotFoundError, ValueError):
+            return "unknown"
+
+    def _stamp(self) -> bytes:
+        owner = f"{os.uname().nodename}:{os.getpid()}"
+        return json.dumps({"owner": owner, "at": time.time()}).encode()
+
+    def _refresh(self) -> None:
+        while not self._released.wait(self.TTL_S / 4):
+            with suppress(OSError):
+                self._fs.pipe_file(self._path, self._stamp())
+
+    def _try_acquire(self) -> bool:
+        if self._local:
+            import fcntl
+
+            if self._handle is None:
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+                self._handle = open(self._path, "a+b")  # noqa: SIM115 (held until __exit__)
+            try:
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+        try:
+            with self._fs.open(self._path, "xb") as handle:
+                handle.write(self._stamp())
+            return True
+        except FileExistsError:
+            self._remove_if_stale()
+            return False
+
+    def _remove_if_stale(self) -> None:
+        try:
+            held = json.loads(self._fs.cat_file(self._path))
+        except (FileNotFoundError, ValueError):
+            return
+        if time.time() - float(held.get("at", 0)) > self.TTL_S:
+            with suppress(FileNotFoundError):
+                self._fs.rm_file(self._path)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._local:
+            import fcntl
+
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+        else:
+            self._released.set()
+            with suppress(FileNotFoundError):
+                self._fs.rm_file(self._path)
+
+
 class Manifest:
     """`manifest.jsonl`: appended as each input ends, compacted to one line per input at the end.
 
@@ -148,7 +285,11 @@ class Manifest:
     def append(self, entry: ManifestEntry) -> None:
         line = entry.model_dump_json() + "\n"
         if _is_local(self._fs):
-            with self._lock, self._fs.open(self._fs_path, "a", encoding="utf-8") as handle:
+            with (
+                self._lock,
+                _shared_lock(self._fs_path),
+                open(self._fs_path, "a", encoding="utf-8") as handle,
+            ):
                 handle.write(line)  # one write per line: whole lines even from several processes
         else:
             name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
@@ -159,20 +300,34 @@ class Manifest:
         return {entry.uri: entry for entry in self.read()}
 
     def compact(self, order: list[str] | None = None) -> list[ManifestEntry]:
-        """One line per input, the latest wins; inputs in `order` first, in that order."""
-        parts = self._part_paths()
-        latest = self.latest()
-        ordered = [latest.pop(uri) for uri in (order or []) if uri in latest]
-        entries = ordered + list(latest.values())
-        write_text(self.path, "".join(e.model_dump_json() + "\n" for e in entries))
-        if parts:  # folded in above; a crash before this line only leaves lines read twice
-            self._fs.rm(parts)
+        """One line per input, the latest wins; inputs in `order` first, in that order.
+
+        Under the folder's `OutputLock`: a run that appends while another compacts keeps its
+        lines (appends to a local manifest wait for the compaction; on object stores only the
+        parts read here are removed)."""
+        with OutputLock(self.path.rsplit("/", 1)[0]):
+            parts = self._part_paths()
+            latest = self.latest()
+            ordered = [latest.pop(uri) for uri in (order or []) if uri in latest]
+            entries = ordered + list(latest.values())
+            write_text(self.path, "".join(e.model_dump_json() + "\n" for e in entries))
+            if parts:  # folded in above; a crash before this line only leaves lines read twice
+                self._fs.rm(parts)
         return entries
 
 
-def write_parquet(path: str, frame: pd.DataFrame) -> None:
-    with fsspec.open(path, "wb") as handle:
-        frame.to_parquet(handle, index=False)
+@contextmanager
+def _shared_lock(manifest_path: str) -> Iterator[None]:
+    """Appends share the folder lock: many at once, never during a compaction (OutputLock)."""
+    import fcntl
+
+    path = Path(manifest_path).parent / OutputLock.NAME
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def json_safe(value: Any) -> Any:

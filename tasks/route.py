@@ -14,6 +14,7 @@ from decimal import Decimal
 import numpy as np
 import pymupdf
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from mmflow.tasks.estimate import (
     Detail,
@@ -21,7 +22,7 @@ from mmflow.tasks.estimate import (
     estimate_page_alternatives,
     estimate_vision_call,
 )
-from mmflow.tasks.models import Estimate, NormalisedPage, PageRoute, Route
+from mmflow.tasks.models import Estimate, NormalisedPage, PageRoute, Route, Usd
 
 
 class RouteOptions(BaseModel):
@@ -41,13 +42,15 @@ class RouteOptions(BaseModel):
             "company details embedded as a picture); logos stay well below it (1-4% of A4)"
         ),
     )
-    render_dpi: int = Field(
-        200, gt=0, description="DPI at which PDF pages are rendered for OCR (the estimates' size)"
-    )
-    allow_vision: bool = False  # True only when a provider is configured (issue 4)
+    # Set by the pipeline, not in forms: the invoice options' one `dpi`, and whether a provider
+    # is configured (InvoiceOptions.route).
+    render_dpi: SkipJsonSchema[int] = Field(200, gt=0)  # PDF pages rendered for OCR (estimates)
+    allow_vision: SkipJsonSchema[bool] = False
     vision_family: ProviderFamily = ProviderFamily.OPENAI
     vision_detail: Detail = "high"
-    max_vision_cost_usd: Decimal = Field(Decimal("0.05"), ge=0, description="budget per page")
+    max_vision_cost_usd: Usd = Field(
+        Decimal("0.05"), description="budget per page", json_schema_extra={"default": 0.05}
+    )
     force: Route | None = None
 
 

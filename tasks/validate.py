@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import pymupdf
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
+from pydantic.json_schema import SkipJsonSchema
 
 from mmflow.tasks.errors import Rejection, RejectionCode
 from mmflow.tasks.models import ValidatedInput
@@ -62,7 +63,8 @@ class ValidationLimits(BaseModel):
     max_pages: int = 50
     min_side_px: int = 32  # raster pixels, or PDF points for PDF pages
     max_side_px: int = 20_000  # a 1 m long receipt scanned at 300 dpi is ~11,800 px
-    render_dpi: int = 200  # PDF pages must render within max_pixels at this resolution
+    # PDF pages must render within max_pixels at this resolution; set from the scenario's dpi.
+    render_dpi: SkipJsonSchema[int] = 200
 
 
 DEFAULT_LIMITS = ValidationLimits()

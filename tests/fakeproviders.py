@@ -562,3 +562,13 @@ def assert_no_auto_detail(server: FakeServer) -> None:
                 elif part["type"] == "input_image":
                     detail = part.get("detail")
                     assert detail in ("low", "high"), f"{req.path} sent detail={detail!r}"
+
+
+def saved(block: Any) -> str:
+    """Save a provider block under a fresh name on the test server; flows take blocks by name
+    (a key never travels as a flow-run parameter)."""
+    import uuid
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    block.save(name, overwrite=True)
+    return name

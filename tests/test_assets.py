@@ -20,6 +20,7 @@ from prefect.events.schemas.events import ReceivedEvent
 
 from mmflow.flows.assets import MAX_KEY_LENGTH, asset_key, output_assets, record_outputs
 from mmflow.flows.invoice import invoice_flow
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.samples import SPECS, invoice_pdf
 from tests.prefect_runs import read_until, task_run_names
 
@@ -185,9 +186,12 @@ def test_stepwise_run_materialises_each_output_from_its_own_input(
 ) -> None:
     inputs = _write_invoices(tmp_path / "in", 2)
     state = invoice_flow(
-        inputs=[str(p) for p in inputs], out=str(tmp_path / "out"), cache=False, return_state=True
+        inputs=[str(p) for p in inputs],
+        out=str(tmp_path / "out"),
+        return_state=True,
+        run=RunSettings(cache=False),
     )
-    documents = state.result().documents
+    documents = state.result().inputs
     assert [d.status.value for d in documents] == ["ok", "ok"]
     events = _asset_events(state.state_details.flow_run_id, expected=4)
     _assert_each_output_is_an_asset_of_its_own_input(documents, events)
@@ -207,11 +211,10 @@ def test_grouped_run_materialises_each_output_without_a_task_run_per_document(
     state = invoice_flow(
         inputs=[str(tmp_path / "in")],
         out=str(tmp_path / "out"),
-        cache=False,
-        group_size=4,
         return_state=True,
+        run=RunSettings(cache=False, group_size=4),
     )
-    documents = state.result().documents
+    documents = state.result().inputs
     assert sorted(d.status.value for d in documents) == ["ok"] * len(inputs) + ["rejected"]
     events = _asset_events(state.state_details.flow_run_id, expected=2 * len(inputs))
     _assert_each_output_is_an_asset_of_its_own_input(documents, events)
@@ -226,10 +229,10 @@ def test_a_rejected_input_produces_no_asset(prefect_server: str, tmp_path: Path)
     state = invoice_flow(
         inputs=[str(good), str(rejected)],
         out=str(tmp_path / "out"),
-        cache=False,
         return_state=True,
+        run=RunSettings(cache=False),
     )
-    statuses = {Path(d.uri).name: d.status.value for d in state.result().documents}
+    statuses = {Path(d.uri).name: d.status.value for d in state.result().inputs}
     assert statuses == {good.name: "ok", rejected.name: "rejected"}
     events = _asset_events(state.state_details.flow_run_id, expected=2)
     involved = {r.id for e in events for r in [e.resource, *e.related]}
@@ -250,10 +253,10 @@ def test_outputs_on_s3_are_assets_keyed_by_their_s3_uris(
     state = invoice_flow(
         inputs=["s3://mmflow-assets/in/"],
         out="s3://mmflow-assets/out",
-        cache=False,
         return_state=True,
+        run=RunSettings(cache=False),
     )
-    documents = state.result().documents
+    documents = state.result().inputs
     assert [d.output for d in documents] == ["s3://mmflow-assets/out/northwind.json"]
     events = _asset_events(state.state_details.flow_run_id, expected=2)
     _assert_each_output_is_an_asset_of_its_own_input(documents, events)

@@ -16,6 +16,7 @@ import pytest
 from prefect.states import State
 
 from mmflow.flows.batch import BatchReport, batch_flow, plan_batch
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputNames
 from mmflow.tasks.samples import numbered_invoices
@@ -128,7 +129,9 @@ def test_manifest_lines_on_s3_are_separate_objects_until_compaction(moto_endpoin
 def batch_state(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> State[Any]:
     root = tmp_path_factory.mktemp("batch")
     source = _folder(root / "inbox", 8)
-    return batch_flow(source=str(source), out=str(root / "out"), group_size=3, return_state=True)
+    return batch_flow(
+        source=str(source), out=str(root / "out"), return_state=True, run=RunSettings(group_size=3)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +163,7 @@ def test_the_report_counts_what_the_batch_did(batch_run: BatchReport) -> None:
 def test_a_second_run_recomputes_nothing(batch_run: BatchReport) -> None:
     out = Path(batch_run.out)
     written = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
-    again = batch_flow(source=batch_run.source, out=batch_run.out, group_size=3)
+    again = batch_flow(source=batch_run.source, out=batch_run.out, run=RunSettings(group_size=3))
     assert (again.processed, again.resumed, again.duplicates) == (0, 10, 1)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")} == written
     assert len(_manifest_lines(out)) == 11
@@ -247,8 +250,7 @@ def test_a_batch_over_an_s3_prefix_writes_one_manifest_and_resumes(
     common: dict[str, Any] = {
         "source": "s3://batch-s3/inbox/",
         "out": "s3://batch-s3/out",
-        "cache_dir": "s3://batch-s3/cache",
-        "group_size": 2,
+        "run": RunSettings(cache_dir="s3://batch-s3/cache", group_size=2),
     }
     first = batch_flow(**common)
     fs.invalidate_cache()

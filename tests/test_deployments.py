@@ -91,8 +91,8 @@ def test_deploy_all_registers_four_deployments_on_the_process_pool(
     pools = {name: deployed[name].work_pool_name for name in NAMES}
     assert pools == dict.fromkeys(NAMES, "mmflow-process")
     assert all(deployed[name].enforce_parameter_schema for name in NAMES)
-    workdir = {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
-    assert all(deployed[name].pull_steps == [workdir] for name in NAMES)
+    # Module entrypoints: a worker imports the installed mmflow from any working directory.
+    assert all(str(deployed[name].entrypoint).startswith("mmflow.flows.") for name in NAMES)
 
 
 def test_batch_deployment_runs_nightly_over_the_configured_source(
@@ -102,7 +102,7 @@ def test_batch_deployment_runs_nightly_over_the_configured_source(
     schedules = [s.schedule.model_dump() for s in batch.schedules]
     assert [(s.get("cron"), s.get("timezone")) for s in schedules] == [("0 2 * * *", "UTC")]
     assert batch.parameters["source"] == str(batch_source)
-    assert batch.parameters["out"] == "out/invoice-batch"
+    assert batch.parameters["out"] == f"{ROOT}/out/invoice-batch"  # absolute, not the worker's
     assert not deployed["invoice/invoice"].schedules
 
 
@@ -110,18 +110,18 @@ def test_parameter_schemas_carry_the_option_models_for_the_ui_form(
     deployed: dict[str, DeploymentResponse],
 ) -> None:
     expected = {
-        "invoice/invoice": ("options", "InvoiceOptions"),
-        "batch/invoice-batch": ("invoice", "InvoiceOptions"),
-        "meeting/meeting": ("options", "MeetingOptions"),
-        "image/image": ("options", "ImageOptions"),
+        "invoice/invoice": "InvoiceOptions",
+        "meeting/meeting": "MeetingOptions",
+        "image/image": "ImageOptions",
     }
-    for name, (parameter, model) in expected.items():
+    for name, model in expected.items():
         schema = deployed[name].parameter_openapi_schema or {}
-        assert parameter in schema["properties"], name
+        assert {"inputs", "out", "options", "run"} <= set(schema["properties"]), name
         assert model in schema.get("definitions", {}), name
+        assert schema["definitions"]["RunSettings"]["properties"]["workers"]["minimum"] == 1
     schema = deployed["invoice/invoice"].parameter_openapi_schema or {}
-    route = schema["definitions"]["RouteOptions"]
-    assert route["properties"]["render_dpi"]["exclusiveMinimum"] == 0
+    options = schema["definitions"]["InvoiceOptions"]["properties"]
+    assert options["dpi"]["minimum"] == 72 and "description" in options["dpi"]
 
 
 def test_scenario_deployments_are_triggered_by_their_uploads(
@@ -145,11 +145,14 @@ def test_scenario_deployments_are_triggered_by_their_uploads(
 def test_deployment_refuses_a_run_with_an_invalid_option(
     deployed: dict[str, DeploymentResponse], client: SyncPrefectClient
 ) -> None:
-    bad: dict[str, Any] = {"inputs": ["a.pdf"], "options": {"route": {"render_dpi": 0}}}
-    with pytest.raises(httpx.HTTPStatusError) as refused:
-        client.create_flow_run_from_deployment(deployed["invoice/invoice"].id, parameters=bad)
-    assert refused.value.response.status_code == 409
-    assert "render_dpi" in refused.value.response.text
+    for bad, field in (
+        ({"inputs": ["a.pdf"], "options": {"dpi": 0}}, "dpi"),
+        ({"inputs": ["a.pdf"], "run": {"workers": 0}}, "workers"),
+    ):
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            client.create_flow_run_from_deployment(deployed["invoice/invoice"].id, parameters=bad)
+        assert refused.value.response.status_code == 409
+        assert field in refused.value.response.text
 
 
 def test_an_upload_event_starts_a_run_of_the_deployed_scenario_with_its_uri(
@@ -179,7 +182,7 @@ def test_an_upload_event_starts_a_run_of_the_deployed_scenario_with_its_uri(
         time.sleep(0.5)
     assert len(runs) == 1
     assert runs[0].parameters["out"] == upload.out
-    assert runs[0].parameters["options"]["ocr_engine"] == "rapidocr"  # the deployment's default
+    assert "names" in runs[0].parameters  # the uploaded file's name names the run
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -216,7 +219,7 @@ def test_a_process_worker_runs_the_batch_deployment_to_completion(
     assert deployment.id == deployed["batch/invoice-batch"].id
     run = client.create_flow_run_from_deployment(
         deployment.id,
-        parameters={"source": str(inbox), "out": str(out), "cache": False},
+        parameters={"source": str(inbox), "out": str(out), "run": {"cache": False}},
     )
     log = tmp_path / "worker.log"
     with log.open("w") as output:
@@ -279,16 +282,80 @@ def test_mmflow_serve_registers_the_deployments(
     assert [s.schedule.model_dump().get("cron") for s in batch.schedules] == ["0 2 * * *"]
 
 
-def test_mmflow_serve_refuses_to_start_without_a_prefect_api(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path)  # no profile that could name a server
+def test_mmflow_serve_runs_a_flow_of_its_deployments(
+    prefect_server: str, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """Served deployments run here: a flow run created from one completes."""
+    from prefect.client.schemas.objects import StateType
+
+    from mmflow.tasks.samples import numbered_invoices
+
+    for name in NAMES:
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_deployment(client.read_deployment_by_name(name).id)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, data in numbered_invoices(1):
+        (inbox / name).write_bytes(data)
+    env = _environment(prefect_server, tmp_path / "home")
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(BIN / "mmflow"), "serve", "--outputs", str(tmp_path / "out")],
+            cwd=tmp_path,  # any folder: entrypoints are module paths
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        deployment = None
+        while deployment is None and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            with contextlib.suppress(ObjectNotFound):
+                deployment = client.read_deployment_by_name("invoice/invoice")
+            time.sleep(1)
+        assert deployment is not None, log.read_text()
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"inputs": [str(inbox)], "run": {"cache": False}}
+        )
+        state = client.read_flow_run(run.id).state
+        while state is None or not state.is_final():
+            assert time.monotonic() < deadline + 120, f"still {state}: {log.read_text()}"
+            time.sleep(1)
+            state = client.read_flow_run(run.id).state
+    finally:
+        _stop(process)
+    assert state.type is StateType.COMPLETED, log.read_text()
+    assert len((tmp_path / "out" / "invoice" / "manifest.jsonl").read_text().splitlines()) == 1
+
+
+def test_mmflow_serve_refuses_deployments_a_work_pool_runs(
+    prefect_server: str, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """After `prefect deploy`, serve says what to do instead of rewriting the deployments."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from mmflow.flows.invoice import invoice_flow
+
+    with contextlib.suppress(Exception):
+        client.create_work_pool(WorkPoolCreate(name="mmflow-process", type="process"))
+    for name in NAMES:
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_deployment(client.read_deployment_by_name(name).id)
+    deployment = invoice_flow.to_deployment("invoice", work_pool_name="mmflow-process")
+    deployment.apply()
     done = subprocess.run(
-        [str(BIN / "mmflow"), "serve"],
+        [str(BIN / "mmflow"), "serve", "--outputs", str(tmp_path / "out")],
         cwd=ROOT,
-        env=env,
+        env=_environment(prefect_server, tmp_path / "home"),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
-    assert done.returncode == 2
-    assert "PREFECT_API_URL" in done.stdout
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "invoice/invoice (work pool mmflow-process)" in done.stderr
+    assert "Traceback" not in done.stderr
+    unchanged = client.read_deployment_by_name("invoice/invoice")
+    assert unchanged.work_pool_name == "mmflow-process"

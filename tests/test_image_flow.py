@@ -12,6 +12,7 @@ import pytest
 
 from mmflow.blocks.providers import OpenAIProvider
 from mmflow.flows.image import image_flow
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.image import ImageResult, ImageTask, Tier
 from tests.fakeproviders import (
     OPENAI_CHAT,
@@ -21,6 +22,7 @@ from tests.fakeproviders import (
     assert_no_auto_detail,
     image_parts,
     openai_chat,
+    saved,
 )
 from tests.imagesamples import chart_image, png
 
@@ -91,7 +93,10 @@ def test_offline_run_writes_results_and_typed_rejections(
     prefect_server: str, inputs: Path, cache_dir: str, tmp_path: Path
 ) -> None:
     report = image_flow(
-        inputs=[str(inputs)], out=str(tmp_path), task=ImageTask.CHART, cache_dir=cache_dir
+        inputs=[str(inputs)],
+        out=str(tmp_path),
+        task=ImageTask.CHART,
+        run=RunSettings(cache_dir=cache_dir),
     )
     manifest = _manifest(tmp_path)
     assert set(manifest) == {"chart-a.png", "chart-b.png", "empty.png", "notes.png"}
@@ -107,7 +112,7 @@ def test_offline_run_writes_results_and_typed_rejections(
     assert {c.family for c in result.plan.costs_full} == {"openai", "anthropic", "gemini"}
     assert result.answer.source == "offline:ocr"
     assert "Sales" in result.text.text and result.text.words[0].bbox
-    assert report.spent_usd == 0 and report.synthesis is None
+    assert report.totals == {"spent_usd": "0"}
 
 
 def test_provider_gets_each_image_at_the_planned_detail_and_one_synthesis(
@@ -117,28 +122,29 @@ def test_provider_gets_each_image_at_the_planned_detail_and_one_synthesis(
         inputs=_charts(inputs),
         out=str(tmp_path),
         task=ImageTask.CHART,
-        provider=_provider(server),
-        max_usd_per_run=Decimal("1"),
-        cache_dir=cache_dir,
+        provider=saved(_provider(server)),
+        max_usd=Decimal("1"),
+        run=RunSettings(cache_dir=cache_dir),
     )
     calls = server.sent(OPENAI_CHAT)
     vision = [c.json() for c in calls if image_parts(c.json())]
     text_only = [c.json() for c in calls if not image_parts(c.json())]
     assert len(vision) == 2 and len(text_only) == 1
     assert all(image_parts(body)[0]["image_url"]["detail"] == "high" for body in vision)
-    for item in report.images:
+    for item in report.inputs:
         result = ImageResult.model_validate_json(Path(str(item.output)).read_text())
         assert result.answer.source.startswith("openai:gpt-4o")
         assert result.answer.value == json.loads(CHART_JSON)
         assert result.answer.cost_usd > 0
-    assert report.synthesis is not None and report.synthesis.value is not None
-    assert report.synthesis.value.summary == "Two regional sales charts."
+    synthesis = json.loads((tmp_path / "synthesis.json").read_text())
+    assert report.totals["synthesis"] == str(tmp_path / "synthesis.json")
+    assert synthesis["value"]["summary"] == "Two regional sales charts."
     assert json.loads((tmp_path / "synthesis.json").read_text())["inputs"] == [
         "chart-a.png",
         "chart-b.png",
     ]
     assert "untrusted-image-text" in text_only[0]["messages"][-1]["content"][0]["text"]
-    assert report.spent_usd > 0
+    assert Decimal(report.totals["spent_usd"]) > 0
 
 
 def test_describe_task_sends_low_detail(
@@ -148,8 +154,8 @@ def test_describe_task_sends_low_detail(
         inputs=_charts(inputs)[:1],
         out=str(tmp_path),
         task=ImageTask.DESCRIBE,
-        provider=_provider(server),
-        cache_dir=cache_dir,
+        provider=saved(_provider(server)),
+        run=RunSettings(cache_dir=cache_dir),
     )
     (call,) = server.sent(OPENAI_CHAT)
     assert image_parts(call.json())[0]["image_url"]["detail"] == "low"
@@ -162,18 +168,18 @@ def test_budget_refusal_falls_back_to_the_ocr_result_without_a_request(
         inputs=_charts(inputs),
         out=str(tmp_path),
         task=ImageTask.EXTRACT_TEXT,
-        provider=_provider(server),
+        provider=saved(_provider(server)),
         max_usd_per_request=Decimal("0.000001"),
-        cache_dir=cache_dir,
+        run=RunSettings(cache_dir=cache_dir),
     )
     assert server.sent(OPENAI_CHAT) == []
-    for item in report.images:
+    for item in report.inputs:
         assert item.status.value == "ok"
         result = ImageResult.model_validate_json(Path(str(item.output)).read_text())
         assert result.answer.source == "offline:ocr"
         assert "Sales" in str(result.answer.value)
         assert "BudgetExceeded" in result.answer.failures[0]["error"]
-    assert report.synthesis is None  # nothing for a model to combine
+    assert "synthesis" not in report.totals  # nothing for a model to combine
 
 
 def test_a_saved_provider_block_is_loaded_by_name(
@@ -185,10 +191,10 @@ def test_a_saved_provider_block_is_loaded_by_name(
         out=str(tmp_path),
         task=ImageTask.CHART,
         provider="image-flow-test",
-        cache_dir=cache_dir,
+        run=RunSettings(cache_dir=cache_dir),
     )
     assert len(server.sent(OPENAI_CHAT)) == 1
-    assert str(report.images[0].answer_source).startswith("openai:gpt-4o")
+    assert str(report.inputs[0].details["answer_source"]).startswith("openai:gpt-4o")
 
 
 def _injected_note(path: Path) -> None:
@@ -213,11 +219,11 @@ def test_instructions_in_the_image_are_flagged_and_sent_only_as_fenced_data(
         inputs=[str(note)],
         out=str(tmp_path / "out"),
         task=ImageTask.DESCRIBE,
-        provider=_provider(server),
-        cache=False,
+        provider=saved(_provider(server)),
+        run=RunSettings(cache=False),
     )
-    assert report.images[0].injection_flagged
-    result = ImageResult.model_validate_json(Path(str(report.images[0].output)).read_text())
+    assert report.inputs[0].details["injection_flagged"]
+    result = ImageResult.model_validate_json(Path(str(report.inputs[0].output)).read_text())
     assert "ignore_instructions" in {s.pattern for s in result.injection.spans}
     (call,) = server.sent(OPENAI_CHAT)
     prompt = call.json()["messages"][1]["content"][0]["text"]
@@ -234,17 +240,16 @@ def test_a_batch_reads_images_in_grouped_task_runs_with_the_same_results(
         inputs=[str(inputs)],
         out=str(tmp_path),
         task=ImageTask.CHART,
-        cache_dir=cache_dir,
-        stepwise_max=0,
+        run=RunSettings(cache_dir=cache_dir, stepwise_max=0),
     )
-    statuses = {Path(i.uri).name: i.status.value for i in report.images}
+    statuses = {Path(i.uri).name: i.status.value for i in report.inputs}
     assert statuses == {
         "chart-a.png": "ok",
         "chart-b.png": "ok",
         "empty.png": "rejected",
         "notes.png": "rejected",
     }
-    assert {i.kind for i in report.images if i.status.value == "ok"} == {"chart"}
+    assert {i.details["kind"] for i in report.inputs if i.status.value == "ok"} == {"chart"}
 
 
 def test_cli_runs_the_image_flow_and_exits_zero_when_inputs_are_only_rejected(

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mmflow.flows.invoice import invoice_flow
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.models import InvoiceResult
 from mmflow.tasks.samples import make_samples
 from tests.badinputs import build_mixed_directory
@@ -36,11 +37,11 @@ def test_one_document_shows_every_step_as_a_task_run(
     state = invoice_flow(
         inputs=[str(_text_pdf(samples))],
         out=str(tmp_path / "out"),
-        cache_dir=str(tmp_path / "cache"),
         return_state=True,
+        run=RunSettings(cache_dir=str(tmp_path / "cache")),
     )
     report = state.result()
-    assert [d.status.value for d in report.documents] == ["ok"]
+    assert [d.status.value for d in report.inputs] == ["ok"]
     runs = task_run_names(state.state_details.flow_run_id, len(STEP_NAMES))
     names = {name.split(" ")[0] for name in runs}
     assert names >= STEP_NAMES
@@ -50,7 +51,7 @@ def test_output_json_carries_fields_checks_routes_and_lineage(
     prefect_server: str, samples: list[Path], tmp_path: Path
 ) -> None:
     pdf = _text_pdf(samples)
-    invoice_flow(inputs=[str(pdf)], out=str(tmp_path / "out"), cache=False)
+    invoice_flow(inputs=[str(pdf)], out=str(tmp_path / "out"), run=RunSettings(cache=False))
     result = InvoiceResult.model_validate_json((tmp_path / "out" / f"{pdf.stem}.json").read_text())
     truth = json.loads(pdf.with_suffix(".truth.json").read_text())
     assert result.fields["total"].value == truth["total"]
@@ -64,11 +65,12 @@ def test_output_json_carries_fields_checks_routes_and_lineage(
 def test_rerun_of_the_same_inputs_recomputes_nothing(
     prefect_server: str, samples: list[Path], tmp_path: Path
 ) -> None:
-    kwargs = {"inputs": [str(p) for p in samples], "cache_dir": str(tmp_path / "cache")}
-    first = invoice_flow(out=str(tmp_path / "first"), stepwise_max=0, **kwargs)
-    second = invoice_flow(out=str(tmp_path / "second"), stepwise_max=0, **kwargs)
-    assert [d.details for d in first.documents] == [d.details for d in second.documents]
-    for doc in second.documents:
+    inputs = [str(p) for p in samples]
+    run = RunSettings(cache_dir=str(tmp_path / "cache"), stepwise_max=0)
+    first = invoice_flow(inputs=inputs, out=str(tmp_path / "first"), run=run)
+    second = invoice_flow(inputs=inputs, out=str(tmp_path / "second"), run=run)
+    assert [d.details for d in first.inputs] == [d.details for d in second.inputs]
+    for doc in second.inputs:
         if doc.output:
             lineage = json.loads(Path(doc.output).read_text())["lineage"]["steps"]
             assert all(step["cached"] for step in lineage), doc.uri
@@ -85,11 +87,10 @@ def test_a_batch_groups_documents_into_few_task_runs(
     state = invoice_flow(
         inputs=[str(folder)],
         out=str(tmp_path / "out"),
-        cache=False,
-        group_size=6,
         return_state=True,
+        run=RunSettings(cache=False, group_size=6),
     )
-    assert all(d.status.value == "ok" for d in state.result().documents)
+    assert all(d.status.value == "ok" for d in state.result().inputs)
     assert len(task_run_names(state.state_details.flow_run_id, 2)) == 2
 
 
@@ -97,9 +98,11 @@ def test_fifty_mixed_files_all_end_in_the_manifest_and_the_batch_completes(
     prefect_server: str, tmp_path: Path
 ) -> None:
     expected = build_mixed_directory(tmp_path / "mixed", n=50)
-    report = invoice_flow(inputs=[str(tmp_path / "mixed")], out=str(tmp_path / "out"), cache=False)
+    report = invoice_flow(
+        inputs=[str(tmp_path / "mixed")], out=str(tmp_path / "out"), run=RunSettings(cache=False)
+    )
     lines = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
-    assert len(lines) == 50 == len(report.documents)
+    assert len(lines) == 50 == len(report.inputs)
     by_name = {Path(line["uri"]).name: line for line in lines}
     for name, code in expected.items():
         line = by_name[name]

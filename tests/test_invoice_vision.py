@@ -17,18 +17,18 @@ import pytest
 
 from mmflow.blocks.providers import Budget, OpenAIProvider
 from mmflow.flows.invoice import invoice_flow
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.document import read_document, route_document
 from mmflow.tasks.invoice import InvoiceOptions
 from mmflow.tasks.models import FIELD_NAMES, CheckStatus, DocumentText, InvoiceResult, Route
 from mmflow.tasks.normalise import NormaliseOptions, normalise_document
-from mmflow.tasks.route import RouteOptions
 from mmflow.tasks.samples import make_samples
 from mmflow.tasks.validate import ValidationLimits, validate_bytes
 from mmflow.tasks.verify import verify_extraction
 from mmflow.tasks.vision import DISAGREEMENT_FACTOR, VISION_CONFIDENCE, extract_with_vision
-from tests.fakeproviders import OPENAI_CHAT, FakeServer, Reply, openai_chat, openai_error
+from tests.fakeproviders import OPENAI_CHAT, FakeServer, Reply, openai_chat, openai_error, saved
 
-VISION_ROUTE = InvoiceOptions(route=RouteOptions(allow_vision=True))
+VISION_ROUTE = InvoiceOptions()  # with a provider, pages without a text layer go to vision
 STRAY_BUYER = "Phantom Holdings Ltd"
 
 
@@ -52,7 +52,7 @@ def scan_text(scan: Scan) -> DocumentText:
     document = normalise_document(
         data, validate_bytes(data, str(scan.path), ValidationLimits()), NormaliseOptions()
     )
-    routes = route_document(document, VISION_ROUTE.route)
+    routes = route_document(document, VISION_ROUTE.route(provider=True))
     assert [r.route for r in routes] == [Route.VISION]
     return read_document(document, routes)
 
@@ -93,7 +93,7 @@ def _page_png(scan: Scan) -> bytes:
 
 
 def _result(report: Any) -> InvoiceResult:
-    (document,) = report.documents
+    (document,) = report.inputs
     assert document.status.value == "ok", document.error
     return InvoiceResult.model_validate_json(Path(document.output).read_text())
 
@@ -173,8 +173,8 @@ def test_flow_reads_a_vision_page_with_the_provider_on_the_prefect_server(
         inputs=[str(scan.path)],
         out=str(tmp_path),
         options=VISION_ROUTE,
-        cache_dir=cache_dir,
-        provider=provider(server),
+        provider=saved(provider(server)),
+        run=RunSettings(cache_dir=cache_dir),
     )
     result = _result(report)
     assert [r.route for r in result.route] == [Route.VISION]
@@ -199,9 +199,9 @@ def test_a_budget_too_small_falls_back_to_the_ocr_extractor_without_a_request(
         inputs=[str(scan.path)],
         out=str(tmp_path),
         options=VISION_ROUTE,
-        cache_dir=cache_dir,
-        provider=provider(server),
+        provider=saved(provider(server)),
         max_usd=Decimal("0.000001"),
+        run=RunSettings(cache_dir=cache_dir),
     )
     result = _result(report)
     assert server.sent(OPENAI_CHAT) == []
@@ -221,8 +221,8 @@ def test_a_failing_then_down_provider_falls_back_to_the_ocr_extractor(
         inputs=[str(scan.path)],
         out=str(tmp_path),
         options=VISION_ROUTE,
-        cache_dir=cache_dir,
-        provider=provider(server, max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02),
+        provider=saved(provider(server, max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)),
+        run=RunSettings(cache_dir=cache_dir),
     )
     result = _result(report)
     assert len(server.sent(OPENAI_CHAT)) == 3  # the call and its two retries
@@ -233,31 +233,28 @@ def test_a_failing_then_down_provider_falls_back_to_the_ocr_extractor(
 
 
 @pytest.mark.slow
-def test_without_a_provider_the_vision_route_is_read_as_before(
+def test_without_a_provider_or_with_vision_off_pages_are_read_by_ocr(
     prefect_server: str, scan: Scan, cache_dir: str, tmp_path: Path, server: FakeServer
 ) -> None:
     plain = _result(
-        invoice_flow(inputs=[str(scan.path)], out=str(tmp_path / "plain"), cache_dir=cache_dir)
-    )
-    routed = _result(
         invoice_flow(
             inputs=[str(scan.path)],
-            out=str(tmp_path / "routed"),
-            options=VISION_ROUTE,
-            cache_dir=cache_dir,
+            out=str(tmp_path / "plain"),
+            run=RunSettings(cache_dir=cache_dir),
         )
     )
     unrouted = _result(
         invoice_flow(
             inputs=[str(scan.path)],
             out=str(tmp_path / "unrouted"),
-            cache_dir=cache_dir,
-            provider=provider(server),
+            options=InvoiceOptions(vision=False),
+            provider=saved(provider(server)),
+            run=RunSettings(cache_dir=cache_dir),
         )
     )
     assert server.sent(OPENAI_CHAT) == []  # a provider is used only for pages routed VISION
-    assert [r.route for r in routed.route] == [Route.VISION]
-    for result in (routed, unrouted):
+    assert [r.route for r in plain.route] == [Route.OCR]
+    for result in (unrouted,):
         assert result.fields == plain.fields
         assert result.line_items == plain.line_items
         assert result.checks == plain.checks
@@ -296,9 +293,8 @@ def test_a_batch_uses_the_provider_inside_grouped_task_runs(
         inputs=[str(scan.path)],
         out=str(tmp_path),
         options=VISION_ROUTE,
-        cache_dir=cache_dir,
-        provider=provider(server),
-        stepwise_max=0,
+        provider=saved(provider(server)),
+        run=RunSettings(cache_dir=cache_dir, stepwise_max=0),
     )
     result = _result(report)
     assert len(server.sent(OPENAI_CHAT)) == 1

@@ -17,7 +17,8 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from mmflow.flows.meeting import MeetingRunReport, meeting_flow
+from mmflow.flows.meeting import meeting_flow
+from mmflow.flows.runs import RunReport, RunSettings
 from mmflow.tasks.audio.models import MeetingResult
 from mmflow.tasks.meeting import MeetingOptions
 from tests.conversation import write_standup
@@ -51,8 +52,10 @@ def conversation(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_standup(tmp_path_factory.mktemp("conversation"))
 
 
-def _flow_run(inputs: list[str], out: Path, cache_dir: Path) -> tuple[MeetingRunReport, Any]:
-    state = meeting_flow(inputs=inputs, out=str(out), cache_dir=str(cache_dir), return_state=True)
+def _flow_run(inputs: list[str], out: Path, cache_dir: Path) -> tuple[RunReport, Any]:
+    state = meeting_flow(
+        inputs=inputs, out=str(out), return_state=True, run=RunSettings(cache_dir=str(cache_dir))
+    )
     return state.result(), state.state_details.flow_run_id
 
 
@@ -70,23 +73,23 @@ def _task_run_names(flow_run_id: object) -> list[str]:
 @pytest.fixture(scope="module")
 def first_run(
     prefect_server: str, conversation: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[MeetingRunReport, Any, Path, Path]:
+) -> tuple[RunReport, Any, Path, Path]:
     root = tmp_path_factory.mktemp("meeting")
     report, flow_run_id = _flow_run([str(conversation)], root / "out", root / "cache")
     return report, flow_run_id, root / "out", root / "cache"
 
 
 def test_one_recording_shows_every_step_as_a_task_run(
-    first_run: tuple[MeetingRunReport, Any, Path, Path],
+    first_run: tuple[RunReport, Any, Path, Path],
 ) -> None:
     report, flow_run_id, _, _ = first_run
-    assert [r.status.value for r in report.recordings] == ["ok"]
+    assert [r.status.value for r in report.inputs] == ["ok"]
     names = {name.split(" ")[0] for name in _task_run_names(flow_run_id)}
     assert names >= STEP_NAMES
 
 
 def test_json_has_segments_with_speaker_words_and_times_speakers_and_notes(
-    first_run: tuple[MeetingRunReport, Any, Path, Path],
+    first_run: tuple[RunReport, Any, Path, Path],
 ) -> None:
     _, _, out, _ = first_run
     result = MeetingResult.model_validate_json((out / "standup.json").read_text())
@@ -107,7 +110,7 @@ def test_json_has_segments_with_speaker_words_and_times_speakers_and_notes(
 
 
 def test_rttm_lists_each_speaker_turn_in_standard_fields(
-    first_run: tuple[MeetingRunReport, Any, Path, Path],
+    first_run: tuple[RunReport, Any, Path, Path],
 ) -> None:
     _, _, out, _ = first_run
     result = MeetingResult.model_validate_json((out / "standup.json").read_text())
@@ -123,7 +126,7 @@ def test_rttm_lists_each_speaker_turn_in_standard_fields(
 
 
 def test_srt_cues_are_numbered_timed_and_labelled(
-    first_run: tuple[MeetingRunReport, Any, Path, Path],
+    first_run: tuple[RunReport, Any, Path, Path],
 ) -> None:
     _, _, out, _ = first_run
     blocks = (out / "standup.srt").read_text().strip().split("\n\n")
@@ -135,25 +138,25 @@ def test_srt_cues_are_numbered_timed_and_labelled(
 
 
 def test_a_second_run_recomputes_nothing(
-    first_run: tuple[MeetingRunReport, Any, Path, Path], conversation: Path, tmp_path: Path
+    first_run: tuple[RunReport, Any, Path, Path], conversation: Path, tmp_path: Path
 ) -> None:
     first, _, out, cache = first_run
     second, _ = _flow_run([str(conversation)], tmp_path / "again", cache)
     lineage = json.loads((tmp_path / "again" / "standup.json").read_text())["lineage"]
     assert all(step["cached"] for step in lineage["steps"])
     assert (tmp_path / "again" / "standup.rttm").read_text() == (out / "standup.rttm").read_text()
-    assert second.recordings[0].details == first.recordings[0].details
+    assert second.inputs[0].details == first.inputs[0].details
 
 
 def test_a_new_speaker_count_recomputes_only_diarise_and_the_steps_after_it(
-    first_run: tuple[MeetingRunReport, Any, Path, Path], conversation: Path, tmp_path: Path
+    first_run: tuple[RunReport, Any, Path, Path], conversation: Path, tmp_path: Path
 ) -> None:
     _, _, _, cache = first_run
     meeting_flow(
         inputs=[str(conversation)],
         out=str(tmp_path / "out"),
         options=MeetingOptions(num_speakers=3),
-        cache_dir=str(cache),
+        run=RunSettings(cache_dir=str(cache)),
     )
     data = json.loads((tmp_path / "out" / "standup.json").read_text())
     cached = {step["name"]: step["cached"] for step in data["lineage"]["steps"]}
@@ -173,15 +176,14 @@ def test_bad_files_are_rejected_with_typed_codes_beside_good_audio(
     (folder / "cut.wav").write_bytes(sample[:3000])  # a WAV header promising far more data
     (folder / "empty.wav").write_bytes(b"")
     (folder / "readme.wav").write_text("these are meeting notes, not a recording\n")
-    report = meeting_flow(  # grouped task runs (the batch path), reading and writing the cache
+    report = meeting_flow(
         inputs=[str(folder)],
         out=str(tmp_path / "out"),
-        cache_dir=str(tmp_path / "cache"),
-        stepwise_max=0,
+        run=RunSettings(cache_dir=str(tmp_path / "cache"), stepwise_max=0),
     )
     lines = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
     by_name = {Path(line["uri"]).name: line for line in lines}
-    assert len(lines) == 4 == len(report.recordings)
+    assert len(lines) == 4 == len(report.inputs)
     assert by_name["jfk.flac"]["status"] == "ok"
     expected = {"cut.wav": "corrupt", "empty.wav": "empty", "readme.wav": "unsupported_format"}
     for name, code in expected.items():
@@ -273,9 +275,11 @@ def test_fsspec_input_and_output_urls_work_like_local_paths(
         "/meeting-in/jfk.flac", (shared_data / "audio" / "speech" / "jfk.flac").read_bytes()
     )
     report = meeting_flow(
-        inputs=["memory://meeting-in/jfk.flac"], out="memory://meeting-out", cache=False
+        inputs=["memory://meeting-in/jfk.flac"],
+        out="memory://meeting-out",
+        run=RunSettings(cache=False),
     )
-    assert [r.status.value for r in report.recordings] == ["ok"]
+    assert [r.status.value for r in report.inputs] == ["ok"]
     written = {Path(p).name for p in memory.ls("/meeting-out", detail=False)}
     assert written == {"jfk.json", "jfk.rttm", "jfk.srt", "manifest.jsonl"}
     result = MeetingResult.model_validate_json(memory.cat("/meeting-out/jfk.json"))
@@ -287,7 +291,6 @@ def test_a_meeting_batch_over_a_folder_ends_every_recording_once(
     prefect_server: str, conversation: Path, tmp_path: Path
 ) -> None:
     from mmflow.flows.batch import batch_flow
-    from mmflow.tasks.models import BatchScenario
 
     inbox = tmp_path / "calls"
     inbox.mkdir()
@@ -298,8 +301,8 @@ def test_a_meeting_batch_over_a_folder_ends_every_recording_once(
     report = batch_flow(
         source=str(inbox),
         out=str(out),
-        scenario=BatchScenario.MEETING,
-        cache_dir=str(tmp_path / "cache"),
+        scenario="meeting",
+        run=RunSettings(cache_dir=str(tmp_path / "cache")),
     )
     lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     codes = {Path(x["uri"]).name: (x["error"] or {}).get("code") for x in lines}

@@ -20,6 +20,7 @@ import pytest
 
 from mmflow.blocks.providers import Budget, OpenAIProvider
 from mmflow.flows.meeting import meeting_flow
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.audio.models import (
     MeetingNotes,
     MeetingResult,
@@ -43,6 +44,7 @@ from tests.fakeproviders import (
     Reply,
     openai_chat,
     openai_transcription,
+    saved,
 )
 
 pytestmark = [
@@ -172,7 +174,7 @@ needs_tools = pytest.mark.skipif(
 
 
 def _result(report: Any) -> MeetingResult:
-    (recording,) = report.recordings
+    (recording,) = report.inputs
     assert recording.status.value == "ok", recording.error
     return MeetingResult.model_validate_json(Path(recording.output).read_text())
 
@@ -193,9 +195,9 @@ def test_flow_transcribes_and_writes_notes_with_the_provider_on_the_prefect_serv
     report = meeting_flow(
         inputs=[str(shared_data / "audio" / "speech" / "jfk.flac")],
         out=str(tmp_path),
-        cache_dir=cache_dir,
-        provider=provider(server),
+        provider=saved(provider(server)),
         max_usd=Decimal("1"),
+        run=RunSettings(cache_dir=cache_dir),
     )
     result = _result(report)
     assert len(server.sent(OPENAI_TRANSCRIBE)) == 1 and len(server.sent(OPENAI_CHAT)) == 1
@@ -225,9 +227,9 @@ def test_a_failing_provider_falls_back_to_the_offline_transcript_with_the_reason
     report = meeting_flow(
         inputs=[str(shared_data / "audio" / "speech" / "jfk.flac")],
         out=str(tmp_path),
-        cache_dir=cache_dir,
-        provider=provider(server, max_retries=1, backoff_base_s=0.01, backoff_max_s=0.02),
+        provider=saved(provider(server, max_retries=1, backoff_base_s=0.01, backoff_max_s=0.02)),
         provider_for=["transcribe"],
+        run=RunSettings(cache_dir=cache_dir),
     )
     result = _result(report)
     assert len(server.sent(OPENAI_TRANSCRIBE)) == 2  # the call and its one retry
@@ -251,10 +253,9 @@ def test_a_batch_uses_the_provider_for_notes_inside_grouped_task_runs(
     report = meeting_flow(
         inputs=[str(shared_data / "audio" / "speech" / "jfk.flac")],
         out=str(tmp_path),
-        cache_dir=cache_dir,
-        provider=provider(server),
+        provider=saved(provider(server)),
         provider_for=["notes"],
-        stepwise_max=0,
+        run=RunSettings(cache_dir=cache_dir, stepwise_max=0),
     )
     result = _result(report)
     assert len(server.sent(OPENAI_CHAT)) == 1 and server.sent(OPENAI_TRANSCRIBE) == []

@@ -60,3 +60,24 @@ def test_tesseract_reads_the_page_or_says_what_to_install(rendered) -> None:
 def test_blank_image_gives_no_words() -> None:
     page = ocr_image(Image.new("RGB", (600, 400), "white"), 1)
     assert page.words == []
+
+
+def test_tesseract_words_carry_tesseract_s_own_confidence(rendered) -> None:
+    """Measured, not assumed: a clean render reads with high confidence, noise with low."""
+    import numpy as np
+
+    _, image = rendered
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract is not installed")  # CI installs it; the skip fails there
+    clean = ocr_image(image, 1, OcrEngine.TESSERACT)
+    assert clean.words and all(0 <= w.conf <= 1 for w in clean.words)
+    assert len({w.conf for w in clean.words}) > 1  # not one constant for every word
+    assert sum(w.conf for w in clean.words) / len(clean.words) > 0.8
+    rng = np.random.default_rng(7)
+    noisy = np.asarray(image.convert("L"), dtype=np.int16) + rng.normal(0, 110, image.size[::-1])
+    smudged = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    words = ocr_image(smudged, 1, OcrEngine.TESSERACT).words
+    if words:
+        assert sum(w.conf for w in words) / len(words) < sum(w.conf for w in clean.words) / len(
+            clean.words
+        )

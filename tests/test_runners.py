@@ -18,6 +18,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from mmflow.flows.runners import Runner, run_on, task_runner_for, workers_report_here
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.samples import SPECS, invoice_pdf, make_samples
 
@@ -178,12 +179,10 @@ def _run_invoice(runner: Runner, inputs: list[Path], out: Path, cache_dir: Path)
         None,
         inputs=[str(p) for p in inputs],
         out=str(out),
-        cache=True,
-        cache_dir=str(cache_dir),
-        workers=2,
-        stepwise_max=0,  # always the grouped path: `process_inputs` task runs
-        group_size=2,
         return_state=True,
+        run=RunSettings(
+            cache=True, cache_dir=str(cache_dir), workers=2, stepwise_max=0, group_size=2
+        ),
     )
     state.result()  # raises if the flow run failed
     return state.state_details.flow_run_id
@@ -297,10 +296,7 @@ def test_inputs_sharing_a_stem_in_different_worker_processes_get_distinct_output
         None,
         inputs=[str(p) for p in inputs],
         out=str(tmp_path / "out"),
-        cache=False,
-        workers=2,
-        stepwise_max=0,
-        group_size=1,  # one input per task run: the two land in separate task runs
+        run=RunSettings(cache=False, workers=2, stepwise_max=0, group_size=1),
     )
     outputs = [e["output"] for e in _manifest(tmp_path / "out")]
     assert len(set(outputs)) == 2
@@ -325,13 +321,13 @@ def _mmflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_the_cli_refuses_a_provider_budget_spread_over_worker_processes(tmp_path: Path) -> None:
     done = _mmflow("run", "invoice", str(tmp_path), "--runner", "dask", "--provider-block", "x")
     assert done.returncode == 2
-    assert "--runner threads" in " ".join(done.stdout.split())
+    assert "--runner threads" in " ".join(done.stderr.split())
 
 
 def test_the_cli_refuses_an_address_for_threads(tmp_path: Path) -> None:
     done = _mmflow("run", "batch", str(tmp_path), "--address", "tcp://127.0.0.1:8786")
     assert done.returncode == 2
-    assert "threads runner takes none" in " ".join(done.stdout.split())
+    assert "threads runner takes none" in " ".join(done.stderr.split())
 
 
 @pytest.mark.slow

@@ -20,8 +20,8 @@ import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
 from mmflow.blocks.storage import storage_for
-from mmflow.flows.invoice import InvoiceRunReport, invoice_flow
-from mmflow.flows.runs import result_storage
+from mmflow.flows.invoice import invoice_flow
+from mmflow.flows.runs import RunReport, RunSettings, result_storage
 from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.filesystems import require_filesystem
 from mmflow.tasks.samples import SPECS, invoice_pdf
@@ -52,18 +52,21 @@ def _fs() -> Any:
 
 
 @pytest.fixture(scope="module")
-def two_runs(prefect_server: str, bucket: str) -> tuple[InvoiceRunReport, InvoiceRunReport]:
+def two_runs(prefect_server: str, bucket: str) -> tuple[RunReport, RunReport]:
     """The same prefix twice into two output prefixes, sharing one S3 result cache.
 
     The first run has a task run per step, the second groups documents into batch task runs:
     both read and write the same cache records.
     """
-    common: dict[str, Any] = {
-        "inputs": [f"s3://{bucket}/inbox/"],
-        "cache_dir": f"s3://{bucket}/cache",
-    }
-    first = invoice_flow(out=f"s3://{bucket}/out-first", **common)
-    second = invoice_flow(out=f"s3://{bucket}/out-second", stepwise_max=0, **common)
+    inputs, cache = [f"s3://{bucket}/inbox/"], f"s3://{bucket}/cache"
+    first = invoice_flow(
+        inputs=inputs, out=f"s3://{bucket}/out-first", run=RunSettings(cache_dir=cache)
+    )
+    second = invoice_flow(
+        inputs=inputs,
+        out=f"s3://{bucket}/out-second",
+        run=RunSettings(cache_dir=cache, stepwise_max=0),
+    )
     return first, second
 
 
@@ -74,7 +77,7 @@ def _manifest(prefix: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_every_object_under_the_prefix_ends_in_the_manifest_on_s3(
-    two_runs: tuple[InvoiceRunReport, InvoiceRunReport], bucket: str
+    two_runs: tuple[RunReport, RunReport], bucket: str
 ) -> None:
     lines = _manifest(f"{bucket}/out-first")
     assert sorted(line["uri"] for line in lines) == sorted(
@@ -84,7 +87,7 @@ def test_every_object_under_the_prefix_ends_in_the_manifest_on_s3(
 
 @pytest.mark.slow
 def test_a_damaged_object_is_rejected_with_its_code(
-    two_runs: tuple[InvoiceRunReport, InvoiceRunReport], bucket: str
+    two_runs: tuple[RunReport, RunReport], bucket: str
 ) -> None:
     by_name = {Path(line["uri"]).name: line for line in _manifest(f"{bucket}/out-first")}
     assert by_name["broken.pdf"]["status"] == "rejected"
@@ -94,7 +97,7 @@ def test_a_damaged_object_is_rejected_with_its_code(
 
 @pytest.mark.slow
 def test_result_json_and_line_items_parquet_are_written_to_the_bucket(
-    two_runs: tuple[InvoiceRunReport, InvoiceRunReport], bucket: str
+    two_runs: tuple[RunReport, RunReport], bucket: str
 ) -> None:
     fs = _fs()
     spec = SPECS["northwind-invoice"]
@@ -107,7 +110,7 @@ def test_result_json_and_line_items_parquet_are_written_to_the_bucket(
 
 @pytest.mark.slow
 def test_step_results_persist_under_the_s3_cache_prefix(
-    two_runs: tuple[InvoiceRunReport, InvoiceRunReport], bucket: str
+    two_runs: tuple[RunReport, RunReport], bucket: str
 ) -> None:
     keys = [Path(k).name for k in _fs().find(f"{bucket}/cache")]
     assert {k.split("-", 1)[0] for k in keys} >= {"validate", "extract", "sanity"}
@@ -115,14 +118,14 @@ def test_step_results_persist_under_the_s3_cache_prefix(
 
 @pytest.mark.slow
 def test_second_run_is_served_from_the_s3_result_cache(
-    two_runs: tuple[InvoiceRunReport, InvoiceRunReport], bucket: str
+    two_runs: tuple[RunReport, RunReport], bucket: str
 ) -> None:
     fs = _fs()
     _, second = two_runs
     for name in INVOICES:
         result = json.loads(fs.cat_file(f"{bucket}/out-second/{name}.json"))
         assert all(step["cached"] for step in result["lineage"]["steps"]), name
-    assert [d.details for d in two_runs[0].documents] == [d.details for d in second.documents]
+    assert [d.details for d in two_runs[0].inputs] == [d.details for d in second.inputs]
 
 
 @pytest.mark.slow

@@ -312,20 +312,6 @@ def test_the_webhook_command_refuses_to_start_without_a_secret(
     assert "MMFLOW_WEBHOOK_SECRET" in result.output
 
 
-def test_the_webhook_command_refuses_to_start_without_a_prefect_api(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from mmflow.cli.app import app
-
-    monkeypatch.setenv("MMFLOW_WEBHOOK_SECRET", "s")
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        result = CliRunner().invoke(app, ["webhook", "--storage", str(tmp_path)])
-    assert result.exit_code == 2
-    assert "PREFECT_API_URL" in result.output
-
-
 def test_an_emitter_that_fails_gives_503_and_a_retry_announces_it(
     settings: WebhookSettings, pdf: bytes
 ) -> None:

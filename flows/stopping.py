@@ -1,0 +1,28 @@
+"""Stopping a run gently: asked once, a run starts no new input; what is running gets a grace
+period to end, and every input still ends in the manifest (as `failed: interrupted` if it could
+not finish), so running the same command again completes the rest.
+
+The command line asks on the first Ctrl-C and stops at once on the second (cli/app.py); a flow
+run cancelled from the Prefect UI is ended by Prefect itself.
+"""
+
+from __future__ import annotations
+
+import threading
+
+GRACE_S = 10.0  # how long inputs already running may take to end once a stop is asked
+
+_requested = threading.Event()
+
+
+def request_stop() -> None:
+    _requested.set()
+
+
+def stop_requested() -> bool:
+    return _requested.is_set()
+
+
+def reset() -> None:
+    """Forget a stop request (a new run in the same process, or a test)."""
+    _requested.clear()
