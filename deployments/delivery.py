@@ -78,6 +78,17 @@ class EventSink(Protocol):
 class DeliveryFailed(Exception):
     """The API answered, but not with an acknowledgement."""
 
+    def __init__(self, what: str, status_code: int) -> None:
+        super().__init__(f"{what} answered {status_code}")
+        self.status_code = status_code
+
+
+def failure_kind(error: BaseException) -> str:
+    """The kind of a failure without its text, which may name hosts or URLs: for /healthz."""
+    response = getattr(error, "response", None)
+    code = getattr(error, "status_code", None) or getattr(response, "status_code", None)
+    return f"{type(error).__name__} ({code})" if code else type(error).__name__
+
 
 def _describe(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -133,7 +144,7 @@ class PrefectEventSink:
     async def send(self, events: Sequence[dict[str, Any]]) -> None:
         response = await self._request("POST", "/events", list(events))
         if response.status_code != 204:
-            raise DeliveryFailed(f"POST /events answered {response.status_code}")
+            raise DeliveryFailed("POST /events", response.status_code)
 
     async def held(self, event_ids: Sequence[UUID], since: datetime) -> set[UUID]:
         found: set[UUID] = set()
@@ -146,14 +157,14 @@ class PrefectEventSink:
             query = {"filter": {"id": {"id": page}, "occurred": window}, "limit": READ_PAGE}
             response = await self._request("POST", "/events/filter", query)
             if response.status_code != 200:
-                raise DeliveryFailed(f"POST /events/filter answered {response.status_code}")
+                raise DeliveryFailed("POST /events/filter", response.status_code)
             found.update(UUID(event["id"]) for event in response.json()["events"])
         return found
 
     async def probe(self) -> None:
         response = await self._request("GET", "/health", None)
         if response.status_code != 200:
-            raise DeliveryFailed(f"GET /health answered {response.status_code}")
+            raise DeliveryFailed("GET /health", response.status_code)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -175,10 +186,14 @@ class DeliveryLoop:
         self.sink = sink
         self.policy = policy
         self.clock = clock
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last failure, in full (logs, /v1/status)
+        self.last_failure_kind: str | None = None  # the same without its text (/healthz)
         self._wake = asyncio.Event()
         self._last_probe = 0.0
         self._last_confirm = 0.0
+
+    def _failed(self, error: BaseException) -> None:
+        self.last_error, self.last_failure_kind = _describe(error), failure_kind(error)
 
     def wake(self) -> None:
         """A new entry is waiting: start a round now instead of after the idle wait."""
@@ -189,7 +204,7 @@ class DeliveryLoop:
             try:
                 more = await self.round()
             except Exception as error:  # a broken state file: keep the receiver up, say why
-                self.last_error = _describe(error)
+                self._failed(error)
                 logger.exception("webhook delivery round failed")
                 more = False
             if not more:
@@ -223,7 +238,7 @@ class DeliveryLoop:
         try:
             held = await self.sink.held([d.event_id for d in sent], _earliest(sent))
         except Exception as error:
-            self.last_error = _describe(error)
+            self._failed(error)
             return
         await self._state(self.state.mark_delivered, sorted(held), now)
         late = [
@@ -260,13 +275,13 @@ class DeliveryLoop:
             described = _describe(error)
             if described != self.last_error:  # once per kind of failure, not once per retry
                 logger.warning("webhook delivery: events wait (%s); retrying", described)
-            self.last_error = described
+            self._failed(error)
             retries = [(d.event_id, now + self.policy.backoff(d.attempts + 1)) for d in due]
             await self._state(self.state.retry_later, retries, described)
             return False
         if self.last_error is not None:
             logger.warning("webhook delivery: the Prefect API takes events again")
-            self.last_error = None
+            self.last_error = self.last_failure_kind = None
         return len(due) == self.policy.batch_size
 
     async def _probe_while_waiting(self, now: float) -> bool:
@@ -280,7 +295,7 @@ class DeliveryLoop:
         try:
             await self.sink.probe()
         except Exception as error:
-            self.last_error = _describe(error)
+            self._failed(error)
             return False
         return bool(await self._state(self.state.retry_all_now, now))
 

@@ -83,7 +83,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mmflow.deployments.delivery import DeliveryLoop, DeliveryPolicy, EventSink, PrefectEventSink
+from mmflow.deployments.delivery import (
+    DeliveryLoop,
+    DeliveryPolicy,
+    EventSink,
+    PrefectEventSink,
+    failure_kind,
+)
 from mmflow.deployments.refused import Refused
 from mmflow.deployments.signing import (
     CONTENT_SHA256_HEADER,
@@ -500,8 +506,8 @@ class _PrefectHealth:
                 try:
                     await asyncio.wait_for(self.sink.probe(), timeout=5)
                     self._error = None
-                except Exception as error:
-                    self._error = f"{type(error).__name__}: {error}"[:300]
+                except Exception as error:  # its text may name the API's host: not shown
+                    self._error = failure_kind(error)
                 self._checked_at = time.monotonic()
             return self._error
 
@@ -645,9 +651,8 @@ def create_app(
             await run_in_threadpool(store.check)
             await run_in_threadpool(state.check)
             backlog = await run_in_threadpool(state.backlog)
-        except (OSError, sqlite3.Error) as error:
-            detail = f"{type(error).__name__}: {error}"[:300]
-            return JSONResponse({"status": "unavailable", "detail": detail}, 503)
+        except (OSError, sqlite3.Error) as error:  # the text would name paths: kind only
+            return JSONResponse({"status": "unavailable", "error": failure_kind(error)}, 503)
         prefect_error = await health.error()
         oldest = backlog.oldest_accepted_at
         waited = None if oldest is None else time.time() - oldest
@@ -660,7 +665,7 @@ def create_app(
                     "pending": backlog.pending,
                     "sent": backlog.sent,
                     "oldest_waiting_s": None if waited is None else round(waited, 1),
-                    "last_error": delivery.last_error,
+                    "last_error": delivery.last_failure_kind,
                 },
             }
         )
