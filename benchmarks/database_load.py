@@ -122,20 +122,24 @@ def _clean_prefect_env(home: Path) -> dict[str, str]:
 
 @contextmanager
 def prefect_server(
-    home: Path, database_url: str | None = None, startup_timeout_s: float = 300
+    home: Path,
+    database_url: str | None = None,
+    startup_timeout_s: float = 300,
+    port: int | None = None,
 ) -> Iterator[str]:
     """`prefect server start` in its own process group; yields its API URL, stops it at exit.
 
-    Without `database_url` the server keeps SQLite in `home/prefect.db`.
+    Without `database_url` the server keeps SQLite in `home/prefect.db`; without `port` it
+    listens on a free one (give the same home and port to start the same server again).
     """
     home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = _clean_prefect_env(home) | {
         "PREFECT_API_DATABASE_CONNECTION_URL": database_url
         or f"sqlite+aiosqlite:///{home / 'prefect.db'}"
     }
     log_path = home / "server.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             [str(VENV_BIN / "prefect"), "server", "start", "--no-ui", *_listen_on(port)],
             env=env,

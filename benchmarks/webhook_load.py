@@ -2,9 +2,10 @@
 
 Prints how many were accepted, stored and announced (none may be lost or doubled) and the
 p50/p95 latency from sending a request to its 202. The receiver runs in this process under
-uvicorn on a free 127.0.0.1 port with a counting emitter, so the figure is the receiver's own
-cost (auth, hashing, storing, record) without the Prefect API; run with `--prefect` to emit real
-events to the configured Prefect API instead.
+uvicorn on a free 127.0.0.1 port (served as `mmflow webhook` serves it) with a counting event
+sink, so the figure is the receiver's own cost (auth, hashing, durable storing, outbox commit)
+without the Prefect API; run with `--prefect` to deliver real events to the configured Prefect
+API instead. "announced" counts what the delivery loop handed to the sink once the outbox drained.
 
     .venv/bin/python -m benchmarks.webhook_load --requests 200 --threads 16
 """
@@ -18,26 +19,25 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from mmflow.deployments.webhook import (
-    Emitter,
-    Upload,
-    WebhookSettings,
-    create_app,
-    emit_upload_event,
-    signed_headers,
-)
+from mmflow.deployments.delivery import EventSink, PrefectEventSink
+from mmflow.deployments.webhook import Upload, WebhookSettings, create_app, signed_headers
+from mmflow.deployments.webhook_server import server_config
 
 MAX_REQUESTS = 2000  # loopback only, and bounded: this is a benchmark, not a flood tool
+BENCHMARK_SECRET = hashlib.sha256(b"mmflow webhook benchmark").hexdigest().encode()
 
 
 def free_port() -> int:
@@ -48,12 +48,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """`app` under uvicorn on a free loopback port, in a thread; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+def serving(
+    app: Starlette, header_timeout_s: float = 10.0, port: int | None = None
+) -> Iterator[str]:
+    """`app` under uvicorn on a loopback port, in a thread, as `mmflow webhook` serves it."""
+    port = port or free_port()
+    config = server_config(
+        app,
+        "127.0.0.1",
+        port,
+        header_timeout_s=header_timeout_s,
+        log_level="warning",
+        access_log=False,
     )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -68,17 +76,46 @@ def serving(app: Starlette) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-class CountingEmitter:
-    """Records every upload it is asked to announce (thread-safe)."""
+class CountingSink:
+    """An event sink that records every event it is sent and holds it at once (thread-safe)."""
 
     def __init__(self) -> None:
-        self.uploads: list[Upload] = []
+        self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, upload: Upload) -> str:
+    async def send(self, events: Sequence[dict[str, Any]]) -> None:
         with self._lock:
-            self.uploads.append(upload)
-            return f"counted-{len(self.uploads)}"
+            self.events.extend(events)
+
+    async def held(self, event_ids: Sequence[UUID], since: datetime) -> set[UUID]:
+        with self._lock:
+            sent = {UUID(event["id"]) for event in self.events}
+        return sent & set(event_ids)
+
+    async def probe(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    @property
+    def uploads(self) -> list[Upload]:
+        """The uploads announced, in the order their events were sent."""
+        with self._lock:
+            return [Upload.model_validate(event["payload"]) for event in self.events]
+
+
+def wait_until_drained(base_url: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Polls /healthz until the outbox holds nothing pending or sent; returns its outbox."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        while True:
+            outbox: dict[str, Any] = client.get("/healthz").json()["outbox"]
+            if outbox["pending"] == 0 and outbox["sent"] == 0:
+                return outbox
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the outbox did not drain in {timeout_s} s: {outbox}")
+            time.sleep(0.1)
 
 
 def distinct_bodies(count: int, size: int) -> list[bytes]:
@@ -123,9 +160,10 @@ def run_load(
     with httpx.Client(base_url=base_url, limits=limits, timeout=120) as client:
 
         def send(body: bytes) -> None:
-            headers = signed_headers(secret, body, content_type)
+            path = f"/v1/ingest/{scenario}"
+            headers = signed_headers(secret, "POST", path, body, content_type=content_type)
             started = time.perf_counter()
-            response = client.post(f"/v1/ingest/{scenario}", content=body, headers=headers)
+            response = client.post(path, content=body, headers=headers)
             elapsed = time.perf_counter() - started
             with lock:
                 result.statuses[response.status_code] += 1
@@ -146,29 +184,33 @@ def main() -> None:
     parser.add_argument("--prefect", action="store_true", help="emit real Prefect events")
     args = parser.parse_args()
 
-    secret = b"benchmark-secret"
-    emitter = CountingEmitter()
-    emit: Emitter = emit_upload_event if args.prefect else emitter
+    secret = BENCHMARK_SECRET
+    counting = CountingSink()
+    sink: EventSink = PrefectEventSink.from_settings() if args.prefect else counting
     bodies = distinct_bodies(args.requests, args.size)
     with tempfile.TemporaryDirectory() as storage:
-        app = create_app(WebhookSettings(storage=storage, secret=secret), emit=emit)
+        app = create_app(WebhookSettings(storage=storage, secret=secret), sink=sink)
         with serving(app) as url:
             started = time.perf_counter()
             result = run_load(url, secret, bodies, args.threads)
             wall = time.perf_counter() - started
-        uploads = Path(storage) / "uploads"
-        stored = [p for p in uploads.iterdir() if "." not in p.name]
-        records = list(uploads.glob("*.json"))
+            wait_until_drained(url)
+            drained = time.perf_counter() - started
+        stored = [p for p in (Path(storage) / "uploads").iterdir() if "." not in p.name]
     expected = {hashlib.sha256(b).hexdigest() for b in bodies}
     print(f"requests {args.requests} × {args.size} B from {args.threads} threads, {wall:.2f} s")
     print(f"statuses {dict(result.statuses)}")
-    print(f"stored objects {len(stored)} · records {len(records)} · expected {len(expected)}")
+    print(f"stored objects {len(stored)} · expected {len(expected)}")
     print(
         f"lost {len(expected - {p.name for p in stored})} · hashes acked {len(set(result.hashes))}"
     )
+    print(f"outbox drained {drained:.2f} s after the first request")
     if not args.prefect:
+        announced = Counter(u.sha256 for u in counting.uploads)
+        once = sum(1 for sha in expected if announced[sha] == 1)
         print(
-            f"events {len(emitter.uploads)} (distinct {len({u.sha256 for u in emitter.uploads})})"
+            f"events {len(counting.events)} · announced once {once}/{len(expected)} · "
+            f"announced twice or more {sum(1 for n in announced.values() if n > 1)}"
         )
     print(
         f"latency to 202: p50 {result.percentile(50) * 1000:.1f} ms · "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mmflow.cli.console import Verbosity, console, fail, print_table
@@ -289,42 +290,65 @@ def webhook(
         str | None,
         typer.Option(help="Where the triggered flows write (default <storage>/outputs)."),
     ] = None,
+    state_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Local folder for the outbox and replay memory (default <storage>/state, or "
+            "~/.local/state/mmflow/webhook/… for s3:// storage)."
+        ),
+    ] = None,
     secret_env: Annotated[
-        str, typer.Option(help="Environment variable holding the HMAC secret.")
+        str, typer.Option(help="Environment variable holding the HMAC secret (≥ 32 bytes).")
     ] = "MMFLOW_WEBHOOK_SECRET",
     window: Annotated[
         int, typer.Option(min=1, help="Seconds a signature's timestamp may be off.")
     ] = 300,
     max_mb: Annotated[float, typer.Option(min=0.001, help="Largest upload, in MB.")] = 100.0,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a request body may take to arrive.")
+    ] = 60.0,
     allow_uri_prefix: Annotated[
         list[str] | None,
-        typer.Option(help='Prefixes a JSON {"uri"} may name (repeat; default s3://).'),
+        typer.Option(
+            help='Folder or URI prefix a JSON {"uri"} may name (repeat); none by default, '
+            "so only uploaded bytes are accepted."
+        ),
     ] = None,
 ) -> None:
-    """Receive signed uploads and start flows through Prefect events (POST /v1/ingest/SCENARIO)."""
+    """Receive signed uploads and start flows through Prefect events (docs/webhook.md)."""
     import uvicorn
 
+    from mmflow.cli.run import prefect_api, resolved_out
+    from mmflow.deployments.signing import secret_weakness
     from mmflow.deployments.webhook import WebhookSettings, create_app
+    from mmflow.deployments.webhook_server import server_config
     from mmflow.tasks.filesystems import require_filesystem
 
-    secret = os.environ.get(secret_env, "")
+    secret = os.environ.get(secret_env, "").encode()
     if not secret:
-        raise fail(f"Set {secret_env}", "to the shared HMAC secret (e.g. 32 random bytes)")
-    from mmflow.cli.run import prefect_api, resolved_out
-
+        raise fail(f"Set {secret_env}", "to the shared secret (`openssl rand -hex 32`)")
+    weakness = secret_weakness(secret)
+    if weakness:
+        raise fail(f"{secret_env} is too weak", weakness)
     prefect_api()  # the configured server, or the local one: where the deployments run
     require_filesystem(storage)
     outputs = resolved_out(outputs) if outputs else None
     settings = WebhookSettings(
         storage=storage,
         outputs=outputs,
-        secret=secret.encode(),
+        state_dir=state_dir,
+        secret=secret,
         window_s=window,
         max_bytes=int(max_mb * 1024 * 1024),
-        allowed_uri_prefixes=tuple(allow_uri_prefix or ("s3://",)),
+        body_timeout_s=body_timeout,
+        allowed_uri_prefixes=tuple(allow_uri_prefix or ()),
     )
-    console.print(f"mmflow webhook on http://{host}:{port} · uploads → {settings.storage}/uploads")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    app = create_app(settings)
+    console.print(
+        f"mmflow webhook on http://{host}:{port} · uploads → {escape(settings.storage)}/uploads "
+        f"· state → {escape(settings.state_root())}"
+    )
+    uvicorn.Server(server_config(app, host, port, log_level="info")).run()
 
 
 # ---------------------------------------------------------------- deployments, served locally

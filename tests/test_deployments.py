@@ -20,7 +20,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.exceptions import ObjectNotFound
 
-from mmflow.deployments.webhook import Scenario, Upload, emit_upload_event
+from mmflow.deployments.webhook import Upload, emit_upload_event
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,7 @@ def test_an_upload_event_starts_a_run_of_the_deployed_scenario_with_its_uri(
     sha256 = hashlib.sha256(str(tmp_path).encode()).hexdigest()  # unique to this test run
     upload = Upload(
         sha256=sha256,
-        scenario=Scenario.IMAGE,
+        scenario="image",
         uri=f"s3://mmflow-test/uploads/{sha256}",
         size=1,
         media_type="image/png",

@@ -105,3 +105,28 @@ def test_the_committed_deployment_file_is_the_registry_s() -> None:
     from mmflow.deployments.prefect_yaml import render
 
     assert (ROOT / "deployments" / "prefect.yaml").read_text() == render()
+
+
+def test_the_webhook_takes_uploads_for_it(toy: registry.Scenario, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from benchmarks.webhook_load import CountingSink
+    from mmflow.deployments.webhook import WebhookSettings, create_app, signed_headers
+
+    secret = b"0123456789abcdef" * 4
+    settings = WebhookSettings(storage=str(tmp_path / "hook"), secret=secret)
+    body, path = b"some words to count\n", "/v1/ingest/wordcount"
+    with TestClient(create_app(settings, sink=CountingSink())) as client:
+        accepted = client.post(
+            path,
+            content=body,
+            headers=signed_headers(secret, "POST", path, body, content_type="text/plain"),
+        )
+        audio = b"RIFF" + bytes(40)  # another body: a repeated signature is a replay
+        refused = client.post(
+            path,
+            content=audio,
+            headers=signed_headers(secret, "POST", path, audio, content_type="audio/wav"),
+        )
+    assert accepted.status_code == 202, accepted.text
+    assert refused.status_code == 415  # the scenario's own media types

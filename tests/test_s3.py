@@ -180,33 +180,90 @@ def test_s3_without_s3fs_names_the_extra_to_install(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.slow
 def test_the_webhook_stores_uploads_by_hash_in_the_bucket_and_dedupes_them(
-    bucket: str, moto_endpoint: str
+    bucket: str, moto_endpoint: str, tmp_path: Path
 ) -> None:
     import hashlib
 
     from starlette.testclient import TestClient
 
-    from benchmarks.webhook_load import CountingEmitter
+    from benchmarks.webhook_load import CountingSink
     from mmflow.deployments.webhook import WebhookSettings, create_app, signed_headers
 
-    secret, pdf = b"s3-hook-secret", invoice_pdf(SPECS["northwind-invoice"])
-    settings = WebhookSettings(storage=f"s3://{bucket}/hook", secret=secret)
-    emitted = CountingEmitter()
-    with TestClient(create_app(settings, emit=emitted)) as client:
-        first = client.post(
-            "/v1/ingest/invoice",
-            content=pdf,
-            headers=signed_headers(secret, pdf, "application/pdf"),
+    secret, pdf = (
+        hashlib.sha256(b"s3-hook-secret").hexdigest().encode(),
+        invoice_pdf(SPECS["northwind-invoice"]),
+    )
+    settings = WebhookSettings(
+        storage=f"s3://{bucket}/hook", secret=secret, state_dir=str(tmp_path / "state")
+    )
+    path, sink = "/v1/ingest/invoice", CountingSink()
+
+    def headers(timestamp: float) -> dict[str, str]:
+        return signed_headers(
+            secret, "POST", path, pdf, content_type="application/pdf", timestamp=timestamp
         )
-        second = client.post(
-            "/v1/ingest/invoice",
-            content=pdf,
-            headers=signed_headers(secret, pdf, "application/pdf", timestamp=time.time() + 1),
-        )
-        status = client.get(first.json()["status_url"]).json()
+
+    with TestClient(create_app(settings, sink=sink)) as client:
+        first = client.post(path, content=pdf, headers=headers(time.time()))
+        second = client.post(path, content=pdf, headers=headers(time.time() + 1))
+        status_path = first.json()["status_url"]
+        deadline = time.monotonic() + 30
+        while True:  # the delivery loop hands the event over in the background
+            read = client.get(status_path, headers=signed_headers(secret, "GET", status_path))
+            state = read.json()["scenarios"]["invoice"]["delivery"]["state"]
+            if state == "delivered" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     sha256 = hashlib.sha256(pdf).hexdigest()
-    assert (first.status_code, second.status_code) == (202, 200)
+    assert first.status_code == 202
+    assert second.json()["duplicate"] is True
     assert first.json()["uri"] == f"s3://{bucket}/hook/uploads/{sha256}"
     assert _fs().cat_file(f"{bucket}/hook/uploads/{sha256}") == pdf
-    assert status["scenarios"]["invoice"]["status"] == "received"
-    assert len(emitted.uploads) == 1
+    assert state == "delivered"
+    assert [u.uri for u in sink.uploads] == [first.json()["uri"]]
+
+
+@pytest.mark.slow
+def test_webhook_uri_inputs_on_s3_stay_under_the_allowed_prefix(
+    bucket: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """`..` segments and sibling prefixes are refused for s3:// URIs as for local paths."""
+    import hashlib
+
+    from starlette.testclient import TestClient
+
+    from benchmarks.webhook_load import CountingSink
+    from mmflow.deployments.webhook import WebhookSettings, create_app, signed_headers
+
+    secret = hashlib.sha256(b"s3-uri-secret").hexdigest().encode()
+    pdf = invoice_pdf(SPECS["northwind-invoice"])
+    _fs().pipe(f"{bucket}/inbox/a.pdf", pdf)
+    _fs().pipe(f"{bucket}/inbox-private/a.pdf", pdf)
+    settings = WebhookSettings(
+        storage=str(tmp_path / "hook"),
+        secret=secret,
+        allowed_uri_prefixes=(f"s3://{bucket}/inbox",),
+    )
+    answers: dict[str, tuple[int, str | None]] = {}
+    with TestClient(create_app(settings, sink=CountingSink())) as client:
+        for uri in (
+            f"s3://{bucket}/inbox/a.pdf",
+            f"s3://{bucket}/inbox-private/a.pdf",
+            f"s3://{bucket}/inbox/../inbox-private/a.pdf",
+            f"s3://{bucket}/inbox//a.pdf",
+        ):
+            body = json.dumps({"uri": uri}).encode()
+            headers = signed_headers(
+                secret, "POST", "/v1/ingest/invoice", body, content_type="application/json"
+            )
+            response = client.post("/v1/ingest/invoice", content=body, headers=headers)
+            answers[uri.removeprefix(f"s3://{bucket}/")] = (
+                response.status_code,
+                response.json().get("error"),
+            )
+    assert answers == {
+        "inbox/a.pdf": (202, None),
+        "inbox-private/a.pdf": (403, "uri_not_allowed"),
+        "inbox/../inbox-private/a.pdf": (403, "uri_not_allowed"),
+        "inbox//a.pdf": (403, "uri_not_allowed"),
+    }
