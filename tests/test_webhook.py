@@ -136,7 +136,7 @@ def test_a_signed_upload_is_stored_under_its_sha256_and_announced_once(
     assert stored == Path(settings.storage) / "uploads" / sha256
     assert stored.read_bytes() == pdf
     _eventually(lambda: _delivered(client, sha256))
-    assert [(u.sha256, u.scenario.value, u.uri) for u in sink.uploads] == [
+    assert [(u.sha256, u.scenario, u.uri) for u in sink.uploads] == [
         (sha256, "invoice", str(stored))
     ]
     assert sink.events[0]["id"] == response.json()["event_id"]
@@ -163,7 +163,7 @@ def test_the_same_bytes_for_another_scenario_are_announced_for_that_scenario(
     headers = _headers(pdf, path=path, timestamp=time.time() + 1)
     assert _post(client, pdf, headers, path).status_code == 202
     _eventually(lambda: len(sink.events) == 2)
-    assert sorted(u.scenario.value for u in sink.uploads) == ["image", "invoice"]
+    assert sorted(u.scenario for u in sink.uploads) == ["image", "invoice"]
     assert len({e["id"] for e in sink.events}) == 2
 
 
@@ -913,7 +913,11 @@ def test_an_upload_creates_one_flow_run_of_the_triggered_deployment_with_its_uri
 
         created = asyncio.run(runs())
     assert [r.parameters for r in created] == [
-        {"inputs": [response.json()["uri"]], "out": f"{settings.outputs_root()}/meeting"}
+        {
+            "inputs": [response.json()["uri"]],
+            "out": f"{settings.outputs_root()}/meeting",
+            "names": [response.json()["filename"] or response.json()["sha256"]],
+        }
     ]
 
 
