@@ -56,7 +56,7 @@ from mmflow.tasks.image import (
 )
 from mmflow.tasks.image_kind import KindResult
 from mmflow.tasks.injection import InjectionReport
-from mmflow.tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
+from mmflow.tasks.inputs import expand_inputs, forget_input, hash_input
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, SourceInfo, Status
 from mmflow.tasks.persist import Manifest, OutputNames, ensure_dir, join, write_model
 
@@ -167,7 +167,7 @@ def read_locally(
     """The local steps for one input; a rejection or a defect ends in the manifest here."""
     sha256: str | None = None
     try:
-        sha256 = sha256_of(read_input(uri))
+        sha256 = hash_input(uri)
         return local_steps(uri, sha256, steps, options)
     except Rejection as rejection:  # the input could not even be read
         error = ErrorInfo(code=rejection.code.value, message=rejection.message)

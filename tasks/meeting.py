@@ -56,7 +56,7 @@ from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_w
 from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
 from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
 from mmflow.tasks.caching import Stamped, Step
-from mmflow.tasks.inputs import read_input
+from mmflow.tasks.inputs import copy_input, local_file
 
 
 class DenoiseMode(StrEnum):
@@ -129,14 +129,15 @@ class PreparedAudio(BaseModel):
 
 def local_path(uri: str, sha256: str) -> Path:
     """A local file FFmpeg can read: the path itself, or a copy of a remote object by hash."""
-    if "://" not in uri or uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
+    local = local_file(uri)  # also maps a name carried as a `file://` URI to its bytes
+    if local is not None:
+        return local
     folder = Path(tempfile.gettempdir()) / "mmflow-audio"
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / f"{sha256}{PurePosixPath(uri).suffix}"
     if not copy.is_file():
         partial = copy.with_suffix(copy.suffix + ".partial")
-        partial.write_bytes(read_input(uri))
+        copy_input(uri, partial)  # streamed: a long recording is never held whole
         partial.replace(copy)
     return copy
 

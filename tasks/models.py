@@ -7,7 +7,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from mmflow.tasks.errors import printable
 
 BBox = tuple[float, float, float, float]
 """x0, y0, x1, y1 in the page's own unit (PDF points, or pixels of the normalised image)."""
@@ -210,6 +212,12 @@ class InvoiceResult(BaseModel):
 class ErrorInfo(BaseModel):
     code: str
     message: str
+
+    @field_validator("message")
+    @classmethod
+    def _json_safe(cls, message: str) -> str:
+        """An exception's text may quote a file name that is not UTF-8; JSON refuses those."""
+        return printable(message)
 
 
 class ManifestEntry(BaseModel):

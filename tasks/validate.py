@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from mmflow.tasks.errors import Rejection, RejectionCode
 from mmflow.tasks.models import ValidatedInput
+from mmflow.tasks.pdf_budget import check_pdf_budget
 
 MB = 1024 * 1024
 
@@ -63,6 +64,11 @@ class ValidationLimits(BaseModel):
     min_side_px: int = 32  # raster pixels, or PDF points for PDF pages
     max_side_px: int = 20_000  # a 1 m long receipt scanned at 300 dpi is ~11,800 px
     render_dpi: int = 200  # PDF pages must render within max_pixels at this resolution
+    # What a PDF may make the decoder do (tasks/pdf_budget.py): a 50-page invoice PDF holds a
+    # few thousand objects and inflates to a few MB.
+    max_objects: int = 250_000
+    max_stream_bytes: int = 64 * MB  # inflated size of one stream that is not an image
+    max_inflated_bytes: int = 256 * MB  # ... and of all of them together
 
 
 DEFAULT_LIMITS = ValidationLimits()
@@ -285,7 +291,13 @@ def _check_pdf(data: bytes, uri: str, limits: ValidationLimits) -> tuple[int, li
         flags: list[str] = []
         if (doc.metadata or {}).get("encryption"):  # opened without a password: owner-only
             flags.append(FLAG_PDF_OWNER_PASSWORD)
-        pages = doc.page_count
+        try:
+            check_pdf_budget(doc, uri, limits)
+            pages = doc.page_count
+        except Rejection:
+            raise
+        except Exception as exc:  # a page tree MuPDF refuses (its count disagrees, a cycle)
+            raise _corrupt_pdf(uri, f"its page tree cannot be read: {exc}") from exc
         if pages == 0:
             raise _corrupt_pdf(uri, "no readable pages")
         if pages > limits.max_pages:
