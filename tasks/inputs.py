@@ -127,7 +127,7 @@ def _too_large(uri: str, size: int, max_bytes: int) -> Rejection:
     )
 
 
-def _local_size(path: Path, uri: str, max_bytes: int) -> int:
+def check_local_file(path: Path, uri: str, max_bytes: int) -> int:
     """Size of the regular file at `path`, or the rejection that says what it is instead."""
     try:
         is_link = path.is_symlink()
@@ -173,7 +173,7 @@ def open_input(uri: str, max_bytes: int = MAX_INPUT_BYTES) -> Iterator[BinaryIO]
     """
     local = local_file(uri)
     if local is not None:
-        _local_size(local, uri, max_bytes)
+        check_local_file(local, uri, max_bytes)
         try:
             fd = os.open(local, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError as error:
