@@ -28,7 +28,7 @@ from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
 from mmflow.tasks.caching import Stopped
 from mmflow.tasks.errors import Rejection
-from mmflow.tasks.inputs import expand_inputs, forget_input, hash_input
+from mmflow.tasks.inputs import MAX_INPUT_BYTES, expand_inputs, forget_input, hash_input
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputNames, ensure_dir, json_safe
 
@@ -101,7 +101,8 @@ def run_input(
     """Process one input and write its outputs; whatever happens, it ends in the manifest."""
     sha256: str | None = None
     try:
-        sha256 = hash_input(uri)  # streamed: a recording is never held whole to hash it
+        # Streamed, and refused from its size first when the scenario reads less than this.
+        sha256 = hash_input(uri, getattr(scenario, "max_input_bytes", MAX_INPUT_BYTES))
         result = scenario.process(uri, sha256, steps, run_id)
         written = scenario.write(result, out, names.stem_for(uri, sha256))
         output = next(iter(written))

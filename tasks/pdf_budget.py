@@ -14,7 +14,11 @@ anything:
   `max_inflated_bytes` (`decompression_bomb`). Flate (also chained), LZW and RunLength are
   counted; image streams are not, since MuPDF reads from them only the bytes their declared
   size needs;
-- every image's declared width × height, against `max_pixels` (`decompression_bomb`).
+- every image's declared width × height, against `max_pixels` (`decompression_bomb`);
+- what drawing each page means: its content streams plus, for every form it draws (`/Name Do`),
+  what drawing that form means, recursively. Forms that each draw the next one ten times, nine
+  deep, are a billion drawings in a few KB (MuPDF: two minutes and 4 GB for one page); the sum
+  in bytes of content is held to `max_drawn_bytes` per page (`too_complex`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class PdfBounds(Protocol):
     max_objects: int
     max_stream_bytes: int
     max_inflated_bytes: int
+    max_drawn_bytes: int
 
 
 def check_pdf_budget(doc: pymupdf.Document, uri: str, limits: PdfBounds) -> None:
@@ -57,9 +62,13 @@ def check_pdf_budget(doc: pymupdf.Document, uri: str, limits: PdfBounds) -> None
         if _key(doc, xref, "Subtype") == "/Image":
             _check_image(doc, xref, uri, limits)
             continue
+        try:
+            raw = doc.xref_stream_raw(xref) or b""
+        except Exception:  # a stream MuPDF cannot read is one it will not inflate either
+            continue
         size = decoded_size(
             _filters(doc, xref),
-            doc.xref_stream_raw(xref),
+            raw,
             min(limits.max_stream_bytes, limits.max_inflated_bytes - inflated),
         )
         inflated += size
@@ -74,16 +83,17 @@ def check_pdf_budget(doc: pymupdf.Document, uri: str, limits: PdfBounds) -> None
                 f"{uri}: {what}; a document of a few pages needs far less, so it was not read. "
                 "Export or print it to a new PDF and submit that.",
             )
+    _check_drawing(doc, uri, limits)
 
 
 def _check_declared_pages(doc: pymupdf.Document, uri: str, limits: PdfBounds) -> None:
     """The page tree's `/Count`, read without loading it: MuPDF refuses a tree whose count
     disagrees with its pages ("Invalid number of pages"), which says nothing to a person."""
     try:
-        kind, pages_ref = doc.xref_get_key(doc.pdf_catalog(), "Pages")
+        kind, pages_ref = _entry(doc, doc.pdf_catalog(), "Pages")
         if kind != "xref":
             return
-        kind, count = doc.xref_get_key(int(pages_ref.split()[0]), "Count")
+        kind, count = _entry(doc, int(pages_ref.split()[0]), "Count")
     except (RuntimeError, ValueError, IndexError):
         return  # no readable page tree: validate's page count judges the damage
     if kind == "int" and int(count) > limits.max_pages:
@@ -100,15 +110,26 @@ def _stream_xrefs(doc: pymupdf.Document) -> Iterator[int]:
     pdf = pymupdf._as_pdf_document(doc)
     for xref in range(1, doc.xref_length()):
         entry = pymupdf.mupdf.ll_pdf_get_xref_entry_no_null(pdf.m_internal, xref)
-        if entry.type == "n" and doc.xref_is_stream(xref):
+        try:
+            is_stream = entry.type == "n" and doc.xref_is_stream(xref)
+        except Exception:  # an object MuPDF cannot read is not a stream it will inflate
+            continue
+        if is_stream:
             yield xref
 
 
 def _key(doc: pymupdf.Document, xref: int, name: str) -> str:
+    return _entry(doc, xref, name)[1]
+
+
+def _entry(doc: pymupdf.Document, xref: int, name: str) -> tuple[str, str]:
+    """(kind, value) of a key; ("null", "") for an object MuPDF cannot read (its errors are
+    several exception types), since such an object holds nothing this module counts."""
     try:
-        return str(doc.xref_get_key(xref, name)[1])
-    except RuntimeError:
-        return ""
+        kind, value = doc.xref_get_key(xref, name)
+    except Exception:
+        return "null", ""
+    return str(kind), str(value)
 
 
 def _filters(doc: pymupdf.Document, xref: int) -> list[str]:
@@ -224,3 +245,79 @@ def _lzw_size(data: bytes, limit: int) -> int:
             if len(lengths) + 1 >= (1 << width) and width < 12:
                 width += 1
     return size
+
+
+# ---------------------------------------------------------------- what drawing a page means
+
+_DO = re.compile(rb"/([^\s/\[\]<>(){}%]+)\s*Do\b")
+_REFERENCE = re.compile(r"/([^\s/\[\]<>(){}%]+)\s+(\d+)\s+\d+\s+R")
+
+
+def _check_drawing(doc: pymupdf.Document, uri: str, limits: PdfBounds) -> None:
+    """Every page's drawing cost against `max_drawn_bytes` (streams are known small by now)."""
+    costs: dict[int, int] = {}
+    for xref in range(1, doc.xref_length()):
+        if _key(doc, xref, "Type") != "/Page":
+            continue
+        contents = [int(n) for n in re.findall(r"(\d+)\s+\d+\s+R", _key(doc, xref, "Contents"))]
+        forms = _xobjects(doc, xref, inherited=True)
+        cost = sum(_drawn(doc, c, forms, costs, limits.max_drawn_bytes) for c in contents)
+        if cost > limits.max_drawn_bytes:
+            raise Rejection(
+                RejectionCode.TOO_COMPLEX,
+                f"{uri}: drawing one of its pages means interpreting over "
+                f"{limits.max_drawn_bytes / MB:.0f} MB of drawing instructions (forms drawing "
+                "forms); it was not rendered. Export or print it to a new PDF and submit that.",
+            )
+
+
+def _xobjects(doc: pymupdf.Document, xref: int, inherited: bool = False) -> dict[str, int]:
+    """Name → object of the XObjects a page (with what it inherits) or a form may draw."""
+    for _ in range(32 if inherited else 1):
+        kind, value = _entry(doc, xref, "Resources/XObject")
+        if kind == "xref":
+            try:
+                value = doc.xref_object(int(value.split()[0]), compressed=True)
+            except Exception:
+                return {}
+        if kind in ("dict", "xref"):
+            return {name: int(number) for name, number in _REFERENCE.findall(value)}
+        kind, parent = _entry(doc, xref, "Parent")
+        if kind != "xref":
+            break
+        xref = int(parent.split()[0])
+    return {}
+
+
+_MAX_FORM_DEPTH = 64  # forms inside forms deeper than this are past any real document
+
+
+def _drawn(
+    doc: pymupdf.Document,
+    xref: int,
+    forms: dict[str, int],
+    costs: dict[int, int],
+    cap: int,
+    depth: int = 0,
+) -> int:
+    """Bytes of drawing instructions interpreted to draw stream `xref`, forms included; a form
+    already on the way (a cycle MuPDF refuses to follow) counts nothing. Stops past `cap`."""
+    if xref in costs:
+        return costs[xref]
+    if depth > _MAX_FORM_DEPTH:
+        return cap + 1
+    costs[xref] = 0  # on the way: a cycle ends here
+    try:
+        content = doc.xref_stream(xref) or b""
+    except Exception:  # MuPDF will not draw what it cannot decode
+        content = b""
+    total = len(content)
+    for name in _DO.findall(content):
+        target = forms.get(name.decode("latin-1"))
+        if target is None or _key(doc, target, "Subtype") != "/Form":
+            continue
+        total += _drawn(doc, target, _xobjects(doc, target), costs, cap, depth + 1)
+        if total > cap:
+            break
+    costs[xref] = total
+    return total

@@ -69,6 +69,7 @@ class ValidationLimits(BaseModel):
     max_objects: int = 250_000
     max_stream_bytes: int = 64 * MB  # inflated size of one stream that is not an image
     max_inflated_bytes: int = 256 * MB  # ... and of all of them together
+    max_drawn_bytes: int = 128 * MB  # drawing instructions per page, forms drawn included
 
 
 DEFAULT_LIMITS = ValidationLimits()
@@ -395,7 +396,9 @@ def _check_raster(data: bytes, uri: str, limits: ValidationLimits) -> tuple[int,
     except UnidentifiedImageError as exc:
         raise _corrupt_image(uri, description, "its header is not a valid image header") from exc
     except Exception as exc:  # hostile headers make Pillow raise many exception types
-        raise _corrupt_image(uri, description, f"header unreadable: {exc}") from exc
+        raise _text_bomb(uri, exc, limits) or _corrupt_image(
+            uri, description, f"header unreadable: {exc}"
+        ) from exc
     with image:
         media_type = RASTER_FORMATS.get(image.format or "", "")
         if not media_type:
@@ -416,7 +419,9 @@ def _check_raster(data: bytes, uri: str, limits: ValidationLimits) -> tuple[int,
             try:
                 image.load()
             except Exception as exc:  # truncated or corrupt data: Pillow raises many types
-                raise _corrupt_image(uri, description, f"page {index + 1}: {exc}") from exc
+                raise _text_bomb(uri, exc, limits) or _corrupt_image(
+                    uri, description, f"page {index + 1}: {exc}"
+                ) from exc
     return pages, flags, media_type
 
 
@@ -459,6 +464,14 @@ def _check_frame_size(image: Image.Image, uri: str, index: int, limits: Validati
             f"{limits.min_side_px} pixels on each side. Submit the original scan or photo, "
             "not a thumbnail.",
         )
+
+
+def _text_bomb(uri: str, error: Exception, limits: ValidationLimits) -> Rejection | None:
+    """Pillow refuses a text or colour-profile chunk that inflates past its limits (PNG zTXt,
+    iTXt, iCCP): a decompression bomb, not a damaged file."""
+    if isinstance(error, ValueError) and "decompressed data too large" in str(error).lower():
+        return _bomb(uri, "a metadata chunk that inflates past Pillow's limit", limits)
+    return None
 
 
 def _bomb(uri: str, detail: str, limits: ValidationLimits) -> Rejection:
