@@ -119,6 +119,7 @@ class PreparedAudio(BaseModel):
     original_duration_s: float
     gain_db: float
     layout: ChannelLayout
+    non_finite_samples: int = 0  # NaN/Inf samples normalise replaced by silence
     notes: list[str] = Field(default_factory=list)
     denoise_mode: DenoiseMode | None = None  # None: not through denoise yet
     denoise: DenoiseDecision | None = None
@@ -219,6 +220,7 @@ def _normalise(source: ValidatedAudio) -> PreparedAudio:
         original_duration_s=audio.original_duration_s,
         gain_db=audio.gain_db,
         layout=audio.layout,
+        non_finite_samples=audio.non_finite_samples,
         notes=audio.notes,
     )
 
@@ -346,6 +348,7 @@ def assemble_meeting(
             "kept_s": round(audio.duration_s, 3),
             "gain_db": round(audio.gain_db, 2),
             "layout": audio.layout.value,
+            "non_finite_samples": audio.non_finite_samples,
             "notes": audio.notes,
         },
         "denoise": audio.denoise.model_dump(mode="json") if audio.denoise else {"applied": False},

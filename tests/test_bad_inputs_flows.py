@@ -189,6 +189,8 @@ def test_bad_recordings_end_as_documented_and_no_speech_is_lost(
         result = json.loads(Path(line["output"]).read_text())
         words = " ".join(s["text"] for s in result["segments"]).lower()
         assert "invoice" in words or "friday" in words, (name, words)
+        non_finite = result["processing"]["normalise"]["non_finite_samples"]
+        assert (non_finite > 0) == (name == "nan-inf.wav"), (name, non_finite)
 
 
 PEAK_MEETING_SILENCE_MB = 1024
