@@ -237,17 +237,44 @@ def read_input(uri: str, max_bytes: int = MAX_READ_BYTES) -> bytes:
     return data
 
 
+_digests: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
+_DIGESTS = 100_000  # remembered local digests (a batch hashes while planning, then per input)
+
+
 def hash_input(uri: str, max_bytes: int = MAX_INPUT_BYTES) -> str:
-    """sha256 of an input's bytes, read by streaming: memory stays one block whatever its size."""
+    """sha256 of an input's bytes, read by streaming: memory stays one block whatever its size.
+
+    A local file's digest is remembered by (name, size, modification time, inode), so hashing
+    the same unchanged file again costs a `stat`, not a read.
+    """
     with _recent_lock:
         cached = _recent.get(uri)
     if cached is not None:
         return sha256_of(cached)
-    digest = hashlib.sha256()
     with open_input(uri, max_bytes) as handle:
+        key = _identity(uri, handle)
+        with _recent_lock:
+            known = _digests.get(key) if key else None
+        if known is not None:
+            return known
+        digest = hashlib.sha256()
         for block in _read_bounded(handle, uri, max_bytes):
             digest.update(block)
+    if key:
+        with _recent_lock:
+            _digests[key] = digest.hexdigest()
+            while len(_digests) > _DIGESTS:
+                _digests.popitem(last=False)
     return digest.hexdigest()
+
+
+def _identity(uri: str, handle: BinaryIO) -> tuple[str, int, int, int] | None:
+    """What tells a local file's content changed; None for remote objects."""
+    try:
+        info = os.fstat(handle.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return (uri, info.st_size, info.st_mtime_ns, info.st_ino)
 
 
 def copy_input(uri: str, target: Path, max_bytes: int = MAX_INPUT_BYTES) -> None:

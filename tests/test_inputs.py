@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mmflow.tasks import inputs
 from mmflow.tasks.errors import Rejection
 from mmflow.tasks.inputs import (
     carried_name,
@@ -178,3 +179,24 @@ def test_a_name_that_is_not_utf8_is_carried_as_a_file_uri_that_reads_back(tmp_pa
     assert read_input(found) == b"the bytes"
     assert hash_input(found) == sha256_of(b"the bytes")
     assert carried_name(str(tmp_path / "plain é.pdf")) == str(tmp_path / "plain é.pdf")
+
+
+def test_hashing_an_unchanged_file_again_reads_nothing_and_a_change_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "f.pdf"
+    path.write_bytes(b"first")
+    assert hash_input(str(path)) == sha256_of(b"first")
+    reads: list[str] = []
+    real_read = inputs._read_bounded
+
+    def counted(handle: object, uri: str, max_bytes: int) -> object:
+        reads.append(uri)
+        return real_read(handle, uri, max_bytes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inputs, "_read_bounded", counted)
+    assert hash_input(str(path)) == sha256_of(b"first")
+    assert reads == []
+    path.write_bytes(b"second!")  # another size (and time): the digest is read again
+    assert hash_input(str(path)) == sha256_of(b"second!")
+    assert reads == [str(path)]
