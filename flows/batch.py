@@ -44,7 +44,7 @@ from mmflow.flows.runs import (
     run_groups,
 )
 from mmflow.tasks.errors import RejectionCode
-from mmflow.tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
+from mmflow.tasks.inputs import expand_inputs, forget_input, hash_input, sha256_of
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import (
     Manifest,
@@ -71,7 +71,7 @@ def hash_inputs(uris: list[str], threads: int = HASH_THREADS) -> dict[str, str |
 
     def digest(uri: str) -> str | None:
         try:
-            return sha256_of(read_input(uri))  # kept in memory for the run, within its cap
+            return hash_input(uri)  # streamed: 8 threads never hold 8 whole inputs
         except Exception:
             return None
 

@@ -91,6 +91,11 @@ class InvoicePipeline:
     vision: VisionSettings | None = None  # a live provider: only for pages routed VISION
     name: str = "invoice"
 
+    @property
+    def max_input_bytes(self) -> int:
+        """Larger inputs are refused from their size before they are hashed."""
+        return self.options.limits.max_bytes
+
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
 

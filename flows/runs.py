@@ -47,7 +47,13 @@ from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
 from mmflow.tasks.caching import Stopped
 from mmflow.tasks.errors import FailureCode, MmflowError, Rejection, RejectionCode
-from mmflow.tasks.inputs import expand_inputs, forget_input, read_input, sha256_of
+from mmflow.tasks.inputs import (
+    MAX_INPUT_BYTES,
+    expand_inputs,
+    forget_input,
+    hash_input,
+    open_input,
+)
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputNames, check_output_location, json_safe
 
@@ -271,7 +277,9 @@ def other_scenario_hint(uri: str, scenario: str) -> str:
     from mmflow.flows import registry
 
     try:
-        media = puremagic.from_string(read_input(uri)[:8192], mime=True)
+        with open_input(uri) as handle:
+            head = handle.read(8192)
+        media = puremagic.from_string(head, mime=True)
     except (puremagic.PureError, ValueError, OSError, Rejection):
         return ""
     if not media or media == "application/octet-stream":
@@ -304,7 +312,8 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
                 "the run was stopped before this input started; run the same "
                 "command again to finish it"
             )
-        sha256 = sha256_of(read_input(uri))
+        # Streamed, and refused from its size first when the scenario reads less than this.
+        sha256 = hash_input(uri, getattr(pipeline, "max_input_bytes", MAX_INPUT_BYTES))
         digest = sha256
         result = _bounded(
             lambda: pipeline.process(uri, digest, steps, run_id),

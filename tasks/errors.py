@@ -19,6 +19,21 @@ class RejectionCode(StrEnum):
     ENCRYPTED_PDF = "encrypted_pdf"
     NOT_FOUND = "not_found"
     DUPLICATE = "duplicate"
+    NOT_A_FILE = "not_a_file"  # a FIFO, device, socket, folder or symbolic-link loop
+    LINK_OUTSIDE_FOLDER = "link_outside_folder"  # a symbolic link to a file outside its folder
+    TOO_COMPLEX = "too_complex"  # structure past a work bound (e.g. a PDF's object count)
+
+
+def printable(text: str) -> str:
+    """`text` as valid UTF-8: bytes of a file name that were not UTF-8 appear as `\\xNN`.
+
+    Python carries such bytes as lone surrogates (`os.fsdecode`), which JSON encoders refuse.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 class FailureCode(StrEnum):
@@ -40,6 +55,7 @@ class Rejection(MmflowError):
     """The input cannot be processed; `message` tells a person what to do about it."""
 
     def __init__(self, code: RejectionCode, message: str) -> None:
+        message = printable(message)  # it ends in JSON: the manifest, Prefect, events
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message

@@ -256,7 +256,7 @@ TASK_PROMPT: dict[ImageTask, str] = {
 
 
 def validate_image(sha256: str, *, uri: str, limits: ValidationLimits) -> ValidatedInput:
-    data = read_input(uri)
+    data = read_input(uri, max_bytes=limits.max_bytes)  # size judged before reading
     if sha256_of(data) != sha256:
         raise RuntimeError(f"{uri} changed while it was being processed; run it again")
     return validate_bytes(data, uri, limits)

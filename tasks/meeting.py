@@ -57,7 +57,7 @@ from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_w
 from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
 from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
 from mmflow.tasks.caching import Stamped, Step
-from mmflow.tasks.inputs import read_input
+from mmflow.tasks.inputs import copy_input, local_file
 
 
 class DenoiseMode(StrEnum):
@@ -120,6 +120,7 @@ class PreparedAudio(BaseModel):
     original_duration_s: float
     gain_db: float
     layout: ChannelLayout
+    non_finite_samples: int = 0  # NaN/Inf samples normalise replaced by silence
     notes: list[str] = Field(default_factory=list)
     denoise_mode: DenoiseMode | None = None  # None: not through denoise yet
     denoise: DenoiseDecision | None = None
@@ -130,14 +131,15 @@ class PreparedAudio(BaseModel):
 
 def local_path(uri: str, sha256: str) -> Path:
     """A local file FFmpeg can read: the path itself, or a copy of a remote object by hash."""
-    if "://" not in uri or uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
+    local = local_file(uri)  # also maps a name carried as a `file://` URI to its bytes
+    if local is not None:
+        return local
     folder = Path(tempfile.gettempdir()) / "mmflow-audio"
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / f"{sha256}{PurePosixPath(uri).suffix}"
     if not copy.is_file():
         partial = copy.with_suffix(copy.suffix + ".partial")
-        partial.write_bytes(read_input(uri))
+        copy_input(uri, partial)  # streamed: a long recording is never held whole
         partial.replace(copy)
     return copy
 
@@ -219,6 +221,7 @@ def _normalise(source: ValidatedAudio) -> PreparedAudio:
         original_duration_s=audio.original_duration_s,
         gain_db=audio.gain_db,
         layout=audio.layout,
+        non_finite_samples=audio.non_finite_samples,
         notes=audio.notes,
     )
 
@@ -346,6 +349,7 @@ def assemble_meeting(
             "kept_s": round(audio.duration_s, 3),
             "gain_db": round(audio.gain_db, 2),
             "layout": audio.layout.value,
+            "non_finite_samples": audio.non_finite_samples,
             "notes": audio.notes,
         },
         "denoise": audio.denoise.model_dump(mode="json") if audio.denoise else {"applied": False},

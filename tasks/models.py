@@ -7,7 +7,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator
+
+from mmflow.tasks.errors import printable
 
 Usd = Annotated[Decimal, Field(ge=0), WithJsonSchema({"type": "number", "minimum": 0})]
 """An amount of US dollars: a Decimal in code, a plain number in forms (not "number | string")."""
@@ -206,6 +208,12 @@ class InvoiceResult(BaseModel):
 class ErrorInfo(BaseModel):
     code: str
     message: str
+
+    @field_validator("message")
+    @classmethod
+    def _json_safe(cls, message: str) -> str:
+        """An exception's text may quote a file name that is not UTF-8; JSON refuses those."""
+        return printable(message)
 
 
 class ManifestEntry(BaseModel):

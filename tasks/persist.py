@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -83,12 +85,34 @@ def write_model(path: str, model: BaseModel) -> bytes:
     return write_text(path, model.model_dump_json(indent=2) + "\n")
 
 
+# A file name holds at most 255 bytes (ext4, XFS, APFS); outputs add a suffix such as
+# `-<sha8>.json.partial` to the stem, so a stem keeps well under that.
+MAX_STEM_BYTES = 120
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _stem_of(uri: str) -> str:
-    return PurePosixPath(uri.replace("\\", "/")).stem or "input"
+    return bounded_stem(PurePosixPath(uri.replace("\\", "/")).stem or "input")
+
+
+def bounded_stem(stem: str) -> str:
+    """A stem every file system and tool takes: control characters (a newline in a name) become
+    `_`, and a stem longer than MAX_STEM_BYTES is cut at a character boundary and ends in
+    `-<8 hex of the sha256 of the whole stem>`, so two long names still get two outputs."""
+    clean = _CONTROL.sub("_", stem)
+    raw = clean.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_STEM_BYTES:
+        return clean
+    suffix = "-" + hashlib.sha256(raw).hexdigest()[:8]
+    head = raw[: MAX_STEM_BYTES - len(suffix)].decode("utf-8", "ignore")
+    return head + suffix
 
 
 class OutputNames:
     """`<stem>.json` per input; a second input with the same stem gets `<stem>-<sha8>`.
+
+    A stem is bounded first (`bounded_stem`): a 250-byte input name must not make its output's
+    name too long to create.
 
     `remember` seeds the names an earlier run into the same folder gave, so a resumed batch
     never hands an existing `<stem>.json` to a different input.

@@ -29,6 +29,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from mmflow.tasks.errors import Rejection, RejectionCode
 from mmflow.tasks.models import ValidatedInput
+from mmflow.tasks.pdf_budget import check_pdf_budget
 
 MB = 1024 * 1024
 
@@ -65,6 +66,12 @@ class ValidationLimits(BaseModel):
     max_side_px: int = 20_000  # a 1 m long receipt scanned at 300 dpi is ~11,800 px
     # PDF pages must render within max_pixels at this resolution; set from the scenario's dpi.
     render_dpi: SkipJsonSchema[int] = 200
+    # What a PDF may make the decoder do (tasks/pdf_budget.py): a 50-page invoice PDF holds a
+    # few thousand objects and inflates to a few MB.
+    max_objects: int = 250_000
+    max_stream_bytes: int = 64 * MB  # inflated size of one stream that is not an image
+    max_inflated_bytes: int = 256 * MB  # ... and of all of them together
+    max_drawn_bytes: int = 128 * MB  # drawing instructions per page, forms drawn included
 
 
 DEFAULT_LIMITS = ValidationLimits()
@@ -287,7 +294,13 @@ def _check_pdf(data: bytes, uri: str, limits: ValidationLimits) -> tuple[int, li
         flags: list[str] = []
         if (doc.metadata or {}).get("encryption"):  # opened without a password: owner-only
             flags.append(FLAG_PDF_OWNER_PASSWORD)
-        pages = doc.page_count
+        try:
+            check_pdf_budget(doc, uri, limits)
+            pages = doc.page_count
+        except Rejection:
+            raise
+        except Exception as exc:  # a page tree MuPDF refuses (its count disagrees, a cycle)
+            raise _corrupt_pdf(uri, f"its page tree cannot be read: {exc}") from exc
         if pages == 0:
             raise _corrupt_pdf(uri, "no readable pages")
         if pages > limits.max_pages:
@@ -385,7 +398,9 @@ def _check_raster(data: bytes, uri: str, limits: ValidationLimits) -> tuple[int,
     except UnidentifiedImageError as exc:
         raise _corrupt_image(uri, description, "its header is not a valid image header") from exc
     except Exception as exc:  # hostile headers make Pillow raise many exception types
-        raise _corrupt_image(uri, description, f"header unreadable: {exc}") from exc
+        raise _text_bomb(uri, exc, limits) or _corrupt_image(
+            uri, description, f"header unreadable: {exc}"
+        ) from exc
     with image:
         media_type = RASTER_FORMATS.get(image.format or "", "")
         if not media_type:
@@ -406,7 +421,9 @@ def _check_raster(data: bytes, uri: str, limits: ValidationLimits) -> tuple[int,
             try:
                 image.load()
             except Exception as exc:  # truncated or corrupt data: Pillow raises many types
-                raise _corrupt_image(uri, description, f"page {index + 1}: {exc}") from exc
+                raise _text_bomb(uri, exc, limits) or _corrupt_image(
+                    uri, description, f"page {index + 1}: {exc}"
+                ) from exc
     return pages, flags, media_type
 
 
@@ -449,6 +466,14 @@ def _check_frame_size(image: Image.Image, uri: str, index: int, limits: Validati
             f"{limits.min_side_px} pixels on each side. Submit the original scan or photo, "
             "not a thumbnail.",
         )
+
+
+def _text_bomb(uri: str, error: Exception, limits: ValidationLimits) -> Rejection | None:
+    """Pillow refuses a text or colour-profile chunk that inflates past its limits (PNG zTXt,
+    iTXt, iCCP): a decompression bomb, not a damaged file."""
+    if isinstance(error, ValueError) and "decompressed data too large" in str(error).lower():
+        return _bomb(uri, "a metadata chunk that inflates past Pillow's limit", limits)
+    return None
 
 
 def _bomb(uri: str, detail: str, limits: ValidationLimits) -> Rejection:

@@ -24,8 +24,9 @@ def _frame_rms(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     n = len(samples) // frame
     if n == 0:
         return np.zeros(0)
-    blocks = samples[: n * frame].reshape(n, frame).astype(np.float64)
-    rms: np.ndarray = np.sqrt(np.mean(blocks**2, axis=1))
+    blocks = samples[: n * frame].reshape(n, frame)
+    # Summed in float64 without a float64 copy of the whole recording (8 bytes a sample).
+    rms: np.ndarray = np.sqrt(np.square(blocks).sum(axis=1, dtype=np.float64) / frame)
     return rms
 
 

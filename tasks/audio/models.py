@@ -51,6 +51,7 @@ class NormalisedAudio(BaseModel):
     channel_samples: np.ndarray | None = None  # (channels, n), same gain/offset as `samples`
     channel_correlation: float | None = None
     channel_dominance: float | None = None  # share of voiced frames one channel dominates
+    non_finite_samples: int = 0  # NaN/Inf samples in the file, replaced by silence
     notes: list[str] = Field(default_factory=list)
 
     @property

@@ -1,26 +1,46 @@
 """Normalise audio to what the models expect: 16 kHz mono float32, a steady level, no dead air.
 
-Leading and trailing silence is trimmed (pydub) and the leading offset is kept, so every time a
-later step reports refers to the original file. A stereo file whose channels carry different
-speakers (call recordings, two-mic interviews) is detected and its channels are kept: the
-channels themselves then tell who spoke, which beats any voice clustering.
+Leading and trailing silence is trimmed and the leading offset is kept, so every time a later
+step reports refers to the original file. A stereo file whose channels carry different speakers
+(call recordings, two-mic interviews) is detected and its channels are kept: the channels
+themselves then tell who spoke, which beats any voice clustering.
+
+Memory is bounded by what is kept, not by how long the file is (docs/bad-inputs.md). FFmpeg's
+output is read in blocks of BLOCK_S seconds, twice: the first pass keeps only sums per 10 ms
+(levels, channel correlation, peaks, DC offset, non-finite samples), from which gain, layout and
+the trim bounds are decided; the second pass writes the kept stretch, already mixed and levelled,
+into one float32 array allocated at its final size. Two hours of silence hold a few MB instead
+of gigabytes: a file in which nothing sounds keeps only its first MAX_SILENT_KEPT_S seconds.
+
+Hostile samples are made harmless before anything is measured: NaN and ±Inf become silence (and
+are counted), a DC offset is removed, and a stereo file whose channels are phase-inverted
+copies is mixed with one channel inverted, where the plain average would cancel to silence.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mmflow.tasks.audio.models import SAMPLE_RATE, ChannelLayout, NormalisedAudio, ValidatedAudio
-from mmflow.tasks.audio.validate import require_tool
-from mmflow.tasks.errors import MissingDependency, Rejection, RejectionCode
+from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool
+from mmflow.tasks.errors import Rejection, RejectionCode
 
 TARGET_DBFS = -20.0
 MAX_GAIN_DB = 30.0  # beyond this we would mostly be amplifying the noise floor
 PEAK_CEILING = 0.98
-FRAME_S = 0.05
+FRAME_S = 0.05  # the level is measured on 50 ms frames
+STEP = 160  # samples in a 10 ms analysis frame: 5 make a level frame, 10 a silence window
+SILENCE_WINDOW = 10  # 100 ms windows at 10 ms steps decide what is silence
+BLOCK_S = 20.0  # seconds of decoded audio in memory at a time
+MAX_SILENT_KEPT_S = 10.0  # a file in which nothing sounds keeps this much
+DC_OFFSET_MIN = 0.01  # a mean below this (-40 dBFS) is left alone
+CANCELLATION_DB = 10.0  # the plain stereo mix this much below the channels: they cancel
 
 # Channels are "different speakers" when they are not copies of each other and, where there is
 # sound, one channel is usually far louder than the other.
@@ -29,37 +49,73 @@ SPEAKER_CHANNEL_DOMINANCE_DB = 10.0
 SPEAKER_CHANNEL_MIN_DOMINANCE = 0.6
 
 
-def decode_audio(path: str | Path, channels: int = 1, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def pcm_blocks(
+    path: str | Path, channels: int, max_duration_s: float, sample_rate: int = SAMPLE_RATE
+) -> Generator[np.ndarray, None, None]:
+    """Decoded samples as writable float32 blocks shaped (n, channels), at most BLOCK_S seconds
+    each and a whole number of 10 ms frames except the last; decoding stops at
+    `max_duration_s`. Closing the iterator early stops FFmpeg."""
+    command = [
+        require_tool("ffmpeg"),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-ac",
+        str(channels),
+        "-ar",
+        str(sample_rate),
+        "-t",
+        f"{max_duration_s:.3f}",
+        "-f",
+        "f32le",
+        "-",
+    ]
+    frame_bytes = 4 * channels * STEP
+    block_bytes = int(BLOCK_S * sample_rate) // STEP * frame_bytes
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+        assert process.stdout is not None
+        finished = False
+        try:
+            carry = b""
+            while chunk := process.stdout.read(block_bytes):
+                data = carry + chunk
+                usable = len(data) - len(data) % frame_bytes
+                carry = data[usable:]
+                if usable:
+                    yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, channels).copy()
+            whole = len(carry) - len(carry) % (4 * channels)
+            if whole:
+                yield np.frombuffer(carry[:whole], dtype="<f4").reshape(-1, channels).copy()
+            finished = True
+        finally:
+            if not finished:
+                process.kill()
+            process.stdout.close()
+            code = process.wait()
+        if code != 0:
+            errors.seek(0)
+            detail = errors.read().decode(errors="replace").strip()[:200]
+            raise Rejection(
+                RejectionCode.CORRUPT, f"FFmpeg could not decode {Path(path).name}: {detail}"
+            )
+
+
+def decode_audio(
+    path: str | Path,
+    channels: int = 1,
+    sample_rate: int = SAMPLE_RATE,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> np.ndarray:
     """Decode any FFmpeg-readable file to float32 samples shaped (channels, n), resampled."""
-    result = subprocess.run(
-        [
-            require_tool("ffmpeg"),
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-map",
-            "0:a:0",
-            "-ac",
-            str(channels),
-            "-ar",
-            str(sample_rate),
-            "-f",
-            "f32le",
-            "-",
-        ],
-        capture_output=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise Rejection(
-            RejectionCode.CORRUPT,
-            f"FFmpeg could not decode {Path(path).name}: "
-            f"{result.stderr.decode(errors='replace').strip()[:200]}",
-        )
-    samples = np.frombuffer(result.stdout, dtype="<f4").astype(np.float32)
-    return samples.reshape(-1, channels).T.copy()
+    blocks = list(pcm_blocks(path, channels, max_duration_s, sample_rate))
+    if not blocks:
+        return np.zeros((channels, 0), dtype=np.float32)
+    return np.concatenate(blocks).T.copy()
 
 
 def count_channels(path: str | Path) -> int:
@@ -87,26 +143,136 @@ def count_channels(path: str | Path) -> int:
         return 1
 
 
-def _frame_rms(samples: np.ndarray, frame: int) -> np.ndarray:
-    n = len(samples) // frame
-    if n == 0:
-        return np.zeros(0, dtype=np.float64)
-    blocks = samples[: n * frame].reshape(n, frame).astype(np.float64)
-    rms: np.ndarray = np.sqrt(np.mean(blocks**2, axis=1))
+# ---------------------------------------------------------------- pass 1: sums per 10 ms
+
+
+def _sanitise(block: np.ndarray) -> int:
+    """Replace NaN and ±Inf with silence in place; return how many there were."""
+    bad = ~np.isfinite(block)
+    count = int(bad.sum())
+    if count:
+        block[bad] = 0.0
+    return count
+
+
+@dataclass
+class _Sums:
+    """Per 10 ms frame: samples, Σx and Σx² per channel, Σ left·right; and the extremes."""
+
+    counts: np.ndarray  # (frames,)
+    linear: np.ndarray  # (frames, channels)
+    squares: np.ndarray  # (frames, channels)
+    cross: np.ndarray  # (frames,), zeros for mono
+    highest: np.ndarray  # max of [x] (mono) or [l+r, l-r] (stereo)
+    lowest: np.ndarray
+    non_finite: int
+
+    @property
+    def samples(self) -> int:
+        return int(self.counts.sum())
+
+
+def _frame_sums(block: np.ndarray) -> tuple[np.ndarray, ...]:
+    frames = -(-len(block) // STEP)
+    padded = np.zeros((frames * STEP, block.shape[1]), dtype=np.float32)
+    padded[: len(block)] = block
+    shaped = padded.reshape(frames, STEP, block.shape[1])
+    counts = np.full(frames, STEP, dtype=np.int64)
+    counts[-1] = len(block) - (frames - 1) * STEP
+    linear = shaped.sum(axis=1, dtype=np.float64)
+    squares = np.square(shaped).sum(axis=1, dtype=np.float64)
+    if block.shape[1] == 2:
+        cross = (shaped[:, :, 0] * shaped[:, :, 1]).sum(axis=1, dtype=np.float64)
+        mixes = np.stack([block[:, 0] + block[:, 1], block[:, 0] - block[:, 1]], axis=1)
+    else:
+        cross = np.zeros(frames)
+        mixes = block
+    return counts, linear, squares, cross, mixes.max(axis=0), mixes.min(axis=0)
+
+
+def _measure(path: str | Path, channels: int, max_duration_s: float) -> _Sums:
+    parts: list[tuple[np.ndarray, ...]] = []
+    non_finite = 0
+    for block in pcm_blocks(path, channels, max_duration_s):
+        non_finite += _sanitise(block)
+        parts.append(_frame_sums(block))
+    width = 2 if channels == 2 else 1
+    if not parts:
+        empty = np.zeros((0, channels))
+        return _Sums(
+            np.zeros(0, np.int64), empty, empty, np.zeros(0), np.zeros(width), np.zeros(width), 0
+        )
+    counts, linear, squares, cross, highs, lows = (
+        list(column) for column in zip(*parts, strict=True)
+    )
+    return _Sums(
+        counts=np.concatenate(counts),
+        linear=np.concatenate(linear),
+        squares=np.concatenate(squares),
+        cross=np.concatenate(cross),
+        highest=np.max(np.stack(highs), axis=0),
+        lowest=np.min(np.stack(lows), axis=0),
+        non_finite=non_finite,
+    )
+
+
+# ---------------------------------------------------------------- decisions from the sums
+
+
+@dataclass(frozen=True)
+class _Mix:
+    """How the kept samples are made: DC removed per channel, then a weighted sum, then gain."""
+
+    means: np.ndarray  # per channel
+    weights: np.ndarray  # per channel
+    layout: ChannelLayout
+    correlation: float | None
+    dominance: float | None
+    notes: tuple[str, ...] = ()
+
+
+def _means(sums: _Sums) -> tuple[np.ndarray, list[str]]:
+    means = sums.linear.sum(axis=0) / max(sums.samples, 1)
+    if np.abs(means).max(initial=0.0) < DC_OFFSET_MIN:
+        return np.zeros_like(means), []
+    offsets = ", ".join(f"{m:+.3f}" for m in means)
+    return means, [f"removed a DC offset of {offsets} (full scale 1.0)"]
+
+
+def _centred(sums: _Sums, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame Σ(x-μ)² per channel, and Σ(l-μl)(r-μr) (zeros for mono)."""
+    counts = sums.counts[:, None]
+    squares = sums.squares - 2 * means * sums.linear + counts * means**2
+    cross = sums.cross
+    if len(means) == 2:
+        cross = (
+            sums.cross
+            - means[0] * sums.linear[:, 1]
+            - means[1] * sums.linear[:, 0]
+            + sums.counts * means[0] * means[1]
+        )
+    return np.maximum(squares, 0.0), cross
+
+
+def _level_rms(energy: np.ndarray, sums: _Sums) -> np.ndarray:
+    """RMS of whole 50 ms frames (a trailing partial frame is left out)."""
+    per = int(FRAME_S * SAMPLE_RATE) // STEP
+    whole = sums.samples // (per * STEP)
+    grouped = energy[: whole * per].reshape(whole, per).sum(axis=1)
+    rms: np.ndarray = np.sqrt(np.maximum(grouped, 0.0) / (per * STEP))
     return rms
 
 
-def classify_channels(channels: np.ndarray) -> tuple[ChannelLayout, float | None, float | None]:
+def _classify(
+    squares: np.ndarray, cross: np.ndarray, sums: _Sums
+) -> tuple[ChannelLayout, float, float]:
     """Tell a stereo mix from two speakers on two channels (correlation + energy dominance)."""
-    if channels.shape[0] < 2:
-        return ChannelLayout.MONO, None, None
-    left, right = channels[0].astype(np.float64), channels[1].astype(np.float64)
-    if np.std(left) == 0.0 or np.std(right) == 0.0:
-        correlation = 0.0 if np.std(left) != np.std(right) else 1.0
+    var_l, var_r = squares[:, 0].sum(), squares[:, 1].sum()
+    if var_l == 0.0 or var_r == 0.0:
+        correlation = 0.0 if var_l != var_r else 1.0
     else:
-        correlation = float(np.corrcoef(left, right)[0, 1])
-    frame = int(FRAME_S * SAMPLE_RATE)
-    rms_l, rms_r = _frame_rms(channels[0], frame), _frame_rms(channels[1], frame)
+        correlation = float(cross.sum() / np.sqrt(var_l * var_r))
+    rms_l, rms_r = _level_rms(squares[:, 0], sums), _level_rms(squares[:, 1], sums)
     loudest = np.maximum(rms_l, rms_r)
     if loudest.size == 0 or loudest.max() <= 0.0:
         return ChannelLayout.STEREO_MIXED, correlation, 0.0
@@ -127,35 +293,131 @@ def classify_channels(channels: np.ndarray) -> tuple[ChannelLayout, float | None
     return ChannelLayout.STEREO_MIXED, correlation, dominance
 
 
-def _nonsilent_bounds(mono: np.ndarray, silence_dbfs: float) -> tuple[int, int] | None:
-    """First and last non-silent sample indices found by pydub's silence detector."""
-    try:
-        from pydub import AudioSegment
-        from pydub.silence import detect_nonsilent
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependency("pydub", "pip install 'mmflow[audio]'") from exc
-    pcm = (np.clip(mono, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-    segment = AudioSegment(data=pcm, sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
-    ranges = detect_nonsilent(
-        segment, min_silence_len=100, silence_thresh=silence_dbfs, seek_step=10
+def _choose_mix(sums: _Sums, channels: int) -> tuple[_Mix, np.ndarray]:
+    """The mix and its energy per 10 ms frame."""
+    means, notes = _means(sums)
+    squares, cross = _centred(sums, means)
+    if channels == 1:
+        mix = _Mix(means, np.ones(1), ChannelLayout.MONO, None, None, tuple(notes))
+        return mix, squares[:, 0]
+    layout, correlation, dominance = _classify(squares, cross, sums)
+    weights = np.array([1.0, 1.0] if layout is ChannelLayout.STEREO_SPEAKERS else [0.5, 0.5])
+    if layout is ChannelLayout.STEREO_SPEAKERS:
+        # Averaging would halve a lone talker; summing keeps each at its own level.
+        notes.append(
+            f"stereo channels carry different speakers (correlation {correlation:.2f}, "
+            f"one channel dominates {dominance:.0%} of sounding frames): channels kept"
+        )
+    else:
+        channel_energy = squares.sum() / 2
+        mixed = 0.25 * (squares.sum() + 2 * cross.sum())
+        if correlation < 0 and mixed < channel_energy * 10 ** (-CANCELLATION_DB / 10):
+            weights = np.array([0.5, -0.5])
+            loss = max(-99.0, 10 * np.log10(max(mixed, 1e-30) / channel_energy))
+            notes.append(
+                f"the channels are phase-inverted copies (correlation {correlation:.2f}; their "
+                f"plain mix cancels to {loss:.0f} dB): the right channel was inverted first"
+            )
+    a, b = weights
+    energy = a * a * squares[:, 0] + 2 * a * b * cross + b * b * squares[:, 1]
+    return _Mix(means, weights, layout, correlation, dominance, tuple(notes)), np.maximum(
+        energy, 0.0
     )
-    if not ranges:
-        return None
-    first_ms, last_ms = ranges[0][0], ranges[-1][1]
-    return first_ms * SAMPLE_RATE // 1000, min(len(mono), last_ms * SAMPLE_RATE // 1000)
+
+
+def _peak(sums: _Sums, mix: _Mix) -> float:
+    """Largest |sample| of the mix, from the extremes pass 1 kept."""
+    if len(mix.weights) == 1:
+        centre, scale, which = mix.means[0], 1.0, 0
+    else:
+        a, b = mix.weights
+        which = 0 if a == b else 1  # l+r or l-r
+        centre = mix.means[0] + (mix.means[1] if a == b else -mix.means[1])
+        scale = abs(a)
+    return float(scale * max(sums.highest[which] - centre, centre - sums.lowest[which], 0.0))
+
+
+def _gain_db(level_rms: np.ndarray, peak: float, target_dbfs: float) -> float:
+    """Gain that brings the sounding part to `target_dbfs` RMS without clipping the peaks."""
+    if level_rms.size == 0 or level_rms.max() <= 0.0:
+        return 0.0
+    # Level of the louder half of the frames: speech, not the pauses between it.
+    active = level_rms[level_rms >= np.quantile(level_rms, 0.5)]
+    level_dbfs = 20 * np.log10(float(np.sqrt(np.mean(active**2))) + 1e-12)
+    headroom_db = 20 * np.log10(PEAK_CEILING / peak) if peak > 0 else MAX_GAIN_DB
+    return float(min(target_dbfs - level_dbfs, headroom_db, MAX_GAIN_DB))
 
 
 def loudness_gain_db(mono: np.ndarray, target_dbfs: float = TARGET_DBFS) -> float:
-    """Gain that brings the sounding part to `target_dbfs` RMS without clipping the peaks."""
-    rms = _frame_rms(mono, int(FRAME_S * SAMPLE_RATE))
-    if rms.size == 0 or rms.max() <= 0.0:
-        return 0.0
-    # Level of the louder half of the frames: speech, not the pauses between it.
-    active = rms[rms >= np.quantile(rms, 0.5)]
-    level_dbfs = 20 * np.log10(float(np.sqrt(np.mean(active**2))) + 1e-12)
-    peak = float(np.max(np.abs(mono)))
-    headroom_db = 20 * np.log10(PEAK_CEILING / peak) if peak > 0 else MAX_GAIN_DB
-    return float(min(target_dbfs - level_dbfs, headroom_db, MAX_GAIN_DB))
+    """`_gain_db` of samples held in memory."""
+    frame = int(FRAME_S * SAMPLE_RATE)
+    whole = len(mono) // frame
+    blocks = mono[: whole * frame].reshape(whole, frame).astype(np.float64)
+    rms = np.sqrt(np.mean(blocks**2, axis=1)) if whole else np.zeros(0)
+    return _gain_db(rms, float(np.max(np.abs(mono), initial=0.0)), target_dbfs)
+
+
+def _sound_bounds(energy: np.ndarray, samples: int, silence_dbfs: float) -> tuple[int, int] | None:
+    """First and last sample that is not silence, as pydub's `detect_nonsilent` finds them with
+    100 ms windows at 10 ms steps; None when every window is silence."""
+    if len(energy) < SILENCE_WINDOW:
+        return None if energy.sum() <= 0 else (0, samples)
+    running = np.concatenate([[0.0], np.cumsum(energy)])
+    windows = running[SILENCE_WINDOW:] - running[:-SILENCE_WINDOW]
+    silent = np.sqrt(np.maximum(windows, 0.0) / (SILENCE_WINDOW * STEP)) <= 10 ** (
+        silence_dbfs / 20
+    )
+    starts = np.flatnonzero(silent)
+    if starts.size == 0:
+        return 0, samples
+    # A silent stretch: silent windows whose starts are at most one window apart.
+    breaks = np.flatnonzero(np.diff(starts) > SILENCE_WINDOW)
+    first_ends = (starts[breaks[0]] if breaks.size else starts[-1]) + SILENCE_WINDOW
+    last_begins = starts[breaks[-1] + 1] if breaks.size else starts[0]
+    leading = starts[0] == 0
+    trailing = starts[-1] == len(windows) - 1
+    if leading and trailing and not breaks.size:
+        return None
+    begin = first_ends * STEP if leading else 0
+    end = last_begins * STEP if trailing else samples
+    return int(begin), int(min(end, samples))
+
+
+# ---------------------------------------------------------------- pass 2: the kept stretch
+
+
+def _kept_samples(
+    path: str | Path,
+    channels: int,
+    max_duration_s: float,
+    mix: _Mix,
+    factor: np.float32,
+    span: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    start, end = span
+    mono = np.empty(end - start, dtype=np.float32)
+    keep_channels = mix.layout is ChannelLayout.STEREO_SPEAKERS
+    both = np.empty((channels, end - start), dtype=np.float32) if keep_channels else None
+    offset = 0
+    blocks = pcm_blocks(path, channels, max_duration_s)
+    try:
+        for block in blocks:
+            begin, stop = max(start, offset), min(end, offset + len(block))
+            if begin < stop:
+                part = block[begin - offset : stop - offset]
+                _sanitise(part)
+                part -= mix.means.astype(np.float32)
+                mono[begin - start : stop - start] = (
+                    part @ mix.weights.astype(np.float32)
+                ) * factor
+                if both is not None:
+                    both[:, begin - start : stop - start] = part.T * factor
+            offset += len(block)
+            if offset >= end:
+                break
+    finally:
+        blocks.close()  # stops FFmpeg once the kept stretch is read
+    return mono, both
 
 
 def normalise_audio(
@@ -166,56 +428,58 @@ def normalise_audio(
     trim_pad_s: float = 0.2,
 ) -> NormalisedAudio:
     """Decode, mix to mono (keeping speaker channels), level and trim, remembering the offset."""
-    path = source.uri if isinstance(source, ValidatedAudio) else str(source)
-    probe_channels = source.channels if isinstance(source, ValidatedAudio) else count_channels(path)
-    stereo = decode_audio(path, channels=2) if probe_channels >= 2 else None
-    notes: list[str] = []
-    if stereo is not None:
-        layout, correlation, dominance = classify_channels(stereo)
-        mono = stereo.mean(axis=0).astype(np.float32)
-        if layout is ChannelLayout.STEREO_SPEAKERS:
-            # Averaging would halve a lone talker; summing keeps each at its own level.
-            mono = stereo.sum(axis=0).astype(np.float32)  # the gain below keeps peaks < 1
-            notes.append(
-                f"stereo channels carry different speakers (correlation {correlation:.2f}, "
-                f"one channel dominates {dominance:.0%} of sounding frames): channels kept"
-            )
+    if isinstance(source, ValidatedAudio):
+        path, channels = source.uri, source.channels
+        max_duration_s = source.duration_s + 1.0  # what validate measured, and no more
     else:
-        mono = decode_audio(path, channels=1)[0]
-        layout, correlation, dominance = ChannelLayout.MONO, None, None
-    original_duration = len(mono) / SAMPLE_RATE
+        path, channels, max_duration_s = str(source), count_channels(source), DEFAULT_MAX_DURATION_S
+    channels = 2 if channels >= 2 else 1
+    sums = _measure(path, channels, max_duration_s)
+    total = sums.samples
+    mix, energy = _choose_mix(sums, channels)
+    notes = list(mix.notes)
+    if sums.non_finite:
+        notes.insert(0, f"replaced {sums.non_finite:,} non-finite samples (NaN/Inf) with silence")
 
-    gain_db = loudness_gain_db(mono, target_dbfs)
+    gain_db = _gain_db(_level_rms(energy, sums), _peak(sums, mix), target_dbfs)
     factor = np.float32(10 ** (gain_db / 20))
-    mono = (mono * factor).astype(np.float32)
     if gain_db:
         notes.append(f"gain {gain_db:+.1f} dB to {target_dbfs:.0f} dBFS speech level")
 
-    start, end = 0, len(mono)
-    if trim and len(mono):
-        bounds = _nonsilent_bounds(mono, silence_dbfs=target_dbfs - 30.0)
+    start, end = 0, total
+    if trim and total:
+        bounds = _sound_bounds(energy * float(factor) ** 2, total, target_dbfs - 30.0)
         if bounds is None:
-            notes.append("no sound above the silence threshold: nothing trimmed")
+            end = min(total, int(MAX_SILENT_KEPT_S * SAMPLE_RATE))
+            notes.append(
+                "no sound above the silence threshold"
+                + (
+                    f": kept only the first {MAX_SILENT_KEPT_S:.0f} s"
+                    if end < total
+                    else ": nothing trimmed"
+                )
+            )
         else:
             pad = int(trim_pad_s * SAMPLE_RATE)
-            start, end = max(0, bounds[0] - pad), min(len(mono), bounds[1] + pad)
-            if start or end < len(mono):
+            start, end = max(0, bounds[0] - pad), min(total, bounds[1] + pad)
+            if start or end < total:
                 notes.append(
                     f"trimmed {start / SAMPLE_RATE:.2f} s of leading and "
-                    f"{(len(mono) - end) / SAMPLE_RATE:.2f} s of trailing silence"
+                    f"{(total - end) / SAMPLE_RATE:.2f} s of trailing silence"
                 )
-    channel_samples = None
-    if stereo is not None and layout is ChannelLayout.STEREO_SPEAKERS:
-        channel_samples = (stereo[:, start:end] * factor).astype(np.float32)
+    mono, kept_channels = _kept_samples(
+        path, channels, max_duration_s, mix, factor, (start, max(start, end))
+    )
     return NormalisedAudio(
         uri=path,
-        samples=mono[start:end].copy(),
+        samples=mono,
         offset_s=start / SAMPLE_RATE,
-        original_duration_s=original_duration,
+        original_duration_s=total / SAMPLE_RATE,
         gain_db=gain_db,
-        layout=layout,
-        channel_samples=channel_samples,
-        channel_correlation=correlation,
-        channel_dominance=dominance,
+        layout=mix.layout,
+        channel_samples=kept_channels,
+        channel_correlation=mix.correlation,
+        channel_dominance=mix.dominance,
+        non_finite_samples=sums.non_finite,
         notes=notes,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mmflow.tasks.audio.models import ValidatedAudio
 from mmflow.tasks.errors import MissingDependency, Rejection, RejectionCode
+from mmflow.tasks.inputs import MAX_INPUT_BYTES, check_local_file
 
 DEFAULT_MAX_DURATION_S = 4 * 3600.0
 
@@ -92,8 +93,12 @@ def _probe(path: Path) -> dict[str, object] | None:
     return probed
 
 
-def _decode_errors(path: Path, stream_index: int) -> str:
-    """Decode the whole audio stream and throw the samples away; return FFmpeg's complaints."""
+def _decode(path: Path, stream_index: int, limit_s: float) -> tuple[str, float | None]:
+    """Decode the audio stream, at most `limit_s` of it, throwing the samples away.
+
+    Returns FFmpeg's complaints and the seconds actually decoded: a header may claim ten hours
+    for a file that holds two seconds, or the reverse, and only decoding tells.
+    """
     result = subprocess.run(
         [
             require_tool("ffmpeg"),
@@ -104,6 +109,11 @@ def _decode_errors(path: Path, stream_index: int) -> str:
             str(path),
             "-map",
             f"0:{stream_index}",
+            "-t",
+            f"{limit_s:.3f}",
+            "-progress",
+            "pipe:1",
+            "-nostats",
             "-f",
             "null",
             "-",
@@ -113,9 +123,11 @@ def _decode_errors(path: Path, stream_index: int) -> str:
         check=False,
     )
     if result.returncode != 0:
-        return result.stderr.strip() or f"ffmpeg exited {result.returncode}"
+        return result.stderr.strip() or f"ffmpeg exited {result.returncode}", None
+    decoded = [int(v) for v in re.findall(r"^out_time_us=(\d+)$", result.stdout, re.MULTILINE)]
     # Warnings such as a guessed channel layout are harmless; damaged data is not.
-    return "\n".join(line for line in result.stderr.splitlines() if _DAMAGE.search(line))
+    errors = "\n".join(line for line in result.stderr.splitlines() if _DAMAGE.search(line))
+    return errors, (decoded[-1] / 1e6 if decoded else None)
 
 
 def validate_audio(
@@ -126,9 +138,8 @@ def validate_audio(
     Raises `Rejection` with `not_found`, `empty`, `unsupported_format`, `corrupt` or `too_long`.
     """
     source = Path(path)
-    if not source.is_file():
-        raise Rejection(RejectionCode.NOT_FOUND, f"{source} does not exist or is not a file")
-    size = source.stat().st_size
+    # A regular file, judged before FFmpeg opens it (a FIFO would block it for ever).
+    size = check_local_file(source, source.name, MAX_INPUT_BYTES)
     if size == 0:
         raise Rejection(RejectionCode.EMPTY, f"{source.name} is an empty file (0 bytes)")
     with source.open("rb") as handle:
@@ -165,7 +176,7 @@ def validate_audio(
         )
     stream = audio_streams[0]
 
-    errors = _decode_errors(source, int(str(stream.get("index", 0))))
+    errors, decoded_s = _decode(source, int(str(stream.get("index", 0))), max_duration_s + 1.0)
     if errors:
         raise Rejection(
             RejectionCode.CORRUPT,
@@ -173,7 +184,9 @@ def validate_audio(
             "re-export or re-download it",
         )
 
-    duration = _duration(fmt_info, stream)
+    declared = _duration(fmt_info, stream)
+    # The header's figure unless decoding found otherwise (a header can lie either way).
+    duration = declared if decoded_s is None or abs(declared - decoded_s) <= 0.5 else decoded_s
     if duration <= 0.0:
         raise Rejection(RejectionCode.EMPTY, f"{source.name} holds no audio samples")
     if duration > max_duration_s:
