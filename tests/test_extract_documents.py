@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 
 from mmflow.tasks.extract import extract_invoice
-from mmflow.tasks.models import FIELD_NAMES, DocumentText
+from mmflow.tasks.models import ALL_FIELD_NAMES, FIELD_NAMES, DocumentText
 from mmflow.tasks.textlayer import read_text_layer
 
 Line = tuple[float, float, str]
@@ -226,9 +226,12 @@ def test_rendered_invoice_fields_are_read_in_each_language(language: str) -> Non
 
 def test_every_field_name_is_present_even_when_not_found() -> None:
     result = extract_invoice(render([(50, 50, "Nothing to see here")]))
-    assert set(result.fields) == set(FIELD_NAMES)
+    assert set(result.fields) == set(ALL_FIELD_NAMES)
     assert result.fields["total"].value is None
     assert result.fields["total"].confidence == 0.0
+    # nothing names the type: an invoice, the flow's default, with a confidence that says so
+    assert result.fields["document_type"].value == "invoice"
+    assert result.fields["document_type"].confidence <= 0.3
 
 
 def test_values_carry_their_evidence_page_and_box() -> None:

@@ -37,6 +37,8 @@ STOP_ADDRESS = re.compile(
     r"mwst|invoice|factuur|rechnung|facture|factura|date|datum|cashier|kvk|iban|siret|mobile|"
     r"whatsapp|hp|h/p|doc|receipt|bank|account|konto|ifsc|bic|swift)(?![a-z])|@"
 )
+# A line that ends in a house number or starts with one: a street, not a name.
+STREET_LINE = re.compile(r"^\d+[a-zA-Z]?[,\s]+\w|\s\d+[a-zA-Z]?(?:[-/]\d+[a-zA-Z]?)?\s*$")
 REGISTRATION = re.compile(r"\d{4,}-?[a-z]\)?\.?$|^\(?(?:co|company)\.?\s*(?:reg\w*\.?)?\s*no")
 COMPANY_IDENTIFIERS = re.compile(
     r"(?<![a-z])(?:au capital|capital social|share capital|rcs|siret|siren|siege social|"
@@ -158,7 +160,8 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
                     return guess
                 low_legal = low_legal or guess
             in_zone = (segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE
-            if in_zone and len(top_lines) < TOP_LINE_CHOICES:
+            street = STREET_LINE.search(segment.text)
+            if in_zone and len(top_lines) < TOP_LINE_CHOICES and not street:
                 top_lines.append(_top_line_guess(index, segment))
     tied = _payee_guess(rows, first_page, excluded) or _registration_guess(
         rows, first_page, page_top, span, excluded
@@ -189,7 +192,9 @@ def _pick_top_line(rows: list[Row], top_lines: list[IssuerGuess]) -> IssuerGuess
     if _heads_address(rows, first):
         return first
     for later in top_lines[1:]:
-        if _heads_address(rows, later):
+        if later.rest:
+            continue  # a sender line over an envelope window heads the recipient's address
+        if _heads_address(rows, later) and not STREET_LINE.search(later.candidate.value):
             return later
     return first
 
@@ -349,20 +354,23 @@ _TITLE_EDGE = re.compile(
 def _top_line_guess(index: int, segment: Segment) -> IssuerGuess:
     name = re.sub(r"\s*\(\s*[\w\s./-]*\d[\w\s./-]*\)\s*$", "", segment.text)
     name = _TITLE_EDGE.sub("", name).strip(" ,;-–")
+    name, *sender = _SENDER_REST.split(name, maxsplit=1)  # "Acme · Weg 4 · Ort": the name
+    start = max(0, segment.text.find(name))
+    end = start + len(name)
     return IssuerGuess(
         Candidate(
             field="issuer_name",
             value=name,
             confidence=ISSUER_TOP_LINE,
             page=segment.page,
-            bbox=segment.bbox,
-            evidence=segment.text,
+            bbox=segment.span_bbox(start, end) if sender else segment.bbox,
+            evidence=segment.span_evidence(start, end) if sender else segment.text,
             source="top_of_page",
             order=index,
         ),
         index,
         segment,
-        "",
+        sender[0] if sender else "",
     )
 
 
@@ -402,16 +410,23 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
     beside: Segment | None = None  # the issuer's segment when it heads the page too
     if issuer is not None and (issuer.segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE:
         beside = issuer.segment
-    column: Segment | None = None if issuer is None or _sender_line(issuer) else beside
+    sender = _sender_line_row(rows, first_page, issuer_key) if issuer_key else None
+    column: Segment | None = beside
+    if issuer is None or _sender_line(issuer) or sender is not None:
+        column = None  # the window under a sender line is the recipient's, in any column
     for index in first_page:
         row = rows[index]
         if (row.bbox[1] - page_top) / span > TOP_LINE_ZONE:
             break
+        if sender is not None and index <= sender:
+            continue
         if _is_label_row(row) or (beside is not None and beside in row.segments):
             continue
         for segment in row.segments:
             if not _is_name_like(segment) or match_labels(segment.folded) or ":" in segment.text:
                 continue
+            if STREET_LINE.search(segment.text):
+                continue  # "Lindenallee 140": an address line, not a name
             if sum(c.isdigit() for c in segment.text) * 2 >= sum(c.isalpha() for c in segment.text):
                 continue
             if column is not None and (
@@ -430,6 +445,23 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
                     source="recipient_block",
                 )
     return None
+
+
+def _sender_line_row(rows: list[Row], first_page: list[int], issuer_key: str) -> int | None:
+    """The row of a sender line over an envelope window: the issuer's name, then its address
+    after separators ("Acme GmbH · Weg 4 · 12345 Ort"), set small."""
+    for index in first_page:
+        for segment in rows[index].segments:
+            key = text_key(segment.text)
+            if not key.startswith(issuer_key) or len(key) <= len(issuer_key):
+                continue
+            if _SENDER_SEPARATOR.search(segment.text) and any(c.isdigit() for c in segment.text):
+                return index
+    return None
+
+
+_SENDER_SEPARATOR = re.compile(r"\s[·•|\-–]\s")
+_SENDER_REST = re.compile(r"\s+[·•|\-–]\s+(?=.*\d)")
 
 
 def _heads_block_in_its_size(rows: list[Row], guess: IssuerGuess) -> bool:
@@ -467,7 +499,7 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
         start = seg.text.find(issuer.rest)
         return Candidate(
             field="issuer_address",
-            value=re.sub(r"\s+[-–]\s+", ", ", issuer.rest),
+            value=re.sub(r"\s+[-–·|]\s+", ", ", issuer.rest),
             confidence=0.5,
             page=seg.page,
             bbox=seg.span_bbox(start, start + len(issuer.rest)),
@@ -475,11 +507,59 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
             source="below_issuer",
             order=issuer.row_index,
         )
+    return address_under(rows, issuer.row_index, issuer.segment, "issuer_address", "below_issuer")
+
+
+def address_beside(rows: list[Row], issuer: IssuerGuess, excluded: set[int]) -> Candidate | None:
+    """A letterhead's address set beside the name (name left, address block right), when
+    nothing is under the name: the block level with the name, nearest to it."""
     anchor = issuer.segment
+    best: tuple[tuple[int, float], Candidate] | None = None
+    for index, row in enumerate(rows):
+        if row.page != anchor.page or abs(row.bbox[1] - anchor.bbox[1]) > 3 * anchor.height:
+            continue
+        for segment in row.segments:
+            overlaps = segment.bbox[0] < anchor.bbox[2] and segment.bbox[2] > anchor.bbox[0]
+            folded = segment.folded.strip()
+            if overlaps or id(segment) in excluded or not _address_line(segment):
+                continue
+            rest = address_under(rows, index, segment, "issuer_address", "beside_issuer")
+            lines = [segment.text, *(rest.evidence.split("\n") if rest else [])]
+            if len(lines) < 2 or not any(c.isdigit() for c in folded + "".join(lines)):
+                continue
+            boxes = [segment.bbox, rest.bbox] if rest else [segment.bbox]
+            found = Candidate(
+                field="issuer_address",
+                value=" ".join(lines),
+                confidence=0.45,
+                page=segment.page,
+                bbox=union(boxes),
+                evidence="\n".join(lines),
+                source="beside_issuer",
+                order=index,
+            )
+            rank = (-len(lines), row.bbox[1])  # the whole block, from its first line
+            if best is None or rank < best[0]:
+                best = (rank, found)
+    return best[1] if best else None
+
+
+def _address_line(segment: Segment) -> bool:
+    folded = segment.folded.strip()
+    if STOP_ADDRESS.search(folded) or TITLE_WORDS.match(folded) or find_dates(segment.text):
+        return False
+    return not any(m.start <= 1 and m.weight >= 0.8 for m in match_labels(folded))
+
+
+def address_under(
+    rows: list[Row], row_index: int, anchor: Segment, field: str, source: str
+) -> Candidate | None:
+    """The address lines under a name (`anchor`, on row `row_index`) in the name's column, up
+    to the first line that is a phone number, tax ID, date or label."""
     x0, _, x1, bottom = anchor.bbox
     height = anchor.height
     lines: list[Segment] = []
-    for row in rows[issuer.row_index + 1 : issuer.row_index + 8]:
+    for row in rows[row_index + 1 : row_index + 8]:
         if row.page != anchor.page:
             break
         column = [s for s in row.segments if s.bbox[0] < x1 + height and s.bbox[2] > x0 - height]
@@ -505,12 +585,58 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
     if not lines:
         return None
     return Candidate(
-        field="issuer_address",
+        field=field,
         value=" ".join(s.text for s in lines),
         confidence=0.5,
         page=anchor.page,
         bbox=union([s.bbox for s in lines]),
         evidence="\n".join(s.text for s in lines),
-        source="below_issuer",
-        order=issuer.row_index + 1,
+        source=source,
+        order=row_index + 1,
     )
+
+
+def segment_at(rows: list[Row], candidate: Candidate) -> tuple[int, Segment] | None:
+    """The row index and segment a candidate's evidence box lies in."""
+    cx = (candidate.bbox[0] + candidate.bbox[2]) / 2
+    cy = (candidate.bbox[1] + candidate.bbox[3]) / 2
+    for index, row in enumerate(rows):
+        if row.page != candidate.page or not row.bbox[1] - 1 <= cy <= row.bbox[3] + 1:
+            continue
+        for segment in row.segments:
+            x0, y0, x1, y1 = segment.bbox
+            if x0 - 1 <= cx <= x1 + 1 and y0 - 1 <= cy <= y1 + 1:
+                return index, segment
+    return None
+
+
+def buyer_address(rows: list[Row], buyer: Candidate) -> Candidate | None:
+    """The address printed under the buyer's name, in its column."""
+    found = segment_at(rows, buyer)
+    if found is None:
+        return None
+    index, segment = found
+    rest = segment.text[segment.text.find(buyer.evidence) + len(buyer.evidence) :]
+    rest = rest.strip(" ,;-–·|")
+    if rest and any(c.isdigit() for c in rest):  # "Globex Corp, 12 Main St, Springfield"
+        start = segment.text.rfind(rest)
+        return Candidate(
+            field="buyer_address",
+            value=re.sub(r"\s*[,;·|]\s*|\s+[-–]\s+", " ", rest),
+            confidence=0.5,
+            page=segment.page,
+            bbox=segment.span_bbox(start, start + len(rest)),
+            evidence=segment.span_evidence(start, start + len(rest)),
+            source="beside_buyer",
+            order=index,
+        )
+    # the name's own box: the column starts where the name does, not where its label does
+    anchor = Segment(page=segment.page, words=segment.words_in(*_span_of(segment, buyer)))
+    return address_under(rows, index, anchor, "buyer_address", "below_buyer")
+
+
+def _span_of(segment: Segment, candidate: Candidate) -> tuple[int, int]:
+    start = segment.text.find(candidate.evidence)
+    if start < 0:
+        return 0, len(segment.text)
+    return start, start + len(candidate.evidence)
