@@ -1,5 +1,6 @@
-"""The invoice flow: validate → normalise → route → read (text layer / OCR) → extract → verify
-→ numeric sanity → persist, for each input; every input ends in a result or a typed rejection.
+"""The invoice flow: validate → normalise → route → read (text layer / OCR) → split → extract →
+verify → numeric sanity → persist, for each input; every input ends in a result or a typed
+rejection. An input holding several documents gives a result (and a file) per document.
 """
 
 from __future__ import annotations
@@ -18,17 +19,28 @@ from mmflow.tasks.caching import Stamped, source_key, unless_rejected
 from mmflow.tasks.invoice import (
     EXTRACT,
     NORMALISE,
+    PART,
     READ,
     ROUTE,
     SANITY,
+    SPLIT,
     VALIDATE,
     VERIFY,
     InvoiceOptions,
     assemble_result,
 )
-from mmflow.tasks.models import Check, InvoiceResult, LineItem, Status
+from mmflow.tasks.models import (
+    Check,
+    DocumentText,
+    FieldValue,
+    InvoiceDocuments,
+    InvoiceResult,
+    LineItem,
+    PageRoute,
+    Status,
+)
 from mmflow.tasks.persist import join, write_model, write_parquet
-from mmflow.tasks.schemas import line_items_table
+from mmflow.tasks.schemas import DocumentItems, line_items_table
 from mmflow.tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
 
 
@@ -39,38 +51,73 @@ def process_invoice(
     options: InvoiceOptions,
     run_id: str,
     vision: VisionSettings | None = None,
-) -> InvoiceResult:
-    """One document through every step; raises `Stopped` when a step rejected it.
+) -> InvoiceDocuments:
+    """One input through every step; raises `Stopped` when a step rejected it.
 
-    With `vision`, a document with pages routed VISION is read by the model after its OCR text
-    is extracted (the grounding text and the fallback); the vision step runs uncached, inline,
-    because it holds a live provider block, and what it hands verify is keyed by its outcome.
+    The read pages are split into the documents they hold (one for most inputs), and each
+    document is extracted, verified and checked on its own. With `vision`, a document with
+    pages routed VISION is read by the model after its OCR text is extracted (the grounding
+    text and the fallback); the vision step runs uncached, inline, because it holds a live
+    provider block, and what it hands verify is keyed by its outcome.
     """
     source = source_key(sha256)
     validated = unless_rejected(steps.run(VALIDATE, [source], uri=uri, limits=options.limits))
     normalised = unless_rejected(steps.run(NORMALISE, [validated], options=options.normalise))
     routes = steps.run(ROUTE, [normalised], options=options.route)
     text = steps.run(READ, [normalised, routes], ocr_engine=options.ocr_engine, dpi=options.dpi)
-    extraction = steps.run(EXTRACT, [text])
-    chain: list[Stamped[Any]] = [validated, normalised, routes, text, extraction]
-    vision_checks: list[Check] = []
-    if vision is not None and vision_pages(routes.value):
-        outcome = run_vision(
-            normalised,
-            routes,
-            text,
-            extraction,
-            vision,
-            options.route.vision_detail,
-            options.dpi,
-            run_id,
+    split = steps.run(SPLIT, [text])
+    parts = split.value.parts
+    results = []
+    for index in range(len(parts)):
+        # one document: its text is the input's, so its steps keep the keys they always had
+        part = text if len(parts) == 1 else steps.run(PART, [text, split], index=index)
+        extraction = steps.run(EXTRACT, [part])
+        chain: list[Stamped[Any]] = [validated, normalised, routes, text, split, extraction]
+        vision_checks: list[Check] = []
+        part_routes = routes if len(parts) == 1 else _routes_of(routes, part)
+        if vision is not None and vision_pages(part_routes.value):
+            outcome = run_vision(
+                normalised,
+                part_routes,
+                part,
+                extraction,
+                vision,
+                options.route.vision_detail,
+                options.dpi,
+                run_id,
+            )
+            extraction, vision_checks = as_extraction(outcome), outcome.value.checks
+            chain.append(outcome)
+        verified = steps.run(VERIFY, [extraction, part])
+        sanity = steps.run(SANITY, [verified])
+        chain += [verified, sanity]
+        results.append(
+            assemble_result(
+                validated,
+                routes,
+                verified,
+                sanity,
+                chain,
+                run_id,
+                vision_checks,
+                split.value,
+                index,
+            )
         )
-        extraction, vision_checks = as_extraction(outcome), outcome.value.checks
-        chain.append(outcome)
-    verified = steps.run(VERIFY, [extraction, text])
-    sanity = steps.run(SANITY, [verified])
-    chain += [verified, sanity]
-    return assemble_result(validated, routes, verified, sanity, chain, run_id, vision_checks)
+    return InvoiceDocuments(results=results)
+
+
+def _routes_of(
+    routes: Stamped[list[PageRoute]], part: Stamped[DocumentText]
+) -> Stamped[list[PageRoute]]:
+    """The routes of one document's pages, keyed by the part they belong to."""
+    pages = {page.page for page in part.value.pages}
+    return routes.model_copy(
+        update={
+            "key": f"{routes.key}:{part.key}",
+            "value": [r for r in routes.value if r.page in pages],
+        }
+    )
 
 
 def _check_counts(checks: list[Check]) -> dict[str, int]:
@@ -90,17 +137,47 @@ class InvoiceScenario:
         return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
 
     def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
-        path = join(out, f"{stem}.json")
-        return {path: write_model(path, result)}
+        """`<stem>.json`; an input of several documents adds `<stem>-doc2.json`, … in page
+        order, right after it (the runner reads the first `documents` paths as the results)."""
+        written: dict[str, bytes] = {}
+        for number, document in enumerate(_results(result), start=1):
+            path = join(out, f"{stem}.json" if number == 1 else f"{stem}-doc{number}.json")
+            written[path] = write_model(path, document)
+        return written
 
     def details(self, result: BaseModel) -> dict[str, Any]:
-        invoice = cast(InvoiceResult, result)
+        """The first document's fields and checks; `documents` and `review` over all of them,
+        and every document's line items with the document they belong to."""
+        documents = _results(result)
+        first = documents[0]
         return {
-            "route": ",".join(sorted({r.route.value for r in invoice.route})),
-            **{name: field.value for name, field in invoice.fields.items()},
-            "checks": _check_counts(invoice.checks),
-            "line_items": [item.model_dump(mode="json") for item in invoice.line_items],
+            "route": ",".join(sorted({r.route.value for d in documents for r in d.route})),
+            **{name: field.value for name, field in first.fields.items()},
+            "checks": _check_counts([c for d in documents for c in d.checks]),
+            "documents": len(documents),
+            "review": any(d.review for d in documents),
+            "review_reasons": [reason for d in documents for reason in d.review_reasons],
+            "line_items": [
+                item.model_dump(mode="json")
+                | {
+                    "document": number,
+                    "document_type": d.fields.get("document_type", _NO_VALUE).value,
+                    "currency": d.fields.get("currency", _NO_VALUE).value,
+                }
+                for number, d in enumerate(documents, start=1)
+                for item in d.line_items
+            ],
         }
+
+
+_NO_VALUE = FieldValue()
+
+
+def _results(result: BaseModel) -> list[InvoiceResult]:
+    """The results of one input: what `process` made, or one result file read back."""
+    if isinstance(result, InvoiceResult):
+        return [result]
+    return cast(InvoiceDocuments, result).results
 
 
 class InvoiceRunReport(BaseModel):
@@ -114,18 +191,25 @@ class InvoiceRunReport(BaseModel):
 
 def write_line_items(out: str, summaries: list[InputSummary]) -> None:
     """`line_items.parquet`: every line item of the run, validated by the pandera schema."""
-    table = line_items_table(
-        [
-            (
-                [LineItem.model_validate(item) for item in s.details["line_items"]],
-                s.sha256 or "",
-                s.uri,
+    documents: list[DocumentItems] = []
+    for summary in summaries:
+        if summary.status is not Status.OK:
+            continue
+        by_document: dict[int, list[dict[str, Any]]] = {}
+        for row in summary.details.get("line_items", []):
+            by_document.setdefault(int(row.get("document", 1)), []).append(row)
+        for number, rows in by_document.items():
+            documents.append(
+                DocumentItems(
+                    items=[LineItem.model_validate(row) for row in rows],
+                    sha256=summary.sha256 or "",
+                    uri=summary.uri,
+                    document=number,
+                    document_type=rows[0].get("document_type"),
+                    currency=rows[0].get("currency"),
+                )
             )
-            for s in summaries
-            if s.status is Status.OK and s.details.get("line_items")
-        ]
-    )
-    write_parquet(join(out, "line_items.parquet"), table)
+    write_parquet(join(out, "line_items.parquet"), line_items_table(documents))
 
 
 @flow(name="invoice", log_prints=True)

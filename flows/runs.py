@@ -47,7 +47,8 @@ class Scenario(Protocol):
 
     def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
         """Write the input's outputs; returns each path and the bytes written there, its main
-        result file first."""
+        result file first (an input of several documents: one result file each, first, in
+        page order, their number given as `documents` in `details`)."""
         ...
 
     def details(self, result: BaseModel) -> dict[str, Any]:
@@ -63,6 +64,8 @@ class InputSummary(BaseModel):
     status: Status
     error: ErrorInfo | None = None
     output: str | None = None
+    outputs: list[str] | None = None
+    documents: int | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -77,6 +80,8 @@ class InputSummary(BaseModel):
             status=self.status,
             error=self.error,
             output=self.output,
+            outputs=self.outputs,
+            documents=self.documents,
         )
 
 
@@ -106,12 +111,16 @@ def run_input(
         written = scenario.write(result, out, names.stem_for(uri, sha256))
         output = next(iter(written))
         record_outputs(output_assets(scenario.name, uri, written))  # lineage as Prefect assets
+        details = scenario.details(result)
+        documents = details.get("documents")  # result files of an input of several documents
         summary = InputSummary(
             uri=uri,
             sha256=sha256,
             status=Status.OK,
             output=output,
-            details=scenario.details(result),
+            outputs=list(written)[:documents] if isinstance(documents, int) else None,
+            documents=documents if isinstance(documents, int) else None,
+            details=details,
         )
     except Rejection as rejection:  # before any step: the input could not be read at all
         error = ErrorInfo(code=rejection.code.value, message=rejection.message)

@@ -215,6 +215,23 @@ class Extraction(BaseModel):
         return date.fromisoformat(value) if value is not None else None
 
 
+class SplitBoundary(BaseModel):
+    """Whether a new document starts on `page`, how strongly the page signals say so, and why."""
+
+    page: int  # 1-based
+    score: float  # > 0.5: a new document starts here
+    starts: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class DocumentSplit(BaseModel):
+    """The documents one input holds, as page ranges (first, last; 1-based, inclusive)."""
+
+    parts: list[tuple[int, int]]
+    boundaries: list[SplitBoundary] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+
+
 # ---------------------------------------------------------------- output side
 
 
@@ -251,6 +268,13 @@ class InvoiceResult(BaseModel):
     tax_lines: list[TaxLine] = Field(default_factory=list)
     review: bool = False  # a check failed outright: a person should look before it is paid
     review_reasons: list[str] = Field(default_factory=list)
+
+
+class InvoiceDocuments(BaseModel):
+    """What the invoice scenario makes of one input: a result per document it holds, in page
+    order (most inputs hold one)."""
+
+    results: list[InvoiceResult]
 
 
 class ErrorInfo(BaseModel):

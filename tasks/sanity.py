@@ -186,7 +186,7 @@ def check_tax_lines(extraction: Extraction, tolerance: Decimal) -> list[Check]:
     allowance = _rounding_allowance(extraction, tolerance)
     checks = [_check_tax_line(number, line, allowance) for number, line in enumerate(lines, 1)]
     checks.append(
-        _check_lines_sum(extraction, "tax_amount", [x.amount for x in lines], "tax", allowance)
+        _check_lines_sum(extraction, "tax_amount", [x.amount for x in lines], "amount", allowance)
     )
     checks.append(
         _check_lines_sum(extraction, "subtotal", [x.base for x in lines], "base", allowance)
@@ -222,7 +222,7 @@ def _check_lines_sum(
     what: str,
     allowance: Decimal,
 ) -> Check:
-    name = f"tax_lines_{what}_sum"
+    name = "tax_lines_sum" if what == "amount" else f"tax_lines_{what}_sum"
     expected, problem = _amount(extraction, field)
     if problem:
         return _unreadable(name, [problem])

@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 
 from mmflow.tasks.extract import extract_invoice
-from mmflow.tasks.models import ALL_FIELD_NAMES, FIELD_NAMES, DocumentText
+from mmflow.tasks.models import ALL_FIELD_NAMES, DocumentText
 from mmflow.tasks.textlayer import read_text_layer
 
 Line = tuple[float, float, str]

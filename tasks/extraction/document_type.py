@@ -142,3 +142,12 @@ def _titles(rows: list[Row]) -> list[_Evidence]:
                 found.append(_Evidence(kind, confidence, index, position, match.end()))
                 break
     return found
+
+
+def document_titles(rows: list[Row]) -> list[str]:
+    """The document titles printed at the top of the rows' first page ("RECHNUNG", "AVOIR")."""
+    return [
+        rows[e.row].segments[e.segment_index].text[: e.end]
+        for e in _titles(rows)
+        if e.confidence > LABEL_CONFIDENCE
+    ]
