@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
+import fsspec
 from prefect import flow
 from pydantic import BaseModel
 
@@ -16,6 +17,7 @@ from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
 from mmflow.flows.runs import InputSummary, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.caching import Stamped, source_key, unless_rejected
+from mmflow.tasks.duplicates import Identity, find_duplicates, identity_of, marked_duplicate
 from mmflow.tasks.invoice import (
     EXTRACT,
     NORMALISE,
@@ -39,7 +41,7 @@ from mmflow.tasks.models import (
     PageRoute,
     Status,
 )
-from mmflow.tasks.persist import join, write_model, write_parquet
+from mmflow.tasks.persist import Manifest, join, write_model, write_parquet
 from mmflow.tasks.schemas import DocumentItems, line_items_table
 from mmflow.tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
 
@@ -155,6 +157,11 @@ class InvoiceScenario:
             **{name: field.value for name, field in first.fields.items()},
             "checks": _check_counts([c for d in documents for c in d.checks]),
             "documents": len(documents),
+            # what tells a repeated invoice (tasks/duplicates.py), per document
+            "identities": [
+                identity.model_dump(mode="json") if (identity := identity_of(d)) else None
+                for d in documents
+            ],
             "review": any(d.review for d in documents),
             "review_reasons": [reason for d in documents for reason in d.review_reasons],
             "line_items": [
@@ -187,6 +194,58 @@ class InvoiceRunReport(BaseModel):
     @property
     def failed(self) -> int:
         return sum(d.status is Status.FAILED for d in self.documents)
+
+
+def _read_result(path: str, out: str) -> InvoiceResult | None:
+    """A result file as the manifest names it (or by its name in `out`, if `out` moved)."""
+    for candidate in (path, join(out, path.replace("\\", "/").rsplit("/", 1)[-1])):
+        try:
+            with fsspec.open(candidate, "r", encoding="utf-8") as handle:
+                return InvoiceResult.model_validate_json(handle.read())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def held_identities(out: str) -> list[Identity]:
+    """The invoices `out` already holds, from its manifest and result files: read before a
+    run, so a repeated invoice is caught against earlier runs too."""
+    identities: list[Identity] = []
+    for entry in Manifest(out).latest().values():
+        if entry.status is not Status.OK:
+            continue
+        for path in entry.outputs or ([entry.output] if entry.output else []):
+            result = _read_result(path, out)
+            identity = identity_of(result) if result is not None else None
+            if identity is not None:
+                identities.append(identity)
+    return identities
+
+
+def mark_duplicates(out: str, summaries: list[InputSummary], held: list[Identity]) -> None:
+    """Give every document that repeats an earlier one (held in `out`, or earlier in this
+    run) its `duplicate_of` check: its result file is rewritten, its summary says so."""
+    arriving: list[Identity] = []
+    where: dict[tuple[str, int], tuple[InputSummary, str]] = {}
+    for summary in summaries:
+        if summary.status is not Status.OK:
+            continue
+        paths = summary.outputs or ([summary.output] if summary.output else [])
+        for path, raw in zip(paths, summary.details.get("identities", []), strict=False):
+            if raw is not None:
+                identity = Identity.model_validate(raw)
+                arriving.append(identity)
+                where[(identity.uri, identity.document)] = (summary, path)
+    for later, earlier, reason in find_duplicates(held, arriving):
+        summary, path = where[(later.uri, later.document)]
+        result = _read_result(path, out)
+        if result is None:
+            continue
+        marked = marked_duplicate(result, earlier, reason)
+        write_model(path, marked)
+        summary.details["review"] = True
+        summary.details.setdefault("review_reasons", []).append(marked.review_reasons[-1])
+        summary.details.setdefault("duplicate_of", []).append(earlier.where)
 
 
 def write_line_items(out: str, summaries: list[InputSummary]) -> None:
@@ -238,6 +297,7 @@ def invoice_flow(
         if block is not None
         else None
     )
+    held = held_identities(out)
     summaries = run_scenario(
         InvoiceScenario(options or InvoiceOptions(), vision=vision),
         inputs,
@@ -248,5 +308,6 @@ def invoice_flow(
         stepwise_max,
         group_size,
     )
+    mark_duplicates(out, summaries, held)
     write_line_items(out, summaries)
     return InvoiceRunReport(out=out, documents=summaries)

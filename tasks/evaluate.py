@@ -42,7 +42,7 @@ from mmflow.tasks.extraction.parsing import (
     find_dates,
     format_amount,
 )
-from mmflow.tasks.extraction.text import plain, text_key
+from mmflow.tasks.extraction.text import invoice_number_key, name_key, plain, text_key
 from mmflow.tasks.models import (
     ALL_FIELD_NAMES,
     AMOUNT_FIELDS,
@@ -83,10 +83,6 @@ SROIE_KEYS: dict[str, str] = {
 NAME_FIELDS = ("issuer_name", "buyer_name", "issuer_address", "buyer_address")
 NUMBER_FIELDS = ("invoice_number", "purchase_order", "referenced_invoice")
 IDENTIFIER_FIELDS = ("issuer_tax_id", "buyer_tax_id", "iban", "bic")
-_LEGAL_SUFFIX = re.compile(
-    r"[\s,]+(?:gmbh|ag|b\.?\s?v\.?|n\.?\s?v\.?|inc\.?|ltd\.?|llc|limited|plc|s\.?a\.?s?|sarl|"
-    r"sdn\.?\s*bhd\.?|bhd\.?|s/b|pvt\.?\s*ltd\.?|corp\.?|co\.?)\s*$"
-)
 
 
 class Prediction(BaseModel):
@@ -192,18 +188,6 @@ def normalise_date(raw: object, order: DateOrder = DateOrder.DMY) -> str | None:
         return text
     found = find_dates(text, order)
     return found[0].value.isoformat() if found else None
-
-
-def name_key(text: str) -> str:
-    """A company name without its legal form: 'Amazon Web Services, Inc.' ~ 'Amazon Web Services'.
-
-    Legal forms are dropped from both sides because templates name the issuer without one.
-    """
-    return text_key(_LEGAL_SUFFIX.sub("", plain(text)))
-
-
-def invoice_number_key(text: str) -> str:
-    return text_key(text.strip().lstrip("#"))
 
 
 def tax_lines_key(lines: Sequence[Mapping[str, Any]]) -> str | None:

@@ -69,8 +69,11 @@ class _IndexedPage:
         """Words (in the page's reading order) that touch the box grown by a small margin."""
         page = self.page
         x0, y0, x1, y1 = box
-        margin_y = max(y1 - y0, page.height * 0.01)
-        margin_x = max(page.width * 0.02, margin_y)
+        # a margin of 1% of the page, but never more than three box heights: a crafted page
+        # of tiny text on a huge sheet must not make every box's neighbourhood the whole page
+        height = max(0.1, y1 - y0)
+        margin_y = max(height, min(page.height * 0.01, 3 * height))
+        margin_x = max(min(page.width * 0.02, 6 * height), margin_y)
         gx0, gy0, gx1, gy1 = x0 - margin_x, y0 - margin_y, x1 + margin_x, y1 + margin_y
         low = bisect_left(self.tops, gy0 - self.tallest)
         high = bisect_right(self.tops, gy1)

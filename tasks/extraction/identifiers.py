@@ -14,6 +14,7 @@ account ("Your IBAN", a direct-debit mandate) is not the one to pay.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import replace
 
 from mmflow.tasks.extraction.labels import BIC, BUYER_TAX_ID, IBAN, TAX_ID, match_labels
@@ -61,12 +62,13 @@ def choose_identifiers(
     rows: list[Row], labelled: list[Candidate], buyer_block: set[int]
 ) -> dict[str, Candidate | None]:
     """issuer_tax_id, buyer_tax_id, iban and bic: labelled values first, then found by shape."""
+    segment_of = _SegmentFinder(rows)
     issuer: list[Candidate] = []
     buyer: list[Candidate] = []
     for cand in labelled:
         if cand.field not in (TAX_ID, BUYER_TAX_ID):
             continue
-        segment = _segment_of(cand, rows)
+        segment = segment_of(cand)
         owned = cand.field == BUYER_TAX_ID or (segment is not None and id(segment) in buyer_block)
         (buyer if owned else issuer).append(_graded_tax_id(cand))
     for row in rows:
@@ -82,21 +84,32 @@ def choose_identifiers(
     return {
         "issuer_tax_id": replace(issuer_id, field="issuer_tax_id") if issuer_id else None,
         "buyer_tax_id": replace(buyer_id, field="buyer_tax_id") if buyer_id else None,
-        "iban": _choose_iban(rows, labelled, buyer_block),
+        "iban": _choose_iban(rows, labelled, buyer_block, segment_of),
         "bic": _choose_bic(rows, labelled),
     }
 
 
-def _segment_of(cand: Candidate, rows: list[Row]) -> Segment | None:
-    for row in rows:
-        if row.page != cand.page:
-            continue
-        for segment in row.segments:
-            x0, y0, x1, y1 = segment.bbox
-            inside_x = x0 <= cand.bbox[0] + 0.5 and cand.bbox[2] <= x1 + 0.5
-            if inside_x and y0 - 1 <= cand.bbox[1] and cand.bbox[3] <= y1 + 1:
-                return segment
-    return None
+class _SegmentFinder:
+    """The segment holding a candidate's box, found by bisection over row tops (a page may
+    hold thousands of rows, and every identifier candidate asks)."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.pages: dict[int, tuple[list[float], list[Row]]] = {}
+        for row in rows:
+            tops, page_rows = self.pages.setdefault(row.page, ([], []))
+            tops.append(row.bbox[1])
+            page_rows.append(row)
+
+    def __call__(self, cand: Candidate) -> Segment | None:
+        tops, page_rows = self.pages.get(cand.page, ([], []))
+        at = bisect_right(tops, cand.bbox[1] + 1)
+        for row in page_rows[max(0, at - 3) : at + 1]:
+            for segment in row.segments:
+                x0, y0, x1, y1 = segment.bbox
+                inside_x = x0 <= cand.bbox[0] + 0.5 and cand.bbox[2] <= x1 + 0.5
+                if inside_x and y0 - 1 <= cand.bbox[1] and cand.bbox[3] <= y1 + 1:
+                    return segment
+        return None
 
 
 def _graded_tax_id(cand: Candidate) -> Candidate:
@@ -120,13 +133,16 @@ def _best(pool: list[Candidate]) -> Candidate | None:
 
 
 def _choose_iban(
-    rows: list[Row], labelled: list[Candidate], buyer_block: set[int]
+    rows: list[Row],
+    labelled: list[Candidate],
+    buyer_block: set[int],
+    segment_of: _SegmentFinder,
 ) -> Candidate | None:
     pool: list[Candidate] = []
     for cand in labelled:
         if cand.field != IBAN:
             continue
-        segment = _segment_of(cand, rows)
+        segment = segment_of(cand)
         if segment is not None and _buyers(segment, segment.text.find(cand.evidence), buyer_block):
             continue
         valid = iban_problem(cand.value) is None
