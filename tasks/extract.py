@@ -105,7 +105,8 @@ def extract_invoice(doc: DocumentText) -> Extraction:
     chosen.update(choose_identifiers(rows, labelled, buyer_block))
     chosen["purchase_order"] = _best(labelled, "purchase_order")
     chosen["payment_terms"] = _best(labelled, "payment_terms")
-    chosen["document_type"] = choose_document_type(rows, labelled)
+    document_type = choose_document_type(rows, labelled)
+    chosen["document_type"] = document_type
     found = find_tax_lines(rows, decimal_sep, items, chosen["subtotal"], chosen["tax_amount"])
     tax_lines = [f.line for f in found]
     all_rates = tax_of_all_rates(found, chosen["subtotal"], chosen["total"])
@@ -113,7 +114,7 @@ def extract_invoice(doc: DocumentText) -> Extraction:
         chosen["tax_amount"] is None or chosen["tax_amount"].amount != all_rates.amount
     ):
         chosen["tax_amount"] = all_rates
-    if chosen["document_type"].value == DocumentType.CREDIT_NOTE.value:
+    if document_type.value == DocumentType.CREDIT_NOTE.value:
         chosen.update(_credited(chosen))
         tax_lines, items = negate(tax_lines), _credited_items(items)
 

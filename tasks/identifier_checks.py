@@ -47,12 +47,13 @@ def compact_identifier(text: str) -> str:
 
 
 def _why(error: ValidationError) -> str:
-    return {
+    reasons = {
         "InvalidChecksum": "its check digits do not match",
         "InvalidLength": "it has the wrong length",
         "InvalidFormat": "it has the wrong format",
         "InvalidComponent": "a part of it is not valid",
-    }.get(type(error).__name__, error.message)
+    }
+    return reasons.get(type(error).__name__, str(error))
 
 
 def _bban_length(structure: str) -> int:

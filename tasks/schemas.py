@@ -82,7 +82,9 @@ class DocumentItems:
 def _exact(value: Decimal | None) -> Decimal | None:
     if value is None:
         return None
-    return value if -value.as_tuple().exponent <= 6 else value.quantize(_SCALE, ROUND_HALF_EVEN)
+    exponent = value.as_tuple().exponent
+    fine = isinstance(exponent, int) and exponent >= -6
+    return value if fine else value.quantize(_SCALE, ROUND_HALF_EVEN)
 
 
 def _rows_frame(items: list[LineItem]) -> pd.DataFrame:

@@ -156,10 +156,10 @@ def _choose_iban(
                     )
             label = _ACCOUNT_LABEL.search(segment.folded)
             if label is not None and not pool:
-                mention = read_iban(segment.text, label.end())
-                if mention is not None and not _buyers(segment, label.start(), buyer_block):
+                shaped = read_iban(segment.text, label.end())
+                if shaped is not None and not _buyers(segment, label.start(), buyer_block):
                     pool.append(
-                        _candidate("iban", segment, mention, ACCOUNT_SHAPED, "label:account")
+                        _candidate("iban", segment, shaped, ACCOUNT_SHAPED, "label:account")
                     )
     found = _best(pool)
     return replace(found, field="iban") if found else None

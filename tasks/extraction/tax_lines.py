@@ -144,7 +144,7 @@ def find_tax_lines(
     return []
 
 
-def _arithmetic_line(reading: _RowReading) -> TaxLine | None:
+def _arithmetic_line(reading: _RowReading) -> FoundTaxLine | None:
     """The (base, tax) pair of the row's amounts that base × rate makes true.
 
     Amounts are tried in printed order: a summary row reads rate, base, tax[, gross]; a totals
