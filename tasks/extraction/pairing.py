@@ -233,6 +233,8 @@ def parse_name(region: Region) -> Parsed | None:
     if stripped.lower().rstrip(":. ") in _NOT_NAMES:
         return None
     stripped = _ADDRESS_AFTER_NAME.split(stripped, maxsplit=1)[0]  # names never carry it
+    if stripped[:1].islower() and len(stripped.split()) >= 3:
+        return None  # "from the date of purchase": prose after a word that can be a label
     letters = sum(c.isalpha() for c in stripped)
     digits = sum(c.isdigit() for c in stripped)
     if letters < 2 or digits > letters:

@@ -37,8 +37,25 @@ STOP_ADDRESS = re.compile(
     r"mwst|invoice|factuur|rechnung|facture|factura|date|datum|cashier|kvk|iban|siret|mobile|"
     r"whatsapp|hp|h/p|doc|receipt|bank|account|konto|ifsc|bic|swift)(?![a-z])|@"
 )
-# A line that ends in a house number or starts with one: a street, not a name.
-STREET_LINE = re.compile(r"^\d+[a-zA-Z]?[,\s]+\w|\s\d+[a-zA-Z]?(?:[-/]\d+[a-zA-Z]?)?\s*$")
+STREET_WORD = re.compile(
+    r"(?<![a-z])(?:rue|avenue|boulevard|quai|place|chemin|street|road|lane|way|drive|square|"
+    r"jalan|jln|lorong|lot|via|viale|corso|piazza|calle|avenida|plaza|paseo|carrer|camino|"
+    r"ulica|straat|laan|plein|gracht|kade|stra(?:ss|ß)e|gasse|platz|floor|level|suite|unit|"
+    r"building|tower|block|blk|taman|tmn)(?![a-z])",
+    re.IGNORECASE,
+)
+# A street or town line, not a name: it ends in a house number ("Lindenallee 140"), starts with
+# one before a street word ("27 rue de la République", "14 Harbour Street"), or starts with a
+# post code ("13001 Marseille", "3542 AD Utrecht", "00-238 Warszawa").
+STREET_LINE = re.compile(
+    r"\s\d+[a-zA-Z]?(?:[-/]\d+[a-zA-Z]?)?\s*$"
+    r"|^\d+[a-zA-Z]?,?\s+(?:rue|avenue|av|boulevard|bd|quai|place|pl|chemin|allee|impasse|"
+    r"street|st|road|rd|lane|ln|way|drive|dr|square|sq|court|ct|jalan|jln|lorong|lot|via|"
+    r"viale|corso|piazza|calle|avenida|plaza|paseo|carrer|camino|ul|ulica|straat|weg|laan|"
+    r"plein|gracht|kade|strasse|str|weg|gasse|platz|ring|allee)\b"
+    r"|^(?:\d{4,5}|\d{2}-\d{3}|\d{4}\s?[A-Z]{2})\s+[A-Z]",
+    re.IGNORECASE,
+)
 REGISTRATION = re.compile(r"\d{4,}-?[a-z]\)?\.?$|^\(?(?:co|company)\.?\s*(?:reg\w*\.?)?\s*no")
 COMPANY_IDENTIFIERS = re.compile(
     r"(?<![a-z])(?:au capital|capital social|share capital|rcs|siret|siren|siege social|"
@@ -124,7 +141,7 @@ def _legal_form_name(
     return None
 
 
-_CHAIN = re.compile(r"[\s&+,]*")
+_CHAIN = re.compile(r"[\s&+,]*(?:\([a-z]{1,3}\)[\s&+,]*)?")  # "Co. (M) Bhd", "GmbH & Co. KG"
 
 
 def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
@@ -148,10 +165,11 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
         row = rows[index]
         if _is_label_row(row):
             continue  # a table header or a label row ("Hotel Details | Check In | Rooms")
-        for segment in row.segments:
+        for segment in _spaced_name(row) or row.segments:
             if id(segment) in excluded or not _is_name_like(segment):
                 continue
             name_like_seen += 1
+            in_zone = (segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE
             found = _legal_form_name(segment)
             if found is not None:
                 near_top = name_like_seen <= TOP_NAME_LINES
@@ -159,7 +177,6 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
                 if near_top:
                     return guess
                 low_legal = low_legal or guess
-            in_zone = (segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE
             street = STREET_LINE.search(segment.text)
             if in_zone and len(top_lines) < TOP_LINE_CHOICES and not street:
                 top_lines.append(_top_line_guess(index, segment))
@@ -167,6 +184,20 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
         rows, first_page, page_top, span, excluded
     )
     return tied or _pick_top_line(rows, top_lines) or low_legal
+
+
+def _spaced_name(row: Row) -> list[Segment] | None:
+    """A row of single words set far apart ("SWC   ENTERPRISE   SDN   BHD"), as one segment:
+    letter-spaced headings are a name, not table cells."""
+    segments = row.segments
+    if len(segments) < 2 or len(segments) > MAX_NAME_WORDS:
+        return None
+    if any(
+        len(s.words) > 2 or not s.text.replace("&", "").replace(".", "").isalpha() for s in segments
+    ):
+        return None
+    merged = Segment(page=row.page, words=[w for s in segments for w in s.words])
+    return [merged] if LEGAL_FORM.search(merged.folded) else None
 
 
 def _is_label_row(row: Row) -> bool:
@@ -183,6 +214,9 @@ def _pick_top_line(rows: list[Row], top_lines: list[IssuerGuess]) -> IssuerGuess
     """
     if not top_lines:
         return None
+    capitalised = [g for g in top_lines if not g.candidate.value.islower()]
+    if capitalised and top_lines[0].candidate.value.islower():
+        top_lines = capitalised  # "tan chay yee" scribbled over "SOON HUAT MACHINERY"
     first = top_lines[0]
     head = text_key(first.candidate.value)
     for later in top_lines[1:]:
@@ -325,7 +359,7 @@ def _legal_guess(
     name, end = found
     words = segment.words_in(0, end)
     legal = LEGAL_FORM.search(segment.folded)
-    if legal is not None and len(segment.text[: legal.start()].split()) <= 2 and index > 0:
+    if legal is not None and index > 0 and _continues_above(segment, legal.start()):
         name, words = _join_line_above(rows, index, segment, name, words)
     return IssuerGuess(
         Candidate(
@@ -374,6 +408,13 @@ def _top_line_guess(index: int, segment: Segment) -> IssuerGuess:
     )
 
 
+def _continues_above(segment: Segment, legal_start: int) -> bool:
+    """Whether a legal-form line may continue the name on the line above: it is short
+    ("CO. (M) SDN BHD"), or it is set in capitals like a heading the line above may start
+    ("GHEE HIANG" / "GH DISTRIBUTOR & MARKETING SDN BHD")."""
+    return len(segment.text[:legal_start].split()) <= 2 or segment.text.isupper()
+
+
 def _join_line_above(
     rows: list[Row], index: int, segment: Segment, name: str, words: list[Word]
 ) -> tuple[str, list[Word]]:
@@ -386,7 +427,9 @@ def _join_line_above(
         overlaps = candidate.bbox[0] < segment.bbox[2] and candidate.bbox[2] > segment.bbox[0]
         close = segment.bbox[1] - candidate.bbox[3] < 0.8 * height
         similar = 0.75 < candidate.height / max(1.0, height) < 1.35
-        if overlaps and close and similar and _is_name_like(candidate):
+        short_caps = candidate.text.isupper() and len(candidate.text.split()) <= 3
+        fits = short_caps or len(segment.text.split()) <= 4  # see _continues_above
+        if overlaps and close and similar and fits and _is_name_like(candidate):
             return f"{candidate.text} {name}", [*candidate.words, *words]
     return name, words
 
@@ -569,11 +612,13 @@ def address_under(
             break
         segment = column[0]
         folded = segment.folded.strip()
-        if REGISTRATION.search(folded) and not lines:
-            bottom = row.bbox[3]
+        if not lines and _before_address(segment):
+            bottom = row.bbox[3]  # registration and tax numbers, a date: the address follows
             continue
         if STOP_ADDRESS.search(folded) or find_dates(segment.text):
             break
+        if lines and _not_address(segment.text):
+            break  # a telephone or registration number ends the address block
         if match_labels(folded) and any(
             m.start <= 1 and m.weight >= 0.8 for m in match_labels(folded)
         ):
@@ -582,18 +627,89 @@ def address_under(
         bottom = row.bbox[3]
         if len(lines) == 5:
             break
-    if not lines:
+    spans = _address_spans(lines)
+    if not spans:
         return None
+    texts = [segment.text[start:end] for segment, start, end in spans]
     return Candidate(
         field=field,
-        value=" ".join(s.text for s in lines),
+        value=" ".join(texts),
         confidence=0.5,
         page=anchor.page,
-        bbox=union([s.bbox for s in lines]),
-        evidence="\n".join(s.text for s in lines),
+        bbox=union([segment.span_bbox(start, end) for segment, start, end in spans]),
+        evidence="\n".join(texts),
         source=source,
         order=row_index + 1,
     )
+
+
+# Registration numbers as receipts print them: "(124525-H)", "(JM0352019-K)", "797887-W".
+_REGISTRATION_NUMBER = re.compile(r"\(?\b[A-Z]{0,4}\d{5,}-[A-Z]{1,3}\b\)?")
+_TRAILING_REGISTRATION = re.compile(
+    r"\s*(?:roc|co\.?\s*reg\w*|company\s*no|reg\w*)\.?\s*no\.?\s*[:.]?\s*\(?[\w-]+\)?\s*$",
+    re.IGNORECASE,
+)
+# A telephone number ending a line: "03-4131 8972", "+607-357.1177", "Tel: 03-7710 0302".
+_TRAILING_PHONE = re.compile(
+    r"\s*(?:te[l1i]\w*\s*[:.]?\s*)?\+?\(?\d{2,4}\)?[-.\s]\d{3,8}(?:[-.\s]\d{3,5})?"
+    r"(?:/\d{2,5})?\b.*$",
+    re.IGNORECASE,
+)
+
+
+def _before_address(segment: Segment) -> bool:
+    """A line printed between a name and its address: a registration or tax number, a date."""
+    folded = segment.folded.strip()
+    return bool(
+        REGISTRATION.search(folded)
+        or COMPANY_IDENTIFIERS.search(folded)
+        or re.search(r"(?<![a-z])(?:gst|sst|vat|tax)\W*(?:reg|id|no)", folded)
+        or _REGISTRATION_NUMBER.fullmatch(segment.text.strip())
+        or find_dates(segment.text)
+    )
+
+
+def _address_spans(lines: list[Segment]) -> list[tuple[Segment, int, int]]:
+    """The address part of each line. Not the address: a shop's or building's name heading
+    the block (no number and no street word in it, while lines after have a number), a
+    registration number before the street, a telephone or registration number after it."""
+    spans = [(segment, 0, len(segment.text)) for segment in lines]
+    while len(spans) > 1:
+        head = spans[0][0]
+        numbered_later = any(any(c.isdigit() for c in s.text) for s, _, _ in spans[1:])
+        shop_name = not any(c.isdigit() for c in head.text) and not STREET_WORD.search(head.text)
+        if (shop_name and numbered_later) or _before_address(head):
+            spans.pop(0)
+        else:
+            break
+    while spans and _not_address(spans[-1][0].text):
+        spans.pop()
+    if spans:
+        segment, start, end = spans[0]
+        found = list(_REGISTRATION_NUMBER.finditer(segment.text))
+        rest = segment.text[found[-1].end() :] if found else ""
+        if rest.strip(" ,.:"):
+            start = len(segment.text) - len(rest.lstrip(" ,.:"))
+        spans[0] = (segment, start, end)
+    if spans:
+        segment, start, end = spans[-1]
+        text = segment.text[:end]
+        for pattern in (_TRAILING_PHONE, _TRAILING_REGISTRATION):
+            match = pattern.search(text, start)
+            if match is not None and text[start : match.start()].strip():
+                text = text[: match.start()]
+        spans[-1] = (segment, start, len(text.rstrip(" ,;")))
+    return [(segment, start, end) for segment, start, end in spans if end > start]
+
+
+def _not_address(text: str) -> bool:
+    """A line of only a telephone, tax or registration number."""
+    letters = sum(c.isalpha() for c in text)
+    digits = sum(c.isdigit() for c in text)
+    if letters == 0 and digits >= 7:
+        return True
+    stripped = _TRAILING_PHONE.sub("", text).strip(" ,;:")
+    return bool(digits >= 7 and not stripped) or bool(_TRAILING_REGISTRATION.fullmatch(text))
 
 
 def segment_at(rows: list[Row], candidate: Candidate) -> tuple[int, Segment] | None:
