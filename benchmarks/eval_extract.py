@@ -42,6 +42,7 @@ from mmflow.tasks.evaluate import (
     Prediction,
     confident_share,
     evaluate,
+    record_by_source,
     render_reliability,
     render_report,
     tax_lines_key,
@@ -100,10 +101,13 @@ def predict(doc: DocumentText, document: str, gold: str) -> Prediction:
     extraction, _ = verify_extraction(extract_invoice(doc), doc)
     values = {name: field.value for name, field in extraction.fields.items()}
     confidences = {name: field.confidence for name, field in extraction.fields.items()}
+    sources = {name: field.source for name, field in extraction.fields.items()}
     lines = [line.model_dump(mode="json") for line in extraction.tax_lines]
     values[TAX_LINES] = tax_lines_key(lines)
     confidences[TAX_LINES] = min((line.confidence for line in extraction.tax_lines), default=0.0)
-    return Prediction(document=document, gold=gold, values=values, confidences=confidences)
+    return Prediction(
+        document=document, gold=gold, values=values, confidences=confidences, sources=sources
+    )
 
 
 def pdf_pages(path: Path) -> list[PageText]:
@@ -202,6 +206,11 @@ def main() -> None:
     parser.add_argument("--png", action="store_true", help="also OCR the invoice2data PNGs")
     parser.add_argument("--misses", action="store_true", help="list every miss")
     parser.add_argument("--seed", type=int, default=12, help="seed of the generated set")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="print the public record per (field, source) for tasks/extraction/calibration.py",
+    )
     args = parser.parse_args()
     console = Console()
     started = time.perf_counter()
@@ -234,6 +243,11 @@ def main() -> None:
     everything.dataset = "public sets and the generated set"
     for report in (pooled, everything):
         console.print(render_reliability(report))
+    if args.record:
+        print("PUBLIC_RECORD: dict[tuple[str, str], tuple[int, int]] = {")
+        for (field, source), (right, scored) in record_by_source(pooled).items():
+            print(f"    ({field!r}, {source!r}): ({right}, {scored}),")
+        print("}")
     share, accuracy = confident_share(pooled)
     if share is not None:
         verdict = "met" if accuracy is not None and accuracy >= 0.97 else "NOT met"

@@ -92,15 +92,18 @@ class Prediction(BaseModel):
     gold: str  # the gold document's key: its stem, or `stem#k`
     values: Values
     confidences: dict[str, float] = Field(default_factory=dict)
+    sources: dict[str, str | None] = Field(default_factory=dict)  # how each was found
 
 
 class ScoredValue(BaseModel):
-    """One scored value: its confidence and whether it was right (for calibration)."""
+    """One scored value: its confidence, how it was found, and whether it was right."""
 
     document: str
     field: str
     confidence: float
     correct: bool
+    source: str | None = None
+    absent: bool = False  # the gold says there is nothing to find: no confidence to judge
 
 
 class ReliabilityBand(BaseModel):
@@ -477,6 +480,8 @@ def _score_one(
             field=field,
             confidence=prediction.confidences.get(field, 0.0),
             correct=right,
+            source=prediction.sources.get(field),
+            absent=gold is None,
         )
     )
     if not right:
@@ -491,6 +496,18 @@ def _score_one(
 
 
 # ------------------------------------------------------------------ reading outputs
+
+
+def record_by_source(report: EvalReport) -> dict[tuple[str, str], tuple[int, int]]:
+    """(field, source) → (right, scored): how often each way of finding a field was right,
+    the record `tasks.extraction.calibration` turns into confidences."""
+    record: dict[tuple[str, str], tuple[int, int]] = {}
+    for value in report.scored:
+        if value.source is None:
+            continue
+        right, scored = record.get((value.field, value.source), (0, 0))
+        record[(value.field, value.source)] = (right + value.correct, scored + 1)
+    return dict(sorted(record.items()))
 
 
 def result_values(data: Mapping[str, Any]) -> tuple[Values, dict[str, float]]:
@@ -594,12 +611,13 @@ CONFIDENT = 0.9
 
 
 def reliability(report: EvalReport) -> list[ReliabilityBand]:
-    """How often scored values were right, per confidence band."""
+    """How often scored values were right, per confidence band (values the gold says are
+    absent are left out: an empty answer has no confidence to judge)."""
     bands = [
         ReliabilityBand(low=low, high=min(high, 1.0), values=0, correct=0)
         for low, high in RELIABILITY_BANDS
     ]
-    for value in report.scored:
+    for value in (v for v in report.scored if not v.absent):
         for band, (low, high) in zip(bands, RELIABILITY_BANDS, strict=True):
             if low <= value.confidence < high:
                 band.values += 1
@@ -610,10 +628,11 @@ def reliability(report: EvalReport) -> list[ReliabilityBand]:
 
 def confident_share(report: EvalReport) -> tuple[float | None, float | None]:
     """(share of scored values at confidence ≥ 0.9, how often those were right)."""
-    confident = [v for v in report.scored if v.confidence >= CONFIDENT]
-    if not report.scored:
+    judged = [v for v in report.scored if not v.absent]
+    confident = [v for v in judged if v.confidence >= CONFIDENT]
+    if not judged:
         return None, None
-    share = len(confident) / len(report.scored)
+    share = len(confident) / len(judged)
     accuracy = sum(v.correct for v in confident) / len(confident) if confident else None
     return share, accuracy
 

@@ -29,6 +29,7 @@ from dataclasses import replace
 
 from mmflow.tasks.extraction.amounts import choose_amounts
 from mmflow.tasks.extraction.bounds import bound_page
+from mmflow.tasks.extraction.calibration import calibrated
 from mmflow.tasks.extraction.currency import choose_currency
 from mmflow.tasks.extraction.document_type import choose_document_type
 from mmflow.tasks.extraction.identifiers import choose_identifiers
@@ -155,7 +156,7 @@ def _field_value(name: str, cand: Candidate | None) -> FieldValue:
     value = format_amount(cand.amount) if name in AMOUNT_FIELDS else cand.value
     return FieldValue(
         value=value,
-        confidence=cand.confidence,
+        confidence=calibrated(name, cand.source, cand.confidence),
         page=cand.page,
         bbox=cand.bbox,
         evidence=cand.evidence,
