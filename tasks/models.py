@@ -158,13 +158,6 @@ class DocumentType(StrEnum):
     OTHER = "other"
 
 
-class Check(BaseModel):
-    name: str
-    status: CheckStatus
-    detail: str = ""
-    difference: Decimal | None = None
-
-
 class FieldValue(BaseModel):
     """One extracted field with its grounding; `value` is null when not found."""
 
@@ -213,6 +206,13 @@ class Extraction(BaseModel):
     def date(self, name: str) -> date | None:
         value = self.fields.get(name, FieldValue()).value
         return date.fromisoformat(value) if value is not None else None
+
+
+class Check(BaseModel):
+    name: str
+    status: CheckStatus
+    detail: str = ""
+    difference: Decimal | None = None
 
 
 class SplitBoundary(BaseModel):
