@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
-import fsspec
 from prefect import flow
 from pydantic import BaseModel
 
@@ -17,7 +16,7 @@ from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
 from mmflow.flows.runs import InputSummary, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.caching import Stamped, source_key, unless_rejected
-from mmflow.tasks.duplicates import Identity, find_duplicates, identity_of, marked_duplicate
+from mmflow.tasks.duplicates import Identity, held_identities, identity_of, mark_repeats
 from mmflow.tasks.invoice import (
     EXTRACT,
     NORMALISE,
@@ -41,7 +40,7 @@ from mmflow.tasks.models import (
     PageRoute,
     Status,
 )
-from mmflow.tasks.persist import Manifest, join, write_model, write_parquet
+from mmflow.tasks.persist import join, write_model, write_parquet
 from mmflow.tasks.schemas import DocumentItems, line_items_table
 from mmflow.tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
 
@@ -196,56 +195,20 @@ class InvoiceRunReport(BaseModel):
         return sum(d.status is Status.FAILED for d in self.documents)
 
 
-def _read_result(path: str, out: str) -> InvoiceResult | None:
-    """A result file as the manifest names it (or by its name in `out`, if `out` moved)."""
-    for candidate in (path, join(out, path.replace("\\", "/").rsplit("/", 1)[-1])):
-        try:
-            with fsspec.open(candidate, "r", encoding="utf-8") as handle:
-                return InvoiceResult.model_validate_json(handle.read())
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def held_identities(out: str) -> list[Identity]:
-    """The invoices `out` already holds, from its manifest and result files: read before a
-    run, so a repeated invoice is caught against earlier runs too."""
-    identities: list[Identity] = []
-    for entry in Manifest(out).latest().values():
-        if entry.status is not Status.OK:
-            continue
-        for path in entry.outputs or ([entry.output] if entry.output else []):
-            result = _read_result(path, out)
-            identity = identity_of(result) if result is not None else None
-            if identity is not None:
-                identities.append(identity)
-    return identities
-
-
 def mark_duplicates(out: str, summaries: list[InputSummary], held: list[Identity]) -> None:
     """Give every document that repeats an earlier one (held in `out`, or earlier in this
-    run) its `duplicate_of` check: its result file is rewritten, its summary says so."""
-    arriving: list[Identity] = []
-    where: dict[tuple[str, int], tuple[InputSummary, str]] = {}
-    for summary in summaries:
-        if summary.status is not Status.OK:
-            continue
+    run) its `duplicate_of` check; the input's summary says so too."""
+    arriving: list[tuple[Identity, str]] = []
+    by_uri = {summary.uri: summary for summary in summaries if summary.status is Status.OK}
+    for summary in by_uri.values():
         paths = summary.outputs or ([summary.output] if summary.output else [])
         for path, raw in zip(paths, summary.details.get("identities", []), strict=False):
             if raw is not None:
-                identity = Identity.model_validate(raw)
-                arriving.append(identity)
-                where[(identity.uri, identity.document)] = (summary, path)
-    for later, earlier, reason in find_duplicates(held, arriving):
-        summary, path = where[(later.uri, later.document)]
-        result = _read_result(path, out)
-        if result is None:
-            continue
-        marked = marked_duplicate(result, earlier, reason)
-        write_model(path, marked)
-        summary.details["review"] = True
-        summary.details.setdefault("review_reasons", []).append(marked.review_reasons[-1])
-        summary.details.setdefault("duplicate_of", []).append(earlier.where)
+                arriving.append((Identity.model_validate(raw), path))
+    for later, reason in mark_repeats(out, held, arriving):
+        details = by_uri[later.uri].details
+        details["review"] = True
+        details.setdefault("review_reasons", []).append(reason)
 
 
 def write_line_items(out: str, summaries: list[InputSummary]) -> None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
+import fsspec
 from pydantic import BaseModel
 
 from mmflow.tasks.extraction.text import invoice_number_key, name_key
 from mmflow.tasks.identifier_checks import compact_identifier
-from mmflow.tasks.models import Check, CheckStatus, InvoiceResult
+from mmflow.tasks.models import Check, CheckStatus, InvoiceResult, Status
+from mmflow.tasks.persist import Manifest, join, write_model
 
 DUPLICATE_CHECK = "duplicate_of"
 
@@ -129,3 +131,47 @@ def marked_duplicate(result: InvoiceResult, earlier: Identity, reason: str) -> I
             + [f"{check.name}: {check.detail}"],
         }
     )
+
+
+def read_result(path: str, out: str) -> InvoiceResult | None:
+    """A result file as the manifest names it (or by its name in `out`, if `out` moved)."""
+    for candidate in (path, join(out, path.replace("\\", "/").rsplit("/", 1)[-1])):
+        try:
+            with fsspec.open(candidate, "r", encoding="utf-8") as handle:
+                return InvoiceResult.model_validate_json(handle.read())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def held_identities(out: str) -> list[Identity]:
+    """The invoices `out` already holds, from its manifest and result files: read before a
+    run, so a repeated invoice is caught against earlier runs too."""
+    identities: list[Identity] = []
+    for entry in Manifest(out).latest().values():
+        if entry.status is not Status.OK:
+            continue
+        for path in entry.outputs or ([entry.output] if entry.output else []):
+            result = read_result(path, out)
+            identity = identity_of(result) if result is not None else None
+            if identity is not None:
+                identities.append(identity)
+    return identities
+
+
+def mark_repeats(
+    out: str, held: list[Identity], arriving: list[tuple[Identity, str]]
+) -> list[tuple[Identity, str]]:
+    """Rewrite the result file of every arriving document that repeats an earlier one with its
+    `duplicate_of` check; returns each (later document, review reason)."""
+    paths = {(identity.uri, identity.document): path for identity, path in arriving}
+    marked: list[tuple[Identity, str]] = []
+    for later, earlier, reason in find_duplicates(held, [i for i, _ in arriving]):
+        path = paths[(later.uri, later.document)]
+        result = read_result(path, out)
+        if result is None:
+            continue
+        repeated = marked_duplicate(result, earlier, reason)
+        write_model(path, repeated)
+        marked.append((later, repeated.review_reasons[-1]))
+    return marked
