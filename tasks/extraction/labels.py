@@ -160,13 +160,15 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
     ],
     BUYER_TAX_ID: [
         (
-            r"(?:your|uw|ihre?|votre|su|vostra|customer|client|kunden?) ?-?"
-            r"(?:vat|tax|btw|tva|ust|mwst|iva|nif|cif|gst) ?-?"
+            # a space matches any run of spaces and punctuation, none included (no " ?": a
+            # lazy gap would end the match before the optional "number")
+            r"(?:your|uw|ihre?|votre|su|vostra|customer|client|kunden?) "
+            r"(?:vat|tax|btw|tva|ust|mwst|iva|nif|cif|gst) "
             r"(?:id|reg\w*|no|nr|number|nummer|n)?\w*",
             1.0,
         ),
         (
-            r"(?:vat|tax|btw|tva|ust|mwst|nif|cif|p\.? ?iva|partita iva|nip)[\w-]* ?"
+            r"(?:vat|tax|btw|tva|ust|mwst|nif|cif|p\.? ?iva|partita iva|nip)[\w-]* "
             r"(?:no |nr |number |nummer |id )?(?:of the |del |du |des )?"
             r"(?:customer|client|cliente|klant|kunden?|nabywcy|leistungsempfangers|buyer)",
             1.0,

@@ -61,6 +61,7 @@ _IDENTIFIER_READERS: dict[str, Callable[[str, int], IdentifierMention | None]] =
     "iban": read_iban,
     "bic": read_bic,
 }
+MAX_PHRASE_WORDS = 12  # payment terms: "30 days net", "Zahlbar innerhalb von 14 Tagen ohne Abzug"
 OTHER_AMOUNT = "_other_amount"  # an amount beside a label that is none of our fields
 # How much a placement is trusted; multiplied by the label's own weight.
 PLACEMENT_CONFIDENCE = {"label:right": 0.9, "label:below": 0.75}
@@ -254,10 +255,13 @@ def parse_identifier(kind: str, region: Region) -> Parsed | None:
 
 
 def parse_text(region: Region) -> Parsed | None:
-    """A phrase: the rest of the region, when it says something ("14 Tage netto")."""
+    """A phrase: the rest of the region, when it says something ("14 Tage netto") and is no
+    longer than a term is (a paragraph under a heading is not a value)."""
     text = region.segment.text[region.start : region.end]
     stripped = text.strip(" :;-–,.")
     if sum(c.isalpha() for c in stripped) < 3 and not any(c.isdigit() for c in stripped):
+        return None
+    if len(stripped.split()) > MAX_PHRASE_WORDS:
         return None
     start = region.start + text.find(stripped)
     return Parsed(stripped, region, start, start + len(stripped))

@@ -64,7 +64,8 @@ def _rate_of(text: str) -> Decimal | None:
         rate = Decimal(match.group(1).replace(",", "."))
     except InvalidOperation:
         return None
-    return rate.normalize() if 0 < rate <= MAX_RATE else None
+    # "20.00" → 20, never 2E+1: normalising drops trailing zeros, formatting keeps it plain
+    return Decimal(format(rate.normalize(), "f")) if 0 < rate <= MAX_RATE else None
 
 
 def _read_row(row: Row, decimal_sep: str) -> _RowReading | None:
