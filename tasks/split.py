@@ -5,8 +5,10 @@ mix (the number of the first, the totals of the last). Each page after the first
 the possible start of a new document from signals real documents print:
 
     "Page 1 of N" restarting            +0.5   ("Page 2 of 3" continuing: -0.6)
-    an invoice number unlike the one    +0.5   (the same number repeated: -0.5)
-      the current document carries
+    an invoice number unlike the one    +0.5   (the same number repeated: -0.5; a number
+      the current document carries              where the document had none: +0.3)
+    an issuer named at the top unlike   +0.3
+      the current document's
     a document title at the top          +0.2
     the current document has printed     +0.2   (no total yet: -0.1)
       its total
@@ -27,6 +29,7 @@ from mmflow.tasks.extraction.document_type import document_titles
 from mmflow.tasks.extraction.layout import Row, build_rows
 from mmflow.tasks.extraction.pairing import labelled_candidates
 from mmflow.tasks.extraction.parsing import date_order_of, decimal_separator_of
+from mmflow.tasks.extraction.parties import guess_issuer
 from mmflow.tasks.extraction.text import fold, text_key
 from mmflow.tasks.models import (
     Check,
@@ -38,6 +41,7 @@ from mmflow.tasks.models import (
 )
 
 THRESHOLD = 0.5
+NAMED_ISSUER = 0.6  # an issuer told by its legal form, registration or bank account
 UNSURE = (0.3, 0.7)
 TOP_SHARE = 0.4  # a date label or title in this upper share of the page is a header's
 _PAGE_OF = re.compile(
@@ -56,6 +60,7 @@ class PageSignals:
     title: str | None  # a document title at its top
     closes: bool  # it prints a grand total
     dated: bool  # a date label near its top
+    issuer: str | None  # the issuer its letterhead names (compared as text keys)
 
 
 def page_signals(page: PageText) -> PageSignals:
@@ -71,12 +76,16 @@ def page_signals(page: PageText) -> PageSignals:
         c.field == "issue_date" and c.source == "label:right" and c.order // 1000 < top
         for c in labelled
     )
+    issuer = guess_issuer(rows, set())
+    if issuer is not None and issuer.candidate.confidence < NAMED_ISSUER:
+        issuer = None  # a bare top line may be anything on a continuation page
     return PageSignals(
         page_of=_page_of(texts),
         number=number,
         title=titles[0] if titles else None,
         closes=any(c.field == "total" and c.confidence >= 0.7 for c in labelled),
         dated=dated,
+        issuer=text_key(issuer.candidate.value) if issuer is not None else None,
     )
 
 
@@ -100,9 +109,11 @@ def _page_of(texts: list[str]) -> tuple[int, int] | None:
     return None
 
 
-def boundary(closed: bool, current: PageSignals, number: str | None, page: int) -> SplitBoundary:
+def boundary(
+    closed: bool, current: PageSignals, number: str | None, issuer: str | None, page: int
+) -> SplitBoundary:
     """How strongly `current` (page `page`) starts a new document after one that carries
-    `number` and has (`closed`) or has not yet printed its total."""
+    `number`, is issued by `issuer` and has (`closed`) or has not yet printed its total."""
     score = 0.0
     reasons: list[str] = []
     if current.page_of is not None:
@@ -122,6 +133,9 @@ def boundary(closed: bool, current: PageSignals, number: str | None, page: int) 
     elif current.number is not None:
         score += 0.3
         reasons.append(f"invoice number {current.number} where none was before")
+    if current.issuer and issuer and current.issuer != issuer:
+        score += 0.3
+        reasons.append("another issuer at the top")
     if current.title is not None:
         score += 0.2
         reasons.append(f"title {current.title!r} at the top")
@@ -148,17 +162,18 @@ def split_document(text: DocumentText) -> DocumentSplit:
     parts: list[tuple[int, int]] = []
     boundaries: list[SplitBoundary] = []
     start = pages[0].page
-    number, closed = signals[0].number, signals[0].closes
+    number, closed, issuer = signals[0].number, signals[0].closes, signals[0].issuer
     for index in range(1, len(pages)):
-        found = boundary(closed, signals[index], number, pages[index].page)
+        found = boundary(closed, signals[index], number, issuer, pages[index].page)
         boundaries.append(found)
         if found.starts:
             parts.append((start, pages[index - 1].page))
             start, number = pages[index].page, signals[index].number
-            closed = signals[index].closes
+            closed, issuer = signals[index].closes, signals[index].issuer
             continue
         number = number or signals[index].number
         closed = closed or signals[index].closes
+        issuer = issuer or signals[index].issuer
     parts.append((start, pages[-1].page))
     return DocumentSplit(parts=parts, boundaries=boundaries, checks=[_check(parts, boundaries)])
 
