@@ -16,7 +16,7 @@ from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
 from mmflow.flows.runs import InputSummary, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.caching import Stamped, source_key, unless_rejected
-from mmflow.tasks.duplicates import Identity, held_identities, identity_of, mark_repeats
+from mmflow.tasks.duplicates import SeenInvoices, held_identities
 from mmflow.tasks.invoice import (
     EXTRACT,
     NORMALISE,
@@ -133,6 +133,7 @@ class InvoiceScenario:
     options: InvoiceOptions
     name: str = "invoice"
     vision: VisionSettings | None = None  # a live provider: only for pages routed VISION
+    seen: SeenInvoices | None = None  # invoices seen before: repeats get `duplicate_of`
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
@@ -140,8 +141,11 @@ class InvoiceScenario:
     def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
         """`<stem>.json`; an input of several documents adds `<stem>-doc2.json`, … in page
         order, right after it (the runner reads the first `documents` paths as the results)."""
+        documents = _results(result)
+        if self.seen is not None:  # marked in place, so `details` sees it too
+            documents[:] = [self.seen.check_in(document) for document in documents]
         written: dict[str, bytes] = {}
-        for number, document in enumerate(_results(result), start=1):
+        for number, document in enumerate(documents, start=1):
             path = join(out, f"{stem}.json" if number == 1 else f"{stem}-doc{number}.json")
             written[path] = write_model(path, document)
         return written
@@ -156,11 +160,6 @@ class InvoiceScenario:
             **{name: field.value for name, field in first.fields.items()},
             "checks": _check_counts([c for d in documents for c in d.checks]),
             "documents": len(documents),
-            # what tells a repeated invoice (tasks/duplicates.py), per document
-            "identities": [
-                identity.model_dump(mode="json") if (identity := identity_of(d)) else None
-                for d in documents
-            ],
             "review": any(d.review for d in documents),
             "review_reasons": [reason for d in documents for reason in d.review_reasons],
             "line_items": [
@@ -193,22 +192,6 @@ class InvoiceRunReport(BaseModel):
     @property
     def failed(self) -> int:
         return sum(d.status is Status.FAILED for d in self.documents)
-
-
-def mark_duplicates(out: str, summaries: list[InputSummary], held: list[Identity]) -> None:
-    """Give every document that repeats an earlier one (held in `out`, or earlier in this
-    run) its `duplicate_of` check; the input's summary says so too."""
-    arriving: list[tuple[Identity, str]] = []
-    by_uri = {summary.uri: summary for summary in summaries if summary.status is Status.OK}
-    for summary in by_uri.values():
-        paths = summary.outputs or ([summary.output] if summary.output else [])
-        for path, raw in zip(paths, summary.details.get("identities", []), strict=False):
-            if raw is not None:
-                arriving.append((Identity.model_validate(raw), path))
-    for later, reason in mark_repeats(out, held, arriving):
-        details = by_uri[later.uri].details
-        details["review"] = True
-        details.setdefault("review_reasons", []).append(reason)
 
 
 def write_line_items(out: str, summaries: list[InputSummary]) -> None:
@@ -260,9 +243,9 @@ def invoice_flow(
         if block is not None
         else None
     )
-    held = held_identities(out)
+    seen = SeenInvoices(held_identities(out))  # before the run rewrites anything in `out`
     summaries = run_scenario(
-        InvoiceScenario(options or InvoiceOptions(), vision=vision),
+        InvoiceScenario(options or InvoiceOptions(), vision=vision, seen=seen),
         inputs,
         out,
         cache,
@@ -271,6 +254,5 @@ def invoice_flow(
         stepwise_max,
         group_size,
     )
-    mark_duplicates(out, summaries, held)
     write_line_items(out, summaries)
     return InvoiceRunReport(out=out, documents=summaries)

@@ -7,14 +7,17 @@ same invoice when their numbers and totals agree and so does their issuer, by ta
 print one, else by name (legal form, case and punctuation aside).
 
 Earlier means: held in the output folder before this run (any input but the one being run
-again), or ended earlier in this run's input order. Each later copy gets a `duplicate_of`
-check naming the earlier input (and its document, for files of several).
+again), or written earlier in this run. Each later copy gets a `duplicate_of` check naming the
+earlier input (and its document, for files of several) before its result file is written, so
+the file, its manifest line and its recorded asset all say the same.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import fsspec
 from pydantic import BaseModel
@@ -22,7 +25,7 @@ from pydantic import BaseModel
 from mmflow.tasks.extraction.text import invoice_number_key, name_key
 from mmflow.tasks.identifier_checks import compact_identifier
 from mmflow.tasks.models import Check, CheckStatus, InvoiceResult, Status
-from mmflow.tasks.persist import Manifest, join, write_model
+from mmflow.tasks.persist import Manifest, join
 
 DUPLICATE_CHECK = "duplicate_of"
 
@@ -159,19 +162,36 @@ def held_identities(out: str) -> list[Identity]:
     return identities
 
 
-def mark_repeats(
-    out: str, held: list[Identity], arriving: list[tuple[Identity, str]]
-) -> list[tuple[Identity, str]]:
-    """Rewrite the result file of every arriving document that repeats an earlier one with its
-    `duplicate_of` check; returns each (later document, review reason)."""
-    paths = {(identity.uri, identity.document): path for identity, path in arriving}
-    marked: list[tuple[Identity, str]] = []
-    for later, earlier, reason in find_duplicates(held, [i for i, _ in arriving]):
-        path = paths[(later.uri, later.document)]
-        result = read_result(path, out)
-        if result is None:
-            continue
-        repeated = marked_duplicate(result, earlier, reason)
-        write_model(path, repeated)
-        marked.append((later, repeated.review_reasons[-1]))
-    return marked
+class SeenInvoices:
+    """The invoices seen so far: those the output folder held before the run, then each
+    input's as it is written. Checking and adding happen under one lock, so of two copies
+    ending at once exactly one is the earlier.
+
+    Shared by the threads of one process; a process-based runner (Dask, Ray) gives each worker
+    a copy, so copies within a run that meet only on different workers are not caught.
+    """
+
+    def __init__(self, held: Iterable[Identity] = ()) -> None:
+        self._lock = threading.Lock()
+        self._seen: list[Identity] = list(held)
+
+    def check_in(self, result: InvoiceResult) -> InvoiceResult:
+        """The result, with its `duplicate_of` check when it repeats an invoice seen before;
+        either way it is seen from now on."""
+        identity = identity_of(result)
+        if identity is None:
+            return result
+        with self._lock:
+            found = find_duplicates(self._seen, [identity])
+            self._seen.append(identity)
+        if not found:
+            return result
+        _, earlier, reason = found[0]
+        return marked_duplicate(result, earlier, reason)
+
+    def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle (Dask, Ray workers)
+        return {"_seen": self._seen}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._seen = state["_seen"]
+        self._lock = threading.Lock()

@@ -141,3 +141,27 @@ def test_a_file_of_two_invoices_writes_a_result_each_and_the_manifest_lists_them
         pair[0].subtotal,
         -pair[1].subtotal,
     ]
+
+
+def test_seen_invoices_mark_the_second_copy_and_survive_pickling_for_workers() -> None:
+    import pickle
+
+    from mmflow.tasks.duplicates import SeenInvoices
+    from mmflow.tasks.models import FieldValue, InvoiceResult, SourceInfo
+
+    def result(uri: str) -> InvoiceResult:
+        fields = {
+            "invoice_number": FieldValue(value="INV-7"),
+            "total": FieldValue(value="12.00"),
+            "issuer_name": FieldValue(value="Acme Ltd"),
+        }
+        source = SourceInfo(uri=uri, sha256="0" * 64, media_type="application/pdf", pages=1)
+        return InvoiceResult(
+            source=source, route=[], fields=fields, line_items=[], checks=[], lineage={}
+        )
+
+    seen = pickle.loads(pickle.dumps(SeenInvoices()))
+    first, second = seen.check_in(result("a.pdf")), seen.check_in(result("b.pdf"))
+    assert not first.review
+    assert second.review and "a duplicate of a.pdf" in second.review_reasons[0]
+    assert [c.name for c in second.checks] == ["duplicate_of"]
