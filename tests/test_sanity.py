@@ -225,3 +225,17 @@ def test_each_tax_rate_is_reconciled_with_per_line_rounding_allowed() -> None:
     assert _check(checks, "tax_rate").status is CheckStatus.SKIPPED  # several rates
     wrong = with_lines(("19", "100.00", "17.00"), ("7", "40.00", "2.80"), tax="19.80")
     assert _check(wrong, "tax_line:19%").status is CheckStatus.FAIL
+
+
+def test_taxed_bases_below_the_subtotal_warn_as_exempt_items_not_fail() -> None:
+    from mmflow.tasks.models import TaxLine
+
+    fields = {
+        "subtotal": FieldValue(value="262.90"),
+        "tax_amount": FieldValue(value="16.94"),
+        "total": FieldValue(value="279.84"),
+    }
+    rates = [TaxLine(rate=Decimal("15"), base=Decimal("112.90"), amount=Decimal("16.94"))]
+    checks = numeric_sanity(Extraction(fields=fields, tax_lines=rates))
+    base = _check(checks, "tax_lines_base_sum")
+    assert base.status is CheckStatus.WARN and "exempt" in base.detail
