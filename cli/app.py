@@ -77,14 +77,22 @@ def eval_invoice(
     outputs: Annotated[Path, typer.Argument(help="Folder of mmflow invoice outputs.")],
     gold: Annotated[Path, typer.Option(help="Folder of ground truth (invoice2data or SROIE).")],
 ) -> None:
-    """Per-field accuracy of invoice outputs against ground truth."""
-    from mmflow.tasks.evaluate import evaluate, load_predictions, render_report
+    """Per-field accuracy of invoice outputs against ground truth, and how far confidence
+    predicts it. Outputs are matched to gold through the manifest (input sha256 or name)."""
+    from mmflow.tasks.evaluate import evaluate, load_predictions, render_reliability, render_report
 
-    predictions = load_predictions(outputs)
+    predictions = load_predictions(outputs, gold)
     if not predictions:
         raise fail("No invoice outputs", f"no <stem>.json results found in {outputs}")
     report = evaluate(predictions, gold)
     console.print(render_report(report))
+    if not report.values_scored:
+        console.print(
+            f"[red]Nothing scored: none of the {len(predictions)} outputs in {outputs} matches a "
+            f"document of {gold} (by input sha256 or file name), or the gold holds no values.[/]"
+        )
+        raise typer.Exit(1)
+    console.print(render_reliability(report))
 
 
 @eval_app.command("meeting")

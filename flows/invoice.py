@@ -1,5 +1,6 @@
-"""The invoice flow: validate → normalise → route → read (text layer / OCR) → extract → verify
-→ numeric sanity → persist, for each input; every input ends in a result or a typed rejection.
+"""The invoice flow: validate → normalise → route → read (text layer / OCR) → split → extract →
+verify → numeric sanity → persist, for each input; every input ends in a result or a typed
+rejection. An input holding several documents gives a result (and a file) per document.
 """
 
 from __future__ import annotations
@@ -15,19 +16,30 @@ from mmflow.blocks.providers import resolve_provider
 from mmflow.flows.runs import InputSummary, RunReport, RunSettings, run_name, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.caching import Stamped, source_key, unless_rejected
+from mmflow.tasks.duplicates import SeenInvoices, held_identities
 from mmflow.tasks.invoice import (
     EXTRACT,
     NORMALISE,
+    PART,
     READ,
     ROUTE,
     SANITY,
+    SPLIT,
     VALIDATE,
     VERIFY,
     InvoiceOptions,
     assemble_result,
 )
 from mmflow.tasks.line_items_table import reconcile_line_items
-from mmflow.tasks.models import Check, CheckStatus, InvoiceResult, Usd
+from mmflow.tasks.models import (
+    Check,
+    DocumentText,
+    FieldValue,
+    InvoiceDocuments,
+    InvoiceResult,
+    PageRoute,
+    Usd,
+)
 from mmflow.tasks.persist import join, write_model
 from mmflow.tasks.provider import Budget
 from mmflow.tasks.vision import VisionSettings, as_extraction, run_vision, vision_pages
@@ -40,12 +52,14 @@ def process_invoice(
     options: InvoiceOptions,
     run_id: str,
     vision: VisionSettings | None = None,
-) -> InvoiceResult:
-    """One document through every step; raises `Stopped` when a step rejected it.
+) -> InvoiceDocuments:
+    """One input through every step; raises `Stopped` when a step rejected it.
 
-    With `vision`, a document with pages routed VISION is read by the model after its OCR text
-    is extracted (the grounding text and the fallback); the vision step runs uncached, inline,
-    because it holds a live provider, and what it hands verify is keyed by its outcome.
+    The read pages are split into the documents they hold (one for most inputs), and each
+    document is extracted, verified and checked on its own. With `vision`, a document with
+    pages routed VISION is read by the model after its OCR text is extracted (the grounding
+    text and the fallback); the vision step runs uncached, inline, because it holds a live
+    provider, and what it hands verify is keyed by its outcome.
     """
     source = source_key(sha256)
     route = options.route(provider=vision is not None)
@@ -53,26 +67,59 @@ def process_invoice(
     normalised = unless_rejected(steps.run(NORMALISE, [validated], options=options.normalise))
     routes = steps.run(ROUTE, [normalised], options=route)
     text = steps.run(READ, [normalised, routes], ocr_engine=options.ocr_engine, dpi=options.dpi)
-    extraction = steps.run(EXTRACT, [text])
-    chain: list[Stamped[Any]] = [validated, normalised, routes, text, extraction]
-    vision_checks: list[Check] = []
-    if vision is not None and vision_pages(routes.value):
-        outcome = run_vision(
-            normalised,
-            routes,
-            text,
-            extraction,
-            vision,
-            route.vision_detail,
-            options.dpi,
-            run_id,
+    split = steps.run(SPLIT, [text])
+    parts = split.value.parts
+    results = []
+    for index in range(len(parts)):
+        # one document: its text is the input's, so its steps keep the keys they always had
+        part = text if len(parts) == 1 else steps.run(PART, [text, split], index=index)
+        extraction = steps.run(EXTRACT, [part])
+        chain: list[Stamped[Any]] = [validated, normalised, routes, text, split, extraction]
+        vision_checks: list[Check] = []
+        part_routes = routes if len(parts) == 1 else _routes_of(routes, part)
+        if vision is not None and vision_pages(part_routes.value):
+            outcome = run_vision(
+                normalised,
+                part_routes,
+                part,
+                extraction,
+                vision,
+                route.vision_detail,
+                options.dpi,
+                run_id,
+            )
+            extraction, vision_checks = as_extraction(outcome), outcome.value.checks
+            chain.append(outcome)
+        verified = steps.run(VERIFY, [extraction, part])
+        sanity = steps.run(SANITY, [verified])
+        chain += [verified, sanity]
+        results.append(
+            assemble_result(
+                validated,
+                routes,
+                verified,
+                sanity,
+                chain,
+                run_id,
+                vision_checks,
+                split.value,
+                index,
+            )
         )
-        extraction, vision_checks = as_extraction(outcome), outcome.value.checks
-        chain.append(outcome)
-    verified = steps.run(VERIFY, [extraction, text])
-    sanity = steps.run(SANITY, [verified])
-    chain += [verified, sanity]
-    return assemble_result(validated, routes, verified, sanity, chain, run_id, vision_checks)
+    return InvoiceDocuments(results=results)
+
+
+def _routes_of(
+    routes: Stamped[list[PageRoute]], part: Stamped[DocumentText]
+) -> Stamped[list[PageRoute]]:
+    """The routes of one document's pages, keyed by the part they belong to."""
+    pages = {page.page for page in part.value.pages}
+    return routes.model_copy(
+        update={
+            "key": f"{routes.key}:{part.key}",
+            "value": [r for r in routes.value if r.page in pages],
+        }
+    )
 
 
 def _check_counts(checks: list[Check]) -> dict[str, int]:
@@ -82,6 +129,16 @@ def _check_counts(checks: list[Check]) -> dict[str, int]:
     return counts
 
 
+def results_of(result: BaseModel) -> list[InvoiceResult]:
+    """The results of one input: what `process` made, or one result file read back."""
+    if isinstance(result, InvoiceResult):
+        return [result]
+    return cast(InvoiceDocuments, result).results
+
+
+_NO_VALUE = FieldValue()
+
+
 @dataclass(frozen=True)
 class InvoicePipeline:
     """The invoice scenario for the runner (flows/runs.py)."""
@@ -89,6 +146,7 @@ class InvoicePipeline:
     Options: ClassVar[type[BaseModel]] = InvoiceOptions
     options: InvoiceOptions = field(default_factory=InvoiceOptions)
     vision: VisionSettings | None = None  # a live provider: only for pages routed VISION
+    seen: SeenInvoices | None = None  # invoices seen before: repeats get `duplicate_of`
     name: str = "invoice"
 
     @property
@@ -100,18 +158,39 @@ class InvoicePipeline:
         return process_invoice(uri, sha256, steps, self.options, run_id, self.vision)
 
     def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
-        path = join(out, f"{stem}.json")
-        return {path: write_model(path, result)}
+        """`<stem>.json`; an input of several documents adds `<stem>-doc2.json`, … in page
+        order, right after it (the runner reads the first `documents` paths as the results)."""
+        documents = results_of(result)
+        if self.seen is not None:  # marked in place, so `details` sees it too
+            documents[:] = [self.seen.check_in(document) for document in documents]
+        written: dict[str, bytes] = {}
+        for number, document in enumerate(documents, start=1):
+            path = join(out, f"{stem}.json" if number == 1 else f"{stem}-doc{number}.json")
+            written[path] = write_model(path, document)
+        return written
 
     def details(self, result: BaseModel) -> dict[str, Any]:
-        invoice = cast(InvoiceResult, result)
-        failed = [c for c in invoice.checks if c.status is CheckStatus.FAIL]
+        """The first document's fields and checks; `documents` and `review` over all of them,
+        and every document's line items with the document they belong to."""
+        documents = results_of(result)
+        first = documents[0]
         return {
-            "route": ",".join(sorted({r.route.value for r in invoice.route})),
-            **{name: field.value for name, field in invoice.fields.items()},
-            "checks": _check_counts(invoice.checks),
-            "review": [f"{c.name}: {c.detail}" for c in failed],
-            "line_items": [item.model_dump(mode="json") for item in invoice.line_items],
+            "route": ",".join(sorted({r.route.value for d in documents for r in d.route})),
+            **{name: value.value for name, value in first.fields.items()},
+            "checks": _check_counts([c for d in documents for c in d.checks]),
+            "documents": len(documents),
+            "review": any(d.review for d in documents),
+            "review_reasons": [reason for d in documents for reason in d.review_reasons],
+            "line_items": [
+                item.model_dump(mode="json")
+                | {
+                    "document": number,
+                    "document_type": d.fields.get("document_type", _NO_VALUE).value,
+                    "currency": d.fields.get("currency", _NO_VALUE).value,
+                }
+                for number, d in enumerate(documents, start=1)
+                for item in d.line_items
+            ],
         }
 
     def finish(self, out: str, summaries: list[InputSummary]) -> dict[str, Any]:
@@ -155,4 +234,6 @@ def invoice_flow(
         if block is not None
         else None
     )
-    return run_scenario(InvoicePipeline(options, vision), inputs, out, run, names)
+    seen = SeenInvoices(held_identities(out)) if "://" in out or out.startswith("/") else None
+    pipeline = InvoicePipeline(options, vision, seen)
+    return run_scenario(pipeline, inputs, out, run, names)

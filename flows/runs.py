@@ -76,7 +76,8 @@ class Pipeline(Protocol):
 
     def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
         """Write the input's outputs; returns each path and the bytes written there, its main
-        result file first."""
+        result file first (an input of several documents: one result file each, first, in
+        page order, their number given as `documents` in `details`)."""
         ...
 
     def details(self, result: BaseModel) -> dict[str, Any]:
@@ -131,6 +132,8 @@ class InputSummary(BaseModel):
     status: Status
     error: ErrorInfo | None = None
     output: str | None = None
+    outputs: list[str] | None = None
+    documents: int | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -145,6 +148,8 @@ class InputSummary(BaseModel):
             status=self.status,
             error=self.error,
             output=self.output,
+            outputs=self.outputs,
+            documents=self.documents,
         )
 
 
@@ -306,6 +311,7 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
     pipeline, settings, run_id = run.pipeline, run.settings, run.run_id
     sha256: str | None = None
     status, error, output, details = Status.FAILED, None, None, {}
+    outputs: list[str] | None = None
     try:
         if stopping.stop_requested():
             raise Interrupted(
@@ -324,12 +330,15 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
         output = next(iter(written))
         record_outputs(output_assets(pipeline.name, uri, written))  # lineage as Prefect assets
         details = pipeline.details(result)
+        documents = details.get("documents")  # an input holding several documents
+        if isinstance(documents, int) and documents > 1:
+            outputs = list(written)[:documents]  # their result files come first, in page order
         status = Status.OK
         if settings.strict and details.get("review"):
             status = Status.FAILED
+            reasons = details.get("review_reasons") or ["a check failed"]
             error = _failure(
-                FailureCode.CHECKS_FAILED,
-                "checks failed (strict run): " + "; ".join(map(str, details["review"])),
+                FailureCode.CHECKS_FAILED, "checks failed (strict run): " + "; ".join(reasons)
             )
     except Rejection as rejection:  # the input could not be read at all
         # A path that does not exist is the operator's mistake, not bad content: an error.
@@ -346,7 +355,14 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
     finally:
         forget_input(uri)
     summary = InputSummary(
-        uri=uri, sha256=sha256, status=status, error=error, output=output, details=details
+        uri=uri,
+        sha256=sha256,
+        status=status,
+        error=error,
+        output=output,
+        outputs=outputs,
+        documents=len(outputs) if outputs else None,
+        details=details,
     )
     run.manifest.append(summary.manifest_entry())
     publish(done_event(summary))

@@ -12,13 +12,27 @@ box it was read from. `source` says how it was found and `confidence` ranks thos
     legal_form, top_of_page, below_issuer   where issuer name and address were found
     registration, payee           issuer named by its registration footer or bank account
     recipient_block               an unlabelled name-and-address block beside the issuer (0.35)
+    below_buyer, beside_buyer     the buyer's address under (or after) the buyer's name
+    pattern:vat_id, pattern:iban  an identifier found by its shape and check digits, unlabelled
+    title, label, default         how the document type was told (its title, a label, nothing)
     first_date, largest_amount    last resorts when no label is found (0.3–0.4)
+
+Tax per rate comes from rows where base × rate = tax (`extraction.tax_lines`). A credit note's
+amounts are reported negative whether the page prints a minus or the title implies it. The
+work per page is bounded (`extraction.bounds`): words past the bound are left unread and a
+`too_complex` check says so.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mmflow.tasks.extraction.amounts import choose_amounts
+from mmflow.tasks.extraction.bounds import bound_page
+from mmflow.tasks.extraction.calibration import calibrated
 from mmflow.tasks.extraction.currency import choose_currency
+from mmflow.tasks.extraction.document_type import choose_document_type
+from mmflow.tasks.extraction.identifiers import choose_identifiers
 from mmflow.tasks.extraction.labels import OTHER, SHIP_TO, match_labels
 from mmflow.tasks.extraction.layout import Row, build_rows
 from mmflow.tasks.extraction.line_items import detect_line_items, line_total
@@ -31,16 +45,34 @@ from mmflow.tasks.extraction.parsing import (
     find_dates,
     format_amount,
 )
-from mmflow.tasks.extraction.parties import guess_address, guess_buyer, guess_issuer
-from mmflow.tasks.models import FIELD_NAMES, DocumentText, Extraction, FieldValue
+from mmflow.tasks.extraction.parties import (
+    address_beside,
+    buyer_address,
+    guess_address,
+    guess_buyer,
+    guess_issuer,
+)
+from mmflow.tasks.extraction.tax_lines import find_tax_lines, negate, tax_of_all_rates
+from mmflow.tasks.models import (
+    ALL_FIELD_NAMES,
+    AMOUNT_FIELDS,
+    Check,
+    CheckStatus,
+    DocumentText,
+    DocumentType,
+    Extraction,
+    FieldValue,
+    LineItem,
+)
 
 FIRST_DATE_CONFIDENCE = 0.4
-BUYER_BLOCK_ROWS = 5
+BUYER_BLOCK_LINES = 6  # name, up to four address lines, a tax ID
 
 
 def extract_invoice(doc: DocumentText) -> Extraction:
-    """Fields of DESIGN.md and line items from one document's words with boxes."""
-    rows = [row for page in doc.pages for row in build_rows(page)]
+    """Fields of DESIGN.md, line items and tax lines from one document's words with boxes."""
+    bounded = [bound_page(page) for page in doc.pages]
+    rows = [row for page in bounded for row in build_rows(page.page)]
     texts = [segment.text for row in rows for segment in row.segments]
     decimal_sep = decimal_separator_of(texts)
     currency = choose_currency(rows, decimal_sep)
@@ -48,33 +80,83 @@ def extract_invoice(doc: DocumentText) -> Extraction:
 
     labelled = labelled_candidates(rows, decimal_sep, order)
     items = detect_line_items(rows, decimal_sep)
-    chosen: dict[str, Candidate | None] = dict.fromkeys(FIELD_NAMES)
+    chosen: dict[str, Candidate | None] = dict.fromkeys(ALL_FIELD_NAMES)
     chosen.update(choose_amounts(labelled, _page_amounts(rows, decimal_sep), line_total(items)))
     chosen["currency"] = currency
-    chosen["invoice_number"] = _best(labelled, "invoice_number")
+    chosen["referenced_invoice"] = _best(labelled, "referenced_invoice")
+    referenced = chosen["referenced_invoice"]
+    chosen["invoice_number"] = _best(
+        labelled, "invoice_number", unless=referenced.value if referenced else None
+    )
     chosen["due_date"] = _best(labelled, "due_date")
     chosen["issue_date"] = _issue_date(rows, labelled, order)
+    buyer_block = _buyer_block(rows)
     issuer = _best(labelled, "issuer_name")
-    guess = guess_issuer(rows, _buyer_block(rows))
+    guess = guess_issuer(rows, buyer_block)
     if guess is not None and (issuer is None or guess.candidate.confidence > issuer.confidence):
         issuer = guess.candidate
     chosen["issuer_name"] = issuer
-    chosen["buyer_name"] = _best(labelled, "buyer_name") or guess_buyer(rows, guess)
-    chosen["issuer_address"] = guess_address(rows, guess) if guess is not None else None
+    buyer = _best(labelled, "buyer_name") or guess_buyer(rows, guess)
+    chosen["buyer_name"] = buyer
+    if guess is not None:
+        chosen["issuer_address"] = guess_address(rows, guess) or address_beside(
+            rows, guess, buyer_block
+        )
+    chosen["buyer_address"] = buyer_address(rows, buyer) if buyer is not None else None
+    chosen.update(choose_identifiers(rows, labelled, buyer_block))
+    chosen["purchase_order"] = _best(labelled, "purchase_order")
+    chosen["payment_terms"] = _best(labelled, "payment_terms")
+    document_type = choose_document_type(rows, labelled)
+    chosen["document_type"] = document_type
+    found = find_tax_lines(rows, decimal_sep, items, chosen["subtotal"], chosen["tax_amount"])
+    tax_lines = [f.line for f in found]
+    all_rates = tax_of_all_rates(found, chosen["subtotal"], chosen["total"])
+    if all_rates is not None and (
+        chosen["tax_amount"] is None or chosen["tax_amount"].amount != all_rates.amount
+    ):
+        chosen["tax_amount"] = all_rates
+    if document_type.value == DocumentType.CREDIT_NOTE.value:
+        chosen.update(_credited(chosen))
+        tax_lines, items = negate(tax_lines), _credited_items(items)
 
-    fields = {name: _field_value(name, chosen.get(name)) for name in FIELD_NAMES}
-    return Extraction(fields=fields, line_items=items)
+    fields = {name: _field_value(name, chosen.get(name)) for name in ALL_FIELD_NAMES}
+    notes = [page.note for page in bounded if page.note]
+    checks = (
+        [Check(name="too_complex", status=CheckStatus.WARN, detail="; ".join(notes))]
+        if notes
+        else []
+    )
+    return Extraction(fields=fields, line_items=items, tax_lines=tax_lines, checks=checks)
+
+
+def _credited(chosen: dict[str, Candidate | None]) -> dict[str, Candidate | None]:
+    """A credit note's amounts as credits: negative, printed so or implied by its title."""
+    return {
+        name: replace(cand, value=str(-abs(cand.amount)))
+        for name in AMOUNT_FIELDS
+        if (cand := chosen.get(name)) is not None
+    }
+
+
+def _credited_items(items: list[LineItem]) -> list[LineItem]:
+    return [
+        item.model_copy(
+            update={
+                "amount": -abs(item.amount) if item.amount is not None else None,
+                "unit_price": -abs(item.unit_price) if item.unit_price is not None else None,
+            }
+        )
+        for item in items
+    ]
 
 
 def _field_value(name: str, cand: Candidate | None) -> FieldValue:
     if cand is None:
         return FieldValue()
-    value = (
-        format_amount(cand.amount) if name in ("subtotal", "tax_amount", "total") else cand.value
-    )
+    value = format_amount(cand.amount) if name in AMOUNT_FIELDS else cand.value
     return FieldValue(
         value=value,
-        confidence=cand.confidence,
+        confidence=calibrated(name, cand.source, cand.confidence),
         page=cand.page,
         bbox=cand.bbox,
         evidence=cand.evidence,
@@ -82,9 +164,10 @@ def _field_value(name: str, cand: Candidate | None) -> FieldValue:
     )
 
 
-def _best(candidates: list[Candidate], field: str) -> Candidate | None:
-    """Highest confidence; among equals the one read first."""
-    pool = [c for c in candidates if c.field == field]
+def _best(candidates: list[Candidate], field: str, unless: str | None = None) -> Candidate | None:
+    """Highest confidence; among equals the one read first. `unless`: a value it must not be
+    (a credit note's number is never the invoice number it refers to)."""
+    pool = [c for c in candidates if c.field == field and c.value != unless]
     return min(pool, key=lambda c: (-c.confidence, c.order)) if pool else None
 
 
@@ -145,8 +228,15 @@ def _buyer_block(rows: list[Row]) -> set[int]:
             excluded.add(id(segment))
             x0 = segment.bbox[0] - 5
             x1 = max(segment.bbox[2], segment.bbox[0] + 150)
-            for below in rows[index + 1 : index + 1 + BUYER_BLOCK_ROWS]:
-                for other in below.segments:
-                    if other.bbox[0] < x1 and other.bbox[2] > x0:
-                        excluded.add(id(other))
+            # the block's lines, however many rows other columns interleave with them
+            reach = segment.bbox[3] + BUYER_BLOCK_LINES * 1.6 * segment.height
+            taken = 0
+            for below in rows[index + 1 :]:
+                if below.page != segment.page or below.bbox[1] > reach:
+                    break
+                column = [s for s in below.segments if s.bbox[0] < x1 and s.bbox[2] > x0]
+                excluded.update(id(other) for other in column)
+                taken += bool(column)
+                if taken == BUYER_BLOCK_LINES:
+                    break
     return excluded

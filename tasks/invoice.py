@@ -15,9 +15,12 @@ from pydantic import BaseModel, Field
 from mmflow.tasks.caching import Stamped, Step
 from mmflow.tasks.document import read_document, route_document
 from mmflow.tasks.extract import extract_invoice
+from mmflow.tasks.identifier_checks import identifier_checks
 from mmflow.tasks.inputs import read_input, sha256_of
 from mmflow.tasks.models import (
     Check,
+    CheckStatus,
+    DocumentSplit,
     DocumentText,
     Extraction,
     InvoiceResult,
@@ -30,6 +33,7 @@ from mmflow.tasks.normalise import NormaliseOptions, normalise_document
 from mmflow.tasks.ocr import OcrEngine, engine_version
 from mmflow.tasks.route import RouteOptions
 from mmflow.tasks.sanity import numeric_sanity
+from mmflow.tasks.split import part_text, split_document
 from mmflow.tasks.textlayer import ENGINE as TEXT_LAYER_ENGINE
 from mmflow.tasks.validate import ValidationLimits, validate_bytes
 from mmflow.tasks.verify import verify_extraction
@@ -112,8 +116,12 @@ def _verify(extraction: Extraction, text: DocumentText) -> tuple[Extraction, lis
     return verify_extraction(extraction, text)
 
 
+def _part(text: DocumentText, split: DocumentSplit, *, index: int) -> DocumentText:
+    return part_text(text, split, index)
+
+
 def _sanity(verified: tuple[Extraction, list[Check]]) -> list[Check]:
-    return numeric_sanity(verified[0])
+    return [*numeric_sanity(verified[0]), *identifier_checks(verified[0])]
 
 
 def _ocr_engine(params: Mapping[str, Any]) -> str:
@@ -141,10 +149,18 @@ READ = Step(
     _ocr_engine,
     _engines_used,
 )
+SPLIT = Step("split", split_document)
+PART = Step("part", _part)
 EXTRACT = Step("extract", extract_invoice)
 VERIFY = Step("verify", _verify)
 SANITY = Step("sanity", _sanity)
-STEPS = (VALIDATE, NORMALISE, ROUTE, READ, EXTRACT, VERIFY, SANITY)
+STEPS = (VALIDATE, NORMALISE, ROUTE, READ, SPLIT, EXTRACT, VERIFY, SANITY)
+
+
+def review_reasons(sanity: list[Check]) -> list[str]:
+    """Why a person should look before paying: every sanity or identifier check that failed
+    outright (warnings do not count)."""
+    return [f"{c.name}: {c.detail}" for c in sanity if c.status is CheckStatus.FAIL]
 
 
 def assemble_result(
@@ -155,21 +171,38 @@ def assemble_result(
     lineage_steps: list[Stamped[Any]],
     run_id: str,
     extra_checks: Sequence[Check] = (),
+    split: DocumentSplit | None = None,
+    part: int = 0,
 ) -> InvoiceResult:
-    """The `<stem>.json` document: fields, line items, checks, routes and lineage.
+    """The `<stem>.json` document: fields, line items, tax lines, checks, routes and lineage.
 
     `extra_checks` (the vision step's, when a provider read the document) follow verify's.
+    For the `part`-th document of an input of several (`split`), `source` names its pages and
+    the routes are those of its pages; the split's check comes first.
     """
     source = validated.value
     extraction, verify_checks = verified.value
+    parts = split.parts if split is not None else [(1, source.pages)]
+    first, last = parts[part]
+    split_checks = split.checks if split is not None else []
+    reasons = review_reasons(sanity.value)
     return InvoiceResult(
         source=SourceInfo(
-            uri=source.uri, sha256=source.sha256, media_type=source.media_type, pages=source.pages
+            uri=source.uri,
+            sha256=source.sha256,
+            media_type=source.media_type,
+            pages=source.pages,
+            document=part + 1,
+            documents=len(parts),
+            page_range=(first, last),
         ),
-        route=routes.value,
+        route=[r for r in routes.value if first <= r.page <= last],
         fields=extraction.fields,
         line_items=extraction.line_items,
-        checks=[*verify_checks, *extra_checks, *sanity.value],
+        tax_lines=extraction.tax_lines,
+        review=bool(reasons),
+        review_reasons=reasons,
+        checks=[*split_checks, *verify_checks, *extra_checks, *sanity.value],
         lineage={
             "input_sha256": source.sha256,
             "mmflow_version": version("mmflow"),

@@ -2,12 +2,12 @@
 
 Runs into one folder accumulate (a nightly batch, one run per webhook upload, several at once),
 and the table must say what the manifest says: each `ok` line's input, with the rows of the
-result that line names. So each run reconciles the table with the whole manifest, under the
+results that line names. So each run reconciles the table with the whole manifest, under the
 folder's lock, instead of writing only its own inputs:
 - rows of inputs the manifest no longer ends `ok` with the same sha256 are dropped;
 - this run's inputs come from what it just extracted;
 - any other `ok` input the table lacks (a run that crashed before reconciling, a deleted table,
-  one from an older mmflow) is read from its result JSON.
+  one written by an older mmflow with other columns) is read from its result JSON files.
 Inputs with no line items are listed in the file's metadata, so "no rows" is not "missing".
 """
 
@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import fsspec
 
-from mmflow.tasks.models import InvoiceResult, LineItem, ManifestEntry, Status
+from mmflow.tasks.models import FieldValue, InvoiceResult, LineItem, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputLock, join, write_bytes
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
+
+    from mmflow.tasks.schemas import DocumentItems
 
 FILENAME = "line_items.parquet"
 WITHOUT_ROWS = b"mmflow.inputs_without_line_items"  # parquet metadata: [[uri, sha256], …]
@@ -31,11 +33,17 @@ WITHOUT_ROWS = b"mmflow.inputs_without_line_items"  # parquet metadata: [[uri, s
 Key = tuple[str, str]  # (input uri, sha256)
 
 
-def _keys(frame: pd.DataFrame) -> list[Key]:
-    return list(zip(frame["uri"].astype(str), frame["sha256"].astype(str), strict=True))
+def _keys(table: pa.Table) -> list[Key]:
+    return list(
+        zip(
+            (str(u) for u in table.column("uri").to_pylist()),
+            (str(s) for s in table.column("sha256").to_pylist()),
+            strict=True,
+        )
+    )
 
 
-def _read_table(path: str) -> tuple[pd.DataFrame | None, set[Key]]:
+def _read_table(path: str) -> tuple[pa.Table | None, set[Key]]:
     """The current table and the inputs it covers without rows; (None, ∅) when there is none."""
     import pyarrow.parquet as pq
 
@@ -45,21 +53,56 @@ def _read_table(path: str) -> tuple[pd.DataFrame | None, set[Key]]:
     with fs.open(fs_path, "rb") as handle:
         table = pq.read_table(handle)
     without = json.loads((table.schema.metadata or {}).get(WITHOUT_ROWS, b"[]"))
-    return table.to_pandas(), {(str(uri), str(sha)) for uri, sha in without}
+    return table, {(str(uri), str(sha)) for uri, sha in without}
 
 
-def _items_of(entry: ManifestEntry) -> list[LineItem]:
-    """The line items an earlier run wrote into this input's result."""
-    assert entry.output is not None
-    with fsspec.open(entry.output, "r", encoding="utf-8") as handle:
-        return InvoiceResult.model_validate_json(handle.read()).line_items
+def _read_documents(entry: ManifestEntry) -> list[DocumentItems]:
+    """The line items an earlier run wrote into this input's results (one file per document)."""
+    from mmflow.tasks.schemas import DocumentItems
+
+    documents = []
+    for number, path in enumerate(entry.outputs or [entry.output], start=1):
+        assert path is not None
+        with fsspec.open(path, "r", encoding="utf-8") as handle:
+            result = InvoiceResult.model_validate_json(handle.read())
+        documents.append(
+            DocumentItems(
+                items=result.line_items,
+                sha256=entry.sha256 or "",
+                uri=entry.uri,
+                document=number,
+                document_type=result.fields.get("document_type", FieldValue()).value,
+                currency=result.fields.get("currency", FieldValue()).value,
+            )
+        )
+    return documents
 
 
-def _write_table(path: str, frame: pd.DataFrame, without: list[Key]) -> None:
+def _fresh_documents(key: Key, rows: list[dict[str, Any]]) -> list[DocumentItems]:
+    """This run's line items of one input, as the runner's details carry them (one row per
+    item, each naming the document it belongs to)."""
+    from mmflow.tasks.schemas import DocumentItems
+
+    by_document: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_document.setdefault(int(row.get("document", 1)), []).append(row)
+    return [
+        DocumentItems(
+            items=[LineItem.model_validate(row) for row in items],
+            sha256=key[1],
+            uri=key[0],
+            document=number,
+            document_type=items[0].get("document_type"),
+            currency=items[0].get("currency"),
+        )
+        for number, items in sorted(by_document.items())
+    ]
+
+
+def _write_table(path: str, table: pa.Table, without: list[Key]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = dict(table.schema.metadata or {})
     metadata[WITHOUT_ROWS] = json.dumps([list(key) for key in without]).encode()
     sink = pa.BufferOutputStream()
@@ -73,7 +116,7 @@ def reconcile_line_items(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) ->
     `fresh` holds this run's inputs' line items (as the runner's details carry them), so they
     are not read back from the results just written.
     """
-    import pandas as pd
+    import pyarrow as pa
 
     from mmflow.tasks.schemas import line_items_table
 
@@ -85,25 +128,26 @@ def reconcile_line_items(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) ->
             if e.status is Status.OK and e.sha256 and e.output
         }
         current, without = _read_table(path)
+        added_rows = line_items_table([])  # the table's columns, as this mmflow writes them
+        schema = pa.Table.from_pandas(added_rows, preserve_index=False).schema
+        if current is not None and not current.schema.remove_metadata().equals(
+            schema.remove_metadata()
+        ):
+            current, without = None, set()  # written by another mmflow: rebuilt from results
         covered = (set(_keys(current)) if current is not None else set()) | without
         keep = {key for key in covered if key in ended_ok and key not in fresh}
-        added = line_items_table(
-            [
-                (
-                    [LineItem.model_validate(item) for item in fresh[key]]
-                    if key in fresh
-                    else _items_of(entry),
-                    key[1],
-                    key[0],
+        documents: list[DocumentItems] = []
+        for key, entry in ended_ok.items():
+            if key not in keep:
+                documents += (
+                    _fresh_documents(key, fresh[key]) if key in fresh else _read_documents(entry)
                 )
-                for key, entry in ended_ok.items()
-                if key not in keep
-            ]
-        )
-        frames = [added]
+        added = pa.Table.from_pandas(line_items_table(documents), preserve_index=False)
+        tables = [added.cast(schema)]
         if current is not None:
-            frames.insert(0, current[[key in keep for key in _keys(current)]])
-        frame = pd.concat([f for f in frames if len(f)] or [added], ignore_index=True)
-        with_rows = set(_keys(frame))
-        _write_table(path, frame, sorted(key for key in ended_ok if key not in with_rows))
-    return len(frame)
+            mask = pa.array([key in keep for key in _keys(current)], type=pa.bool_())
+            tables.insert(0, current.filter(mask).cast(schema))
+        table = pa.concat_tables(tables)
+        with_rows = set(_keys(table))
+        _write_table(path, table, sorted(key for key in ended_ok if key not in with_rows))
+    return table.num_rows

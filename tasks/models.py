@@ -129,8 +129,31 @@ FIELD_NAMES: tuple[str, ...] = (
     "tax_amount",
     "total",
 )
+ADDED_FIELD_NAMES: tuple[str, ...] = (
+    "document_type",
+    "buyer_address",
+    "issuer_tax_id",
+    "buyer_tax_id",
+    "iban",
+    "bic",
+    "purchase_order",
+    "payment_terms",
+    "referenced_invoice",
+)
+"""Fields added to the contract after the first ten (DESIGN.md): same shape, in `fields` too."""
+ALL_FIELD_NAMES: tuple[str, ...] = FIELD_NAMES + ADDED_FIELD_NAMES
 AMOUNT_FIELDS: tuple[str, ...] = ("subtotal", "tax_amount", "total")
 DATE_FIELDS: tuple[str, ...] = ("issue_date", "due_date")
+
+
+class DocumentType(StrEnum):
+    """What a document is; a credit note's amounts are negative and it refers to an invoice."""
+
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+    RECEIPT = "receipt"
+    PROFORMA = "proforma"
+    OTHER = "other"
 
 
 class FieldValue(BaseModel):
@@ -155,9 +178,24 @@ class LineItem(BaseModel):
     confidence: float = 0.0
 
 
+class TaxLine(BaseModel):
+    """The tax of one rate: `rate` in percent ("19", "7.7"), its `base` and tax `amount`."""
+
+    rate: Decimal | None = None
+    base: Decimal | None = None
+    amount: Decimal | None = None
+    page: int | None = None
+    bbox: BBox | None = None
+    evidence: str | None = None
+    confidence: float = 0.0
+    source: str | None = None
+
+
 class Extraction(BaseModel):
     fields: dict[str, FieldValue]
     line_items: list[LineItem] = Field(default_factory=list)
+    tax_lines: list[TaxLine] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)  # what the extractor itself found amiss
 
     def amount(self, name: str) -> Decimal | None:
         value = self.fields.get(name, FieldValue()).value
@@ -173,6 +211,23 @@ class Check(BaseModel):
     status: CheckStatus
     detail: str = ""
     difference: Decimal | None = None
+
+
+class SplitBoundary(BaseModel):
+    """Whether a new document starts on `page`, how strongly the page signals say so, and why."""
+
+    page: int  # 1-based
+    score: float  # > 0.5: a new document starts here
+    starts: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class DocumentSplit(BaseModel):
+    """The documents one input holds, as page ranges (first, last; 1-based, inclusive)."""
+
+    parts: list[tuple[int, int]]
+    boundaries: list[SplitBoundary] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- output side
@@ -191,7 +246,12 @@ class SourceInfo(BaseModel):
     uri: str
     sha256: str
     media_type: str
-    pages: int
+    pages: int  # of the input file
+    # When the input held several documents: which one this is (1-based), of how many, and
+    # its pages (first, last; 1-based, inclusive). A single document spans every page.
+    document: int = 1
+    documents: int = 1
+    page_range: tuple[int, int] | None = None
 
 
 class InvoiceResult(BaseModel):
@@ -203,6 +263,16 @@ class InvoiceResult(BaseModel):
     line_items: list[LineItem]
     checks: list[Check]
     lineage: dict[str, Any]
+    tax_lines: list[TaxLine] = Field(default_factory=list)
+    review: bool = False  # a check failed outright: a person should look before it is paid
+    review_reasons: list[str] = Field(default_factory=list)
+
+
+class InvoiceDocuments(BaseModel):
+    """What the invoice scenario makes of one input: a result per document it holds, in page
+    order (most inputs hold one)."""
+
+    results: list[InvoiceResult]
 
 
 class ErrorInfo(BaseModel):
@@ -224,3 +294,7 @@ class ManifestEntry(BaseModel):
     status: Status
     error: ErrorInfo | None = None
     output: str | None = None
+    # An input holding several documents has one result file each: `output` is the first,
+    # `outputs` all of them in page order, `documents` how many.
+    outputs: list[str] | None = None
+    documents: int | None = None

@@ -9,6 +9,12 @@ Thresholds, for every comparison of an observed value with the value it should e
 - pass: |difference| <= tolerance (0.01 by default: rounding of printed amounts);
 - warn: |difference| <= 5% of the expected value (a levy, a rounding policy, a missed line);
 - fail: anything larger (a wrong field, a misread digit).
+
+Tax per rate: each tax line's base × rate must give its amount, the lines' amounts must add up
+to the tax amount and their bases to the subtotal. Tax is often computed per item line and
+rounded there, so these comparisons allow half a cent per line item on top of the tolerance.
+A credit note's amounts are negative; its checks compare magnitudes where a sign would only
+get in the way (the tax rate), and a negative total is what it should have.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from mmflow.tasks.models import Check, CheckStatus, Extraction
+from mmflow.tasks.models import Check, CheckStatus, DocumentType, Extraction, TaxLine
 
 WARN_SHARE = Decimal("0.05")
 """Differences up to this share of the expected value warn; larger ones fail."""
@@ -33,6 +39,8 @@ COMMON_TAX_RATES: tuple[Decimal, ...] = tuple(
 India, Malaysia, Singapore, Australia, Canada (GST/HST) and Japan; 0-27%."""
 
 MAX_PLAUSIBLE_RATE = Decimal("27")
+PER_LINE_ROUNDING = Decimal("0.005")
+"""What rounding the tax of each item line can add to a per-rate or summed tax amount."""
 RATE_SLACK = Decimal("0.0005")
 """A rate matches when tax is within max(tolerance, 0.05% of subtotal) of subtotal x rate:
 per-line rounding of the tax can move the overall rate a little off the nominal one."""
@@ -161,6 +169,83 @@ def check_line_arithmetic(extraction: Extraction, tolerance: Decimal) -> list[Ch
     return checks
 
 
+def _is_credit_note(extraction: Extraction) -> bool:
+    field = extraction.fields.get("document_type")
+    return field is not None and field.value == DocumentType.CREDIT_NOTE.value
+
+
+def _rounding_allowance(extraction: Extraction, tolerance: Decimal) -> Decimal:
+    return tolerance + PER_LINE_ROUNDING * max(1, len(extraction.line_items))
+
+
+def check_tax_lines(extraction: Extraction, tolerance: Decimal) -> list[Check]:
+    """Each rate's base × rate vs its amount, then the lines against tax_amount and subtotal."""
+    lines = extraction.tax_lines
+    if not lines:
+        return []
+    allowance = _rounding_allowance(extraction, tolerance)
+    checks = [_check_tax_line(number, line, allowance) for number, line in enumerate(lines, 1)]
+    checks.append(
+        _check_lines_sum(extraction, "tax_amount", [x.amount for x in lines], "amount", allowance)
+    )
+    checks.append(
+        _check_lines_sum(extraction, "subtotal", [x.base for x in lines], "base", allowance)
+    )
+    return checks
+
+
+def _check_tax_line(number: int, line: TaxLine, allowance: Decimal) -> Check:
+    label = f"{line.rate}%" if line.rate is not None else f"line {number}"
+    name = f"tax_line:{label}"
+    if line.rate is None or line.base is None or line.amount is None:
+        missing = [n for n in ("rate", "base", "amount") if getattr(line, n) is None]
+        return _skipped(name, f"tax line {label}: missing {', '.join(missing)}")
+    expected = line.base * line.rate / 100
+    difference = line.amount - expected
+    status = _grade(difference, expected, allowance)
+    verdict = "agree" if status is CheckStatus.PASS else f"differ by {difference:+.4f}"
+    return Check(
+        name=name,
+        status=status,
+        detail=(
+            f"{line.rate}% of {line.base} = {expected.quantize(Decimal('0.0001'))}, "
+            f"amount is {line.amount}: {verdict}"
+        ),
+        difference=difference,
+    )
+
+
+def _check_lines_sum(
+    extraction: Extraction,
+    field: str,
+    parts: list[Decimal | None],
+    what: str,
+    allowance: Decimal,
+) -> Check:
+    name = "tax_lines_sum" if what == "amount" else f"tax_lines_{what}_sum"
+    expected, problem = _amount(extraction, field)
+    if problem:
+        return _unreadable(name, [problem])
+    known = [p for p in parts if p is not None]
+    if expected is None or len(known) < len(parts):
+        return _skipped(name, f"needs {field} and every tax line's {what}")
+    total = sum(known, Decimal(0))
+    difference = total - expected
+    status = _grade(difference, expected, allowance)
+    verdict = "agree" if status is CheckStatus.PASS else f"differ by {difference:+}"
+    if what == "base" and status is CheckStatus.FAIL and abs(total) < abs(expected):
+        # items with no printed rate (exempt, zero-rated) make the subtotal more than the
+        # taxed bases: worth a look, not a wrong number
+        status = CheckStatus.WARN
+        verdict += ": part of the subtotal carries no printed rate (exempt or zero-rated?)"
+    return Check(
+        name=name,
+        status=status,
+        detail=f"{len(parts)} tax line {what}s sum to {total}, {field} is {expected}: {verdict}",
+        difference=difference,
+    )
+
+
 def check_tax_rate(extraction: Extraction, tolerance: Decimal) -> Check:
     name = "tax_rate"
     subtotal, p1 = _amount(extraction, "subtotal")
@@ -169,6 +254,11 @@ def check_tax_rate(extraction: Extraction, tolerance: Decimal) -> Check:
         return _unreadable(name, [p for p in (p1, p2) if p])
     if subtotal is None or tax is None:
         return _skipped(name, "needs both subtotal and tax_amount")
+    if len({line.rate for line in extraction.tax_lines}) > 1:
+        rates = ", ".join(f"{line.rate}%" for line in extraction.tax_lines)
+        return _skipped(name, f"several rates ({rates}): checked per tax line")
+    if subtotal < 0 and tax <= 0 and _is_credit_note(extraction):
+        subtotal, tax = -subtotal, -tax  # a credit note's rate is its invoice's
     if subtotal <= 0:
         return _skipped(name, f"subtotal {subtotal} is not positive; no rate to compute")
     rate = tax / subtotal * 100
@@ -225,12 +315,26 @@ def check_due_after_issue(extraction: Extraction) -> Check:
 
 
 def check_total_positive(extraction: Extraction) -> Check:
+    """A positive total, or for a credit note a negative one."""
     name = "total_positive"
     total, problem = _amount(extraction, "total")
     if problem:
         return _unreadable(name, [problem])
     if total is None:
         return _skipped(name, "no total was found")
+    if _is_credit_note(extraction):
+        if total <= 0:
+            return Check(
+                name=name,
+                status=CheckStatus.PASS,
+                detail=f"total {total} of a credit note: not positive, as it should be",
+            )
+        return Check(
+            name=name,
+            status=CheckStatus.WARN,
+            detail=f"total {total} is positive on a credit note: a misread sign or document type",
+            difference=total,
+        )
     if total > 0:
         return Check(name=name, status=CheckStatus.PASS, detail=f"total {total} is positive")
     return Check(
@@ -247,6 +351,7 @@ def numeric_sanity(extraction: Extraction, tolerance: Decimal = Decimal("0.01"))
         check_line_sum(extraction, tolerance),
         check_subtotal_tax_total(extraction, tolerance),
         *check_line_arithmetic(extraction, tolerance),
+        *check_tax_lines(extraction, tolerance),
         check_tax_rate(extraction, tolerance),
         check_due_after_issue(extraction),
         check_total_positive(extraction),

@@ -1,41 +1,36 @@
 """The line-items table (`line_items.parquet`) and its pandera schema.
 
-Money columns are canonical decimal STRINGS ("279.84", "-9.32", null), not floats: a string
-round-trips through Parquet unchanged and keeps the exact value the invoice printed, which a
-float64 would not ("0.1" + "0.2"). Readers who want numbers cast with `Decimal(x)` or
-`pd.to_numeric`. The schema checks that each is a plain decimal (no exponent, no thousands
-separator, no comma), so every row can be cast without surprises.
+Money and quantity columns are exact decimals: Arrow's `decimal128(24, 6)`, which Parquet stores
+as a decimal and pandas reads back as Python `Decimal` values, so the value the invoice printed
+is kept exactly (a float64 would not keep "0.1" + "0.2") and sums need no casting:
+`pd.read_parquet(p).groupby("currency")["amount"].sum()`. Six decimal places hold every price
+an invoice prints; a value with more (only a model could produce one) is rounded to six.
+
+Each row also says which input (`sha256`, `uri`), which document of it (`document`, 1-based: a
+file can hold several), what that document is (`document_type`), its `currency`, and the
+`page` the line was read from.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 from pandera.errors import SchemaError, SchemaErrors
 
-from mmflow.tasks.models import LineItem
+from mmflow.tasks.models import DocumentType, LineItem
 
-DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
-MONEY_COLUMNS = ("quantity", "unit_price", "amount")
-
-
-def _decimal_or_null(series: pd.Series) -> pd.Series:
-    return series.isna() | series.astype("string").str.fullmatch(DECIMAL_PATTERN).fillna(False)
+NUMBER_COLUMNS = ("quantity", "unit_price", "amount")
+DECIMAL_DTYPE = pd.ArrowDtype(pyarrow.decimal128(24, 6))
+_SCALE = Decimal("0.000001")
 
 
 def _not_blank(series: pd.Series) -> pd.Series:
     return series.astype("string").str.strip().str.len().fillna(0) > 0
-
-
-def _decimal_column() -> pa.Column:
-    return pa.Column(
-        pd.StringDtype(),
-        pa.Check(_decimal_or_null, error="must be a plain decimal string such as '279.84'"),
-        nullable=True,
-    )
 
 
 LineItemRowsSchema = pa.DataFrameSchema(
@@ -45,9 +40,7 @@ LineItemRowsSchema = pa.DataFrameSchema(
         "description": pa.Column(
             pd.StringDtype(), pa.Check(_not_blank, error="description must not be blank")
         ),
-        "quantity": _decimal_column(),
-        "unit_price": _decimal_column(),
-        "amount": _decimal_column(),
+        **{column: pa.Column(DECIMAL_DTYPE, nullable=True) for column in NUMBER_COLUMNS},
         "evidence": pa.Column(pd.StringDtype(), nullable=True),
         "confidence": pa.Column("float64", pa.Check.in_range(0.0, 1.0)),
     },
@@ -60,6 +53,11 @@ LineItemsSchema = pa.DataFrameSchema(
     {
         "sha256": pa.Column(pd.StringDtype(), pa.Check.str_matches(SHA256_PATTERN)),
         "uri": pa.Column(pd.StringDtype(), pa.Check.str_length(min_value=1)),
+        "document": pa.Column("int64", pa.Check.ge(1)),
+        "document_type": pa.Column(
+            pd.StringDtype(), pa.Check.isin([t.value for t in DocumentType]), nullable=True
+        ),
+        "currency": pa.Column(pd.StringDtype(), pa.Check.str_matches(r"^[A-Z]{3}$"), nullable=True),
         **LineItemRowsSchema.columns,
     },
     strict=True,
@@ -69,8 +67,24 @@ LineItemsSchema = pa.DataFrameSchema(
 """One row per line item of one or more documents: `line_items.parquet`."""
 
 
-def _decimal_text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+@dataclass(frozen=True)
+class DocumentItems:
+    """The line items of one document of one input, and what the table says about them."""
+
+    items: list[LineItem]
+    sha256: str
+    uri: str
+    document: int = 1
+    document_type: str | None = None
+    currency: str | None = None
+
+
+def _exact(value: Decimal | None) -> Decimal | None:
+    if value is None:
+        return None
+    exponent = value.as_tuple().exponent
+    fine = isinstance(exponent, int) and exponent >= -6
+    return value if fine else value.quantize(_SCALE, ROUND_HALF_EVEN)
 
 
 def _rows_frame(items: list[LineItem]) -> pd.DataFrame:
@@ -80,10 +94,8 @@ def _rows_frame(items: list[LineItem]) -> pd.DataFrame:
             "page": pd.Series([i.page for i in items], dtype="Int64"),
             "description": pd.Series([i.description for i in items], dtype=pd.StringDtype()),
             **{
-                column: pd.Series(
-                    [_decimal_text(getattr(i, column)) for i in items], dtype=pd.StringDtype()
-                )
-                for column in MONEY_COLUMNS
+                column: pd.Series([_exact(getattr(i, column)) for i in items], dtype=DECIMAL_DTYPE)
+                for column in NUMBER_COLUMNS
             },
             "evidence": pd.Series([i.evidence for i in items], dtype=pd.StringDtype()),
             "confidence": pd.Series([i.confidence for i in items], dtype="float64"),
@@ -91,47 +103,35 @@ def _rows_frame(items: list[LineItem]) -> pd.DataFrame:
     )
 
 
+def _document_frame(doc: DocumentItems) -> pd.DataFrame:
+    count = len(doc.items)
+    about = pd.DataFrame(
+        {
+            "sha256": pd.Series([doc.sha256] * count, dtype=pd.StringDtype()),
+            "uri": pd.Series([doc.uri] * count, dtype=pd.StringDtype()),
+            "document": pd.Series([doc.document] * count, dtype="int64"),
+            "document_type": pd.Series([doc.document_type] * count, dtype=pd.StringDtype()),
+            "currency": pd.Series([doc.currency] * count, dtype=pd.StringDtype()),
+        }
+    )
+    return pd.concat([about, _rows_frame(doc.items)], axis=1)
+
+
 def line_items_frame(items: list[LineItem], sha256: str, uri: str) -> pd.DataFrame:
     """Build the validated table for one document; raises pandera's SchemaErrors if invalid."""
-    return line_items_table([(items, sha256, uri)])
+    return line_items_table([DocumentItems(items, sha256, uri)])
 
 
-def line_items_table(documents: list[tuple[list[LineItem], str, str]]) -> pd.DataFrame:
-    """One validated table for many documents' (items, sha256, uri): validated once, because
-    a pandera validation costs ~10 ms whatever the size and a batch has thousands of documents.
-    """
-    frames = [
-        pd.concat(
-            [
-                pd.DataFrame(
-                    {
-                        "sha256": pd.Series([sha256] * len(items), dtype=pd.StringDtype()),
-                        "uri": pd.Series([uri] * len(items), dtype=pd.StringDtype()),
-                    }
-                ),
-                _rows_frame(items),
-            ],
-            axis=1,
-        )
-        for items, sha256, uri in documents
-    ]
-    frame = pd.concat(frames, ignore_index=True) if frames else _empty_table()
-    return LineItemsSchema.validate(frame, lazy=True)
-
-
-def _empty_table() -> pd.DataFrame:
-    return pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "sha256": pd.Series([], dtype=pd.StringDtype()),
-                    "uri": pd.Series([], dtype=pd.StringDtype()),
-                }
-            ),
-            _rows_frame([]),
-        ],
-        axis=1,
+def line_items_table(documents: list[DocumentItems]) -> pd.DataFrame:
+    """One validated table for many documents: validated once, because a pandera validation
+    costs ~10 ms whatever the size and a batch has thousands of documents."""
+    frames = [_document_frame(doc) for doc in documents]
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else _document_frame(DocumentItems([], "", ""))
     )
+    return LineItemsSchema.validate(frame, lazy=True)
 
 
 def line_items_problems(items: list[LineItem]) -> list[str]:

@@ -6,16 +6,21 @@ box, and the value agrees with that evidence once both are normalised ("279.84" 
 (`tasks.extraction.parsing`), so a format the extractor reads is never one verify cannot.
 Ungrounded values keep their value — verify never edits data — but lose confidence and get a
 check naming the field, so a reviewer knows which numbers to look at. The line items must also
-pass the table's pandera schema.
+pass the table's pandera schema. A value derived as a sum of printed amounts (the tax of two
+rates) carries each part as evidence, joined by " + ", and is grounded when every part is on
+the page and they add up to it. Tax lines are grounded like line items, by their tax amount.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from itertools import product
 
 from mmflow.tasks.extraction.parsing import amount_readings, currency_readings, date_readings
+from mmflow.tasks.extraction.tax_lines import SUM_JOINER
 from mmflow.tasks.extraction.text import plain, text_key
 from mmflow.tasks.models import (
     AMOUNT_FIELDS,
@@ -28,6 +33,7 @@ from mmflow.tasks.models import (
     FieldValue,
     LineItem,
     PageText,
+    TaxLine,
 )
 from mmflow.tasks.schemas import line_items_problems
 
@@ -38,17 +44,45 @@ MISPLACED_FACTOR = 0.6
 LINE_AMOUNT = "line_amount"
 
 
-def _near(box: BBox, page: PageText) -> list[str]:
-    """Words (in the page's reading order) that touch the box grown by a small margin."""
-    x0, y0, x1, y1 = box
-    margin_y = max(y1 - y0, page.height * 0.01)
-    margin_x = max(page.width * 0.02, margin_y)
-    gx0, gy0, gx1, gy1 = x0 - margin_x, y0 - margin_y, x1 + margin_x, y1 + margin_y
-    return [
-        w.text
-        for w in page.words
-        if w.bbox[0] <= gx1 and w.bbox[2] >= gx0 and w.bbox[1] <= gy1 and w.bbox[3] >= gy0
-    ]
+class _IndexedPage:
+    """A page's words sorted by their top edge, so finding the words near a box costs a
+    bisection, not a pass over every word (pages can hold thousands, and every value asks)."""
+
+    def __init__(self, page: PageText) -> None:
+        self.page = page
+        self.order = sorted(range(len(page.words)), key=lambda i: page.words[i].bbox[1])
+        self.tops = [page.words[i].bbox[1] for i in self.order]
+        self.tallest = max((w.bbox[3] - w.bbox[1] for w in page.words), default=0.0)
+        self.texts = [w.text for w in page.words]
+        self.squashed = _squash(" ".join(self.texts))
+        self.tokens = Counter(token for word in self.texts for token in plain(word).split())
+
+    def anywhere(self, evidence: str) -> bool:
+        """`_contains` over the whole page, from text prepared once per page."""
+        needle = _squash(evidence)
+        if needle and needle in self.squashed:
+            return True
+        wanted = Counter(plain(evidence).split())
+        return bool(self.texts) and bool(wanted) and not (wanted - self.tokens)
+
+    def near(self, box: BBox) -> list[str]:
+        """Words (in the page's reading order) that touch the box grown by a small margin."""
+        page = self.page
+        x0, y0, x1, y1 = box
+        # a margin of 1% of the page, but never more than three box heights: a crafted page
+        # of tiny text on a huge sheet must not make every box's neighbourhood the whole page
+        height = max(0.1, y1 - y0)
+        margin_y = max(height, min(page.height * 0.01, 3 * height))
+        margin_x = max(min(page.width * 0.02, 6 * height), margin_y)
+        gx0, gy0, gx1, gy1 = x0 - margin_x, y0 - margin_y, x1 + margin_x, y1 + margin_y
+        low = bisect_left(self.tops, gy0 - self.tallest)
+        high = bisect_right(self.tops, gy1)
+        hits = []
+        for i in self.order[low:high]:
+            b = page.words[i].bbox
+            if b[0] <= gx1 and b[2] >= gx0 and b[1] <= gy1 and b[3] >= gy0:
+                hits.append(i)
+        return [self.texts[i] for i in sorted(hits)]
 
 
 def _squash(text: str) -> str:
@@ -77,9 +111,12 @@ def value_agrees(kind: str, value: str, evidence: str) -> str | None:
             amount = Decimal(value)
         except InvalidOperation:
             return f"value {value!r} is not a decimal amount"
-        if abs(amount) not in amount_readings(evidence):
+        parts = [amount_readings(part) for part in evidence.split(SUM_JOINER)]
+        if not any(sum(combination) == abs(amount) for combination in product(*parts)):
             return f"value {value} is not the amount in the evidence {evidence!r}"
         return None
+    if kind == "document_type":
+        return None  # a title or label says it; the evidence need only be on the page
     if kind in DATE_FIELDS:
         try:
             day = date.fromisoformat(value)
@@ -109,7 +146,7 @@ def _ground(
     evidence: str | None,
     page_number: int | None,
     box: BBox | None,
-    pages: dict[int, PageText],
+    pages: dict[int, _IndexedPage],
 ) -> tuple[CheckStatus, float, str]:
     """(status, confidence factor, detail) of one value against the page text."""
     if not evidence or page_number is None or box is None:
@@ -123,9 +160,11 @@ def _ground(
     disagreement = value_agrees(kind, value, evidence)
     if disagreement is not None:
         return CheckStatus.FAIL, UNGROUNDED_FACTOR, f"{label}: {disagreement}"
-    if _contains(_near(box, page), evidence):
+    pieces = evidence.split(SUM_JOINER)
+    near = page.near(box)
+    if all(_contains(near, piece) for piece in pieces):
         return CheckStatus.PASS, 1.0, f"{label}: {evidence!r} found on page {page_number}"
-    if _contains([w.text for w in page.words], evidence):
+    if all(page.anywhere(piece) for piece in pieces):
         return (
             CheckStatus.WARN,
             MISPLACED_FACTOR,
@@ -139,7 +178,7 @@ def _ground(
 
 
 def _ground_line_items(
-    items: list[LineItem], pages: dict[int, PageText]
+    items: list[LineItem], pages: dict[int, _IndexedPage]
 ) -> tuple[list[LineItem], Check]:
     """Each line's evidence must be on its page and hold its amount (or its description)."""
     if not items:
@@ -171,9 +210,33 @@ def _ground_line_items(
     return grounded, Check(name="grounding:line_items", status=status, detail=detail)
 
 
+def _ground_tax_lines(
+    lines: list[TaxLine], pages: dict[int, _IndexedPage]
+) -> tuple[list[TaxLine], list[Check]]:
+    """Each tax line's evidence (its row) must be on its page and hold its tax amount."""
+    if not lines:
+        return [], []
+    grounded: list[TaxLine] = []
+    failures: list[str] = []
+    for line in lines:
+        label = f"tax line {line.rate}%"
+        value = str(line.amount) if line.amount is not None else ""
+        status, factor, detail = _ground(
+            LINE_AMOUNT, label, value, line.evidence, line.page, line.bbox, pages
+        )
+        if status is not CheckStatus.PASS:
+            failures.append(detail)
+        grounded.append(line.model_copy(update={"confidence": line.confidence * factor}))
+    status = CheckStatus.PASS if not failures else CheckStatus.WARN
+    detail = f"{len(lines) - len(failures)} of {len(lines)} tax lines grounded"
+    if failures:
+        detail += ": " + "; ".join(failures)
+    return grounded, [Check(name="grounding:tax_lines", status=status, detail=detail)]
+
+
 def verify_extraction(extraction: Extraction, text: DocumentText) -> tuple[Extraction, list[Check]]:
     """A new Extraction with confidences adjusted by grounding, and the checks that say why."""
-    pages = {page.page: page for page in text.pages}
+    pages = {page.page: _IndexedPage(page) for page in text.pages}
     checks: list[Check] = []
     fields: dict[str, FieldValue] = {}
     for name, field in extraction.fields.items():
@@ -203,4 +266,7 @@ def verify_extraction(extraction: Extraction, text: DocumentText) -> tuple[Extra
             detail=f"{len(extraction.line_items)} rows valid",
         )
     checks.append(schema_check)
-    return Extraction(fields=fields, line_items=items), checks
+    tax_lines, tax_checks = _ground_tax_lines(extraction.tax_lines, pages)
+    checks += tax_checks
+    verified = Extraction(fields=fields, line_items=items, tax_lines=tax_lines)
+    return verified, [*extraction.checks, *checks]

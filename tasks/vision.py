@@ -332,7 +332,8 @@ def extract_with_vision(
 
 def merge_extractions(vision: Extraction, deterministic: Extraction) -> Extraction:
     """Vision is primary; a field it left empty (and line items, if it found none) come from
-    the deterministic extractor, which read the same OCR text."""
+    the deterministic extractor, which read the same OCR text, as do the fields and tax lines
+    the model is not asked for."""
     fields = {
         name: vision.fields[name]
         if vision.fields.get(name, FieldValue()).value is not None
@@ -340,7 +341,15 @@ def merge_extractions(vision: Extraction, deterministic: Extraction) -> Extracti
         for name in FIELD_NAMES
     }
     items = vision.line_items or deterministic.line_items
-    return Extraction(fields=fields, line_items=items)
+    # the fields the model is not asked for (document type, identifiers, …), the tax per rate
+    # and the extractor's own checks come from the deterministic reading of the same page
+    fields |= {name: field for name, field in deterministic.fields.items() if name not in fields}
+    return Extraction(
+        fields=fields,
+        line_items=items,
+        tax_lines=deterministic.tax_lines,
+        checks=deterministic.checks,
+    )
 
 
 # ---------------------------------------------------------------- the pipeline step

@@ -36,7 +36,7 @@ def _status_mb(field: str) -> float:
 def run_document(uri: str) -> None:
     """What the invoice flow does first (flows/runs.py, tasks/invoice.py)."""
     limits = ValidationLimits()
-    hash_input(uri, limits.max_bytes)  # InvoiceScenario.max_input_bytes
+    hash_input(uri, limits.max_bytes)  # InvoicePipeline.max_input_bytes
     validated = validate_bytes(read_input(uri, max_bytes=limits.max_bytes), uri, limits)
     normalise_document(read_input(uri, max_bytes=limits.max_bytes), validated, NormaliseOptions())
 

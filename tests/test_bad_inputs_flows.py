@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from mmflow.flows.invoice import invoice_flow
+from mmflow.flows.runs import RunSettings
 from mmflow.tasks.inputs import carried_name
 from tests.badinputs import AUDIO, DOCUMENT, good_invoice_pdf, hostile_cases
 
@@ -74,9 +75,11 @@ def test_a_name_that_is_not_utf8_fails_no_other_input_of_its_group(
     with open(odd, "wb") as handle:
         handle.write(good_invoice_pdf(99))
     out = tmp_path / "out"
-    report = invoice_flow(inputs=[str(folder)], out=str(out), cache=False, group_size=16)
+    report = invoice_flow(
+        inputs=[str(folder)], out=str(out), run=RunSettings(cache=False, group_size=16)
+    )
     lines = manifest(out)
-    assert len(lines) == len(report.documents) == 16
+    assert len(lines) == len(report.inputs) == 16
     assert [line["status"] for line in lines] == ["ok"] * 16, [line["error"] for line in lines]
     (entry,) = [line for line in lines if "m%FCller" in line["uri"]]
     assert entry["uri"] == carried_name(os.fsdecode(odd))
@@ -101,7 +104,7 @@ def test_hostile_names_and_a_declared_100k_pages_end_typed_in_the_invoice_flow(
     pages = CASES["pages-100k.pdf"].make(folder)
     out = tmp_path / "out"
     inputs = [str(p) for p in (long_name, newline, escape, pages)]
-    invoice_flow(inputs=inputs, out=str(out), cache=False)
+    invoice_flow(inputs=inputs, out=str(out), run=RunSettings(cache=False))
     by_uri = {line["uri"]: line for line in manifest(out)}
     for path in (long_name, newline, escape):
         line = by_uri[str(path)]
@@ -125,7 +128,9 @@ def test_a_fifo_is_rejected_at_once_by_the_invoice_flow(
     out = tmp_path / "out"
     within(
         120,
-        lambda: invoice_flow(inputs=[str(fifo), str(good)], out=str(out), cache=False),
+        lambda: invoice_flow(
+            inputs=[str(fifo), str(good)], out=str(out), run=RunSettings(cache=False)
+        ),
         [fifo],
     )
     codes = {Path(line["uri"]).name: line["error"] for line in manifest(out)}
@@ -143,7 +148,11 @@ def test_the_document_corpus_ends_as_documented_in_one_grouped_invoice_batch(
     cases = [c for c in CASES.values() if c.pipeline == DOCUMENT and c.name != "largest-scan.png"]
     paths = {carried_name(str(c.make(folder))): c for c in cases}
     out = tmp_path / "out"
-    within(600, lambda: invoice_flow(inputs=list(paths), out=str(out), cache=False), [])
+    within(
+        600,
+        lambda: invoice_flow(inputs=list(paths), out=str(out), run=RunSettings(cache=False)),
+        [],
+    )
     lines = {line["uri"]: line for line in manifest(out)}
     assert set(lines) == set(paths)
     ended = {
@@ -178,7 +187,11 @@ def test_bad_recordings_end_as_documented_and_no_speech_is_lost(
     paths = {str(c.make(folder)): c for c in cases}
     fifos = [Path(p) for p, c in paths.items() if c.name == "pipe.wav"]
     out = tmp_path / "out"
-    within(600, lambda: meeting_flow(inputs=list(paths), out=str(out), cache=False), fifos)
+    within(
+        600,
+        lambda: meeting_flow(inputs=list(paths), out=str(out), run=RunSettings(cache=False)),
+        fifos,
+    )
     lines = {line["uri"]: line for line in manifest(out)}
     ended = {
         paths[uri].name: (line["error"] or {}).get("code", "ok") for uri, line in lines.items()

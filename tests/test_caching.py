@@ -153,7 +153,9 @@ def test_lineage_names_the_engine_that_read_the_pages_not_the_configured_one(
     engines = {}
     for path in (text_pdf, scan):
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
-        result = process_invoice(str(path), sha, InlineSteps(None, "t"), InvoiceOptions(), "t")
+        result = process_invoice(
+            str(path), sha, InlineSteps(None, "t"), InvoiceOptions(), "t"
+        ).results[0]
         engines[path.name] = next(
             s["engine"] for s in result.lineage["steps"] if s["name"] == "read"
         )

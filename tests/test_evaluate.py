@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from mmflow.tasks.evaluate import (
     load_sroie_gold,
     normalise_amount,
     normalise_date,
+    reliability,
     render_report,
+    tax_lines_key,
     values_match,
 )
 from mmflow.tasks.models import FieldValue, InvoiceResult, SourceInfo
@@ -177,10 +180,11 @@ def test_load_predictions_reads_invoice_result_files(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(result.model_dump_json(), encoding="utf-8")
     (tmp_path / "manifest.jsonl").write_text("{}\n", encoding="utf-8")
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
-    predictions = load_predictions(tmp_path)
-    assert list(predictions) == ["a"]
-    assert predictions["a"]["total"] == "12.00"
-    assert predictions["a"]["issue_date"] is None
+    predictions = load_predictions(tmp_path)  # no manifest: each result answers its own stem
+    assert [p.gold for p in predictions] == ["a"]
+    assert predictions[0].values["total"] == "12.00"
+    assert predictions[0].values["issue_date"] is None
+    assert predictions[0].confidences["total"] == 0.9
 
 
 def test_render_report_shows_accuracy_per_field(tmp_path: Path) -> None:
@@ -191,3 +195,108 @@ def test_render_report_shows_accuracy_per_field(tmp_path: Path) -> None:
     text = console.export_text()
     assert "total" in text and "100%" in text
     assert "issue_date" in text and "0%" in text
+
+
+def _result_json(total: str, confidence: float = 0.9) -> str:
+    result = InvoiceResult(
+        source=SourceInfo(uri="x", sha256="0" * 64, media_type="application/pdf", pages=1),
+        route=[],
+        fields={"total": FieldValue(value=total, confidence=confidence)},
+        line_items=[],
+        checks=[],
+        lineage={},
+    )
+    return result.model_dump_json()
+
+
+def test_predictions_are_matched_to_gold_by_the_manifest_input_not_the_output_name(
+    tmp_path: Path,
+) -> None:
+    gold, out = tmp_path / "gold", tmp_path / "out"
+    write_invoice2data(gold, "inv", {"amount": 12.0})
+    (gold / "inv.txt").write_text("Total 12.00", encoding="utf-8")
+    out.mkdir()
+    (out / "inv-0a1b2c3d.json").write_text(_result_json("12.00"), encoding="utf-8")
+    entry = {
+        "uri": str(gold / "inv.txt"),
+        "sha256": "f" * 64,
+        "status": "ok",
+        "error": None,
+        "output": str(out / "inv-0a1b2c3d.json"),
+    }
+    (out / "manifest.jsonl").write_text(json.dumps(entry) + "\n", encoding="utf-8")
+    predictions = load_predictions(out, gold)
+    assert [(p.document, p.gold) for p in predictions] == [("inv.txt", "inv")]
+    report = evaluate(predictions, gold)
+    assert (report.fields["total"].correct, report.fields["total"].total) == (1, 1)
+
+
+def test_predictions_are_matched_by_sha256_when_the_input_was_renamed(tmp_path: Path) -> None:
+    gold, out = tmp_path / "gold", tmp_path / "out"
+    write_invoice2data(gold, "inv", {"amount": 12.0})
+    (gold / "inv.txt").write_text("Total 12.00", encoding="utf-8")
+    digest = hashlib.sha256(b"Total 12.00").hexdigest()
+    out.mkdir()
+    (out / "upload.json").write_text(_result_json("12.00"), encoding="utf-8")
+    entry = {
+        "uri": "s3://b/uploads/3f9a.bin",
+        "sha256": digest,
+        "status": "ok",
+        "output": "x/upload.json",
+    }
+    (out / "manifest.jsonl").write_text(json.dumps(entry) + "\n", encoding="utf-8")
+    assert [p.gold for p in load_predictions(out, gold)] == ["inv"]
+
+
+def test_every_document_of_a_multi_document_input_answers_its_own_gold(tmp_path: Path) -> None:
+    gold, out = tmp_path / "gold", tmp_path / "out"
+    gold.mkdir()
+    truth = {"documents": [{"total": "10.00"}, {"total": "20.00"}]}
+    (gold / "pair.truth.json").write_text(json.dumps(truth), encoding="utf-8")
+    out.mkdir()
+    (out / "pair.json").write_text(_result_json("10.00"), encoding="utf-8")
+    (out / "pair-2.json").write_text(_result_json("20.00", 0.4), encoding="utf-8")
+    entry = {
+        "uri": "in/pair.pdf",
+        "sha256": "e" * 64,
+        "status": "ok",
+        "output": "o/pair.json",
+        "outputs": ["o/pair.json", "o/pair-2.json"],
+        "documents": 2,
+    }
+    (out / "manifest.jsonl").write_text(json.dumps(entry) + "\n", encoding="utf-8")
+    predictions = load_predictions(out, gold)
+    assert [(p.document, p.gold) for p in predictions] == [
+        ("pair.pdf#1", "pair#1"),
+        ("pair.pdf#2", "pair#2"),
+    ]
+    report = evaluate(predictions, gold)
+    assert report.fields["total"].correct == 2
+    bands = {(b.low, b.values) for b in reliability(report) if b.values}
+    assert bands == {(0.3, 1), (0.9, 1)}
+
+
+def test_samples_truth_scores_an_absent_field_as_must_be_empty(tmp_path: Path) -> None:
+    (tmp_path / "a.truth.json").write_text(
+        json.dumps({"total": "5.00", "referenced_invoice": None}), encoding="utf-8"
+    )
+    report = evaluate({"a": {"total": "5.00", "referenced_invoice": "INV-1"}}, tmp_path)
+    assert report.accuracy("total") == 1.0
+    assert report.accuracy("referenced_invoice") == 0.0
+
+
+def test_tax_lines_compare_as_numbers_whatever_their_order() -> None:
+    first = tax_lines_key(
+        [
+            {"rate": "19.00", "base": "100", "amount": "19"},
+            {"rate": "7", "base": "10", "amount": "0.7"},
+        ]
+    )
+    second = tax_lines_key(
+        [
+            {"rate": "7", "base": "10.00", "amount": "0.70"},
+            {"rate": "19", "base": "100.00", "amount": "19.00"},
+        ]
+    )
+    assert first == second == "19:100.00:19.00;7:10.00:0.70"
+    assert tax_lines_key([]) is None

@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 
 from mmflow.tasks.extract import extract_invoice
-from mmflow.tasks.models import FIELD_NAMES, DocumentText
+from mmflow.tasks.models import ALL_FIELD_NAMES, DocumentText
 from mmflow.tasks.textlayer import read_text_layer
 
 Line = tuple[float, float, str]
@@ -226,9 +226,12 @@ def test_rendered_invoice_fields_are_read_in_each_language(language: str) -> Non
 
 def test_every_field_name_is_present_even_when_not_found() -> None:
     result = extract_invoice(render([(50, 50, "Nothing to see here")]))
-    assert set(result.fields) == set(FIELD_NAMES)
+    assert set(result.fields) == set(ALL_FIELD_NAMES)
     assert result.fields["total"].value is None
     assert result.fields["total"].confidence == 0.0
+    # nothing names the type: an invoice, the flow's default, with a confidence that says so
+    assert result.fields["document_type"].value == "invoice"
+    assert result.fields["document_type"].confidence <= 0.3
 
 
 def test_values_carry_their_evidence_page_and_box() -> None:
@@ -286,11 +289,14 @@ def test_order_date_does_not_become_the_invoice_date() -> None:
     assert values(doc)["issue_date"] == "2023-02-05"
 
 
-def test_unlabelled_date_falls_back_to_the_first_date_with_low_confidence() -> None:
+def test_unlabelled_date_falls_back_to_the_first_date_with_less_confidence() -> None:
     fields = extract_invoice(render([(50, 50, "SHOP 1"), (50, 80, "21/03/2018 19:53")])).fields
+    labelled = extract_invoice(render([(50, 50, "SHOP 1"), (50, 80, "Date: 21/03/2018")])).fields
     assert fields["issue_date"].value == "2018-03-21"
     assert fields["issue_date"].source == "first_date"
-    assert fields["issue_date"].confidence < 0.5
+    # calibrated (docs/calibration.md): receipts' first dates were right on the public sets,
+    # but a labelled date is still trusted more
+    assert fields["issue_date"].confidence < labelled["issue_date"].confidence
 
 
 def test_gross_subtotal_label_loses_to_the_combination_that_adds_up() -> None:
@@ -491,4 +497,4 @@ def test_without_a_total_label_the_largest_amount_not_cash_tendered_is_taken() -
     total = extract_invoice(doc).fields["total"]
     assert total.value == "9.00"
     assert total.source == "largest_amount"
-    assert total.confidence < 0.5
+    assert total.confidence <= 0.5  # 6 of 8 right on the public sets (docs/calibration.md)

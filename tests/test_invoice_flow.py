@@ -19,7 +19,7 @@ from tests.badinputs import build_mixed_directory
 from tests.prefect_runs import task_run_names
 
 pytestmark = pytest.mark.slow
-STEP_NAMES = {"validate", "normalise", "route", "read", "extract", "verify", "sanity"}
+STEP_NAMES = {"validate", "normalise", "route", "read", "split", "extract", "verify", "sanity"}
 
 
 @pytest.fixture(scope="module")

@@ -212,7 +212,8 @@ def _comparable(entry: dict[str, Any]) -> dict[str, Any]:
         result = json.loads(Path(entry["output"]).read_text(encoding="utf-8"))
         result.pop("lineage")  # run ids, durations, cache flags
     output = Path(entry["output"]).name if entry["output"] else None
-    return {**entry, "output": output, "result": result}
+    outputs = [Path(path).name for path in entry.get("outputs") or []]
+    return {**entry, "output": output, "outputs": outputs, "result": result}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -171,3 +171,71 @@ def test_unreadable_values_fail_instead_of_crashing() -> None:
     )
     assert _check(checks, "total_positive").status is CheckStatus.FAIL
     assert _check(checks, "due_date_not_before_issue_date").status is CheckStatus.FAIL
+
+
+def test_a_check_failed_outright_marks_the_result_for_review_a_warning_does_not() -> None:
+    from mmflow.flows.invoice import InvoicePipeline
+    from mmflow.tasks.invoice import InvoiceOptions, review_reasons
+    from mmflow.tasks.models import InvoiceResult, SourceInfo
+
+    failing = numeric_sanity(_extraction(subtotal="100.00", tax_amount="19.00", total="150.00"))
+    # a levy inside other prices: the lines exceed the subtotal by a little, a warning
+    warning = numeric_sanity(
+        _extraction(
+            [("Chair", "1", "", "104.24")], subtotal="100.00", tax_amount="19.00", total="119.00"
+        )
+    )
+    assert any(c.status is CheckStatus.FAIL for c in failing)
+    reasons = review_reasons(failing)
+    assert reasons and reasons[0].startswith("subtotal_plus_tax:")
+    assert review_reasons(warning) == []
+
+    result = InvoiceResult(
+        source=SourceInfo(uri="a.pdf", sha256="0" * 64, media_type="application/pdf", pages=1),
+        route=[],
+        fields={},
+        line_items=[],
+        checks=failing,
+        lineage={},
+        review=True,
+        review_reasons=reasons,
+    )
+    details = InvoicePipeline(InvoiceOptions()).details(result)
+    assert details["review"] is True and details["review_reasons"] == reasons
+
+
+def test_each_tax_rate_is_reconciled_with_per_line_rounding_allowed() -> None:
+    from mmflow.tasks.models import TaxLine
+
+    def with_lines(*lines: tuple[str, str, str], tax: str) -> list[Check]:
+        item = _extraction([(f"item {n}", "", "", "10.00") for n in range(4)])
+        fields = {
+            "subtotal": FieldValue(value="140.00"),
+            "tax_amount": FieldValue(value=tax),
+            "total": FieldValue(value=str(Decimal("140.00") + Decimal(tax))),
+        }
+        rates = [TaxLine(rate=Decimal(r), base=Decimal(b), amount=Decimal(a)) for r, b, a in lines]
+        return numeric_sanity(item.model_copy(update={"fields": fields, "tax_lines": rates}))
+
+    checks = with_lines(("19", "100.00", "19.02"), ("7", "40.00", "2.80"), tax="21.82")
+    # 19.02 is 2 cents off 19.00: within half a cent per line of 4 lines plus the tolerance
+    assert _check(checks, "tax_line:19%").status is CheckStatus.PASS
+    assert _check(checks, "tax_lines_sum").status is CheckStatus.PASS
+    assert _check(checks, "tax_lines_base_sum").status is CheckStatus.PASS
+    assert _check(checks, "tax_rate").status is CheckStatus.SKIPPED  # several rates
+    wrong = with_lines(("19", "100.00", "17.00"), ("7", "40.00", "2.80"), tax="19.80")
+    assert _check(wrong, "tax_line:19%").status is CheckStatus.FAIL
+
+
+def test_taxed_bases_below_the_subtotal_warn_as_exempt_items_not_fail() -> None:
+    from mmflow.tasks.models import TaxLine
+
+    fields = {
+        "subtotal": FieldValue(value="262.90"),
+        "tax_amount": FieldValue(value="16.94"),
+        "total": FieldValue(value="279.84"),
+    }
+    rates = [TaxLine(rate=Decimal("15"), base=Decimal("112.90"), amount=Decimal("16.94"))]
+    checks = numeric_sanity(Extraction(fields=fields, tax_lines=rates))
+    base = _check(checks, "tax_lines_base_sum")
+    assert base.status is CheckStatus.WARN and "exempt" in base.detail

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pandera.errors
+import pyarrow.parquet
 import pymupdf
 import pytest
 
@@ -25,7 +26,12 @@ from mmflow.tasks.models import (
     Route,
     Word,
 )
-from mmflow.tasks.schemas import LineItemsSchema, line_items_frame
+from mmflow.tasks.schemas import (
+    DocumentItems,
+    LineItemsSchema,
+    line_items_frame,
+    line_items_table,
+)
 from mmflow.tasks.textlayer import read_text_layer
 from mmflow.tasks.verify import MISPLACED_FACTOR, UNGROUNDED_FACTOR, verify_extraction
 
@@ -243,36 +249,54 @@ def test_a_bare_integer_reads_as_an_amount() -> None:
 # ---------------------------------------------------------------- the pandera table
 
 
-def _valid_frame() -> pd.DataFrame:
-    items = [
+def _valid_frame_items() -> list[LineItem]:
+    return [
         LineItem(description="Chair", quantity=Decimal("2"), unit_price=Decimal("120.00"),
                  amount=Decimal("240.00"), page=1, confidence=0.9),
         LineItem(description="Levy", amount=Decimal("-9.32"), confidence=0.5),
     ]  # fmt: skip
-    return line_items_frame(items, SHA, "invoices/a.pdf")
 
 
-def test_line_items_frame_keeps_exact_decimals_as_strings() -> None:
+def _valid_frame() -> pd.DataFrame:
+    return line_items_frame(_valid_frame_items(), SHA, "invoices/a.pdf")
+
+
+def test_line_items_frame_keeps_exact_decimals_as_numbers() -> None:
     frame = _valid_frame()
-    assert list(frame["amount"]) == ["240.00", "-9.32"]
+    assert list(frame["amount"]) == [Decimal("240.00"), Decimal("-9.32")]
+    assert frame["amount"].sum() == Decimal("230.68")
     assert frame["quantity"].isna().tolist() == [False, True]
     assert list(frame["line_no"]) == [1, 2]
 
 
-def test_line_items_frame_round_trips_through_parquet(tmp_path: Path) -> None:
-    frame = _valid_frame()
+def test_line_items_frame_round_trips_through_parquet_as_decimals(tmp_path: Path) -> None:
+    frame = line_items_table(
+        [
+            DocumentItems(
+                _valid_frame_items(),
+                SHA,
+                "a.pdf",
+                document=2,
+                document_type="credit_note",
+                currency="EUR",
+            )
+        ]
+    )
     path = tmp_path / "line_items.parquet"
     frame.to_parquet(path)
+    assert str(pyarrow.parquet.read_schema(path).field("amount").type) == "decimal128(24, 6)"
     back = pd.read_parquet(path)
-    LineItemsSchema.validate(back)
-    pd.testing.assert_frame_equal(back, frame)
+    assert back["amount"].sum() == Decimal("230.68")  # Decimal values, summed without casting
+    assert set(back["currency"]) == {"EUR"} and set(back["document_type"]) == {"credit_note"}
+    assert list(back["document"]) == [2, 2]
 
 
 @pytest.mark.parametrize(
     ("column", "bad"),
     [
-        ("amount", "12,50"),
-        ("unit_price", "1e3"),
+        ("currency", "euro"),
+        ("document_type", "bill"),
+        ("document", 0),
         ("description", "  "),
         ("confidence", 1.5),
         ("sha256", "not-a-hash"),

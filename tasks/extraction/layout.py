@@ -8,6 +8,7 @@ stores them as separate lines.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -58,10 +59,13 @@ class Segment:
         return median(w.bbox[3] - w.bbox[1] for w in self.words)
 
     def words_in(self, start: int, end: int) -> list[Word]:
-        """The words that the character range [start, end) touches."""
+        """The words that the character range [start, end) touches (found by bisection: a
+        segment can be long, and every value found in it asks)."""
+        first = max(0, bisect_right(self.starts, start) - 1)
+        last = bisect_left(self.starts, end)
         return [
             w
-            for w, s in zip(self.words, self.starts, strict=True)
+            for w, s in zip(self.words[first:last], self.starts[first:last], strict=True)
             if s < end and s + len(w.text) > start
         ]
 
@@ -77,15 +81,16 @@ class Row:
     page: int
     segments: list[Segment]
 
-    @property
+    # a row is asked for its box, height and text many times and never changes once built
+    @cached_property
     def bbox(self) -> BBox:
         return union([s.bbox for s in self.segments])
 
-    @property
+    @cached_property
     def height(self) -> float:
         return median(s.height for s in self.segments)
 
-    @property
+    @cached_property
     def text(self) -> str:
         return " ".join(s.text for s in self.segments)
 
@@ -122,29 +127,59 @@ def _engine_lines(page: PageText) -> list[list[Word]]:
     return lines
 
 
+@dataclass
+class _OpenRow:
+    """A row being gathered: its box, its segments' heights (sorted) and x-spans (sorted by x0,
+    disjoint), kept up to date so placing a segment costs O(log n), not O(segments on the row)."""
+
+    segments: list[Segment]
+    box: BBox
+    heights: list[float]
+    spans: list[tuple[float, float]]
+
+    @classmethod
+    def of(cls, segment: Segment) -> _OpenRow:
+        x0, _, x1, _ = segment.bbox
+        return cls([segment], segment.bbox, [segment.height], [(x0, x1)])
+
+    def overlaps_x(self, x0: float, x1: float) -> bool:
+        at = bisect_left(self.spans, (x0, x1))
+        return any(s[0] < x1 and x0 < s[1] for s in self.spans[max(0, at - 1) : at + 1])
+
+    def median_height(self) -> float:
+        n = len(self.heights)
+        mid = n // 2
+        return self.heights[mid] if n % 2 else (self.heights[mid - 1] + self.heights[mid]) / 2
+
+    def add(self, segment: Segment) -> None:
+        self.segments.append(segment)
+        self.box = union([self.box, segment.bbox])
+        insort(self.heights, segment.height)
+        insort(self.spans, (segment.bbox[0], segment.bbox[2]))
+
+
 def build_rows(page: PageText) -> list[Row]:
     """Segments of a page grouped into rows, top to bottom, each row left to right."""
     segments = [
         segment for line in _engine_lines(page) if line for segment in _split_line(page.page, line)
     ]
     segments.sort(key=lambda s: (s.bbox[1] + s.bbox[3]) / 2)
-    rows: list[list[Segment]] = []
+    rows: list[_OpenRow] = []
     for segment in segments:
         x0, y0, x1, y1 = segment.bbox
         centre = (y0 + y1) / 2
         placed = False
         for row in reversed(rows[-4:]):
-            rb = union([s.bbox for s in row])
+            rb = row.box
             row_centre = (rb[1] + rb[3]) / 2
-            tolerance = 0.45 * min(y1 - y0, median(s.height for s in row))
-            overlaps_x = any(s.bbox[0] < x1 and x0 < s.bbox[2] for s in row)
-            if abs(centre - row_centre) <= tolerance and not overlaps_x:
-                row.append(segment)
+            tolerance = 0.45 * min(y1 - y0, row.median_height())
+            if abs(centre - row_centre) <= tolerance and not row.overlaps_x(x0, x1):
+                row.add(segment)
                 placed = True
                 break
         if not placed:
-            rows.append([segment])
+            rows.append(_OpenRow.of(segment))
     return [
-        Row(page=page.page, segments=sorted(r, key=lambda s: s.bbox[0]))
-        for r in sorted(rows, key=lambda r: min(s.bbox[1] for s in r))
+        Row(page=page.page, segments=sorted(r.segments, key=lambda s: s.bbox[0]))
+        for r in sorted(rows, key=lambda r: r.box[1])
     ]

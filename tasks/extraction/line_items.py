@@ -165,6 +165,8 @@ def _is_totals_row(row: Row) -> str | None:
                 continue
             if match.start <= 2 or (position == 0 and match.field == "total"):
                 return match.field
+            if position == 0 and match.field == "tax_amount" and _PERCENT.search(segment.text):
+                return match.field  # "zzgl. 19 % MwSt.", "plus 20% VAT": a tax row
     if _SUMMARY_ROW.match(row.segments[0].folded.lstrip(" *-")):
         return "summary"
     return None
@@ -178,6 +180,7 @@ _SUMMARY_ROW = re.compile(
 
 
 _NUMBER = re.compile(r"^-?\d+(?:[.,]\d+)?")
+_PERCENT = re.compile(r"\d\s?%")
 # a cell holding only a number, money or a percentage ("1", "€ 4,24", "21%", "1.00 kg")
 _NUMERIC_CELL = re.compile(r"[\s€$£₹¥RMs.*%-]*-?[\d.,]+\s*(?:%|[A-Za-z€$£]{0,5})[\s*]*")
 

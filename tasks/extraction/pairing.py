@@ -14,13 +14,30 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from mmflow.tasks.extraction.labels import OTHER, ROUNDING, LabelMatch, match_labels
+from mmflow.tasks.extraction.labels import (
+    BIC,
+    BUYER_TAX_ID,
+    IBAN,
+    OTHER,
+    ROUNDING,
+    TAX_ID,
+    LabelMatch,
+    match_labels,
+)
 from mmflow.tasks.extraction.layout import Row, Segment
 from mmflow.tasks.extraction.line_items import is_table_header
-from mmflow.tasks.extraction.parsing import DateOrder, find_amounts, find_dates
+from mmflow.tasks.extraction.parsing import (
+    DateOrder,
+    IdentifierMention,
+    find_amounts,
+    find_dates,
+    read_bic,
+    read_iban,
+    read_tax_id,
+)
 from mmflow.tasks.models import BBox
 
-Kind = Literal["amount", "date", "id", "name"]
+Kind = Literal["amount", "date", "id", "name", "tax_id", "iban", "bic", "text"]
 FIELD_KINDS: dict[str, Kind] = {
     "invoice_number": "id",
     "issue_date": "date",
@@ -31,7 +48,20 @@ FIELD_KINDS: dict[str, Kind] = {
     "buyer_name": "name",
     "issuer_name": "name",
     ROUNDING: "amount",
+    TAX_ID: "tax_id",
+    BUYER_TAX_ID: "tax_id",
+    IBAN: "iban",
+    BIC: "bic",
+    "purchase_order": "id",
+    "referenced_invoice": "id",
+    "payment_terms": "text",
 }
+_IDENTIFIER_READERS: dict[str, Callable[[str, int], IdentifierMention | None]] = {
+    "tax_id": read_tax_id,
+    "iban": read_iban,
+    "bic": read_bic,
+}
+MAX_PHRASE_WORDS = 12  # payment terms: "30 days net", "Zahlbar innerhalb von 14 Tagen ohne Abzug"
 OTHER_AMOUNT = "_other_amount"  # an amount beside a label that is none of our fields
 # How much a placement is trusted; multiplied by the label's own weight.
 PLACEMENT_CONFIDENCE = {"label:right": 0.9, "label:below": 0.75}
@@ -110,6 +140,13 @@ def right_regions(row: Row, segment: Segment, label: LabelMatch) -> list[Region]
     return regions
 
 
+def _phrase_end(segment: Segment, label: LabelMatch) -> int:
+    for other in match_labels(segment.folded):
+        if other.start > label.end and segment.folded[other.end :].lstrip().startswith(":"):
+            return other.start
+    return len(segment.text)
+
+
 def tilted_regions(rows: list[Row], row_index: int, segment: Segment) -> list[Region]:
     """Segments to the right that a tilted photo put on the row above or below.
 
@@ -182,6 +219,9 @@ def parse_id(region: Region) -> Parsed | None:
     return None
 
 
+# A separator after which the text runs into an address (a part holding a number):
+# "Globex Corporation, 12 Main Street" is the name "Globex Corporation".
+_ADDRESS_AFTER_NAME = re.compile(r"\s*(?:[,;·|]|\s[-–]\s)\s*(?=[^,;·|]*\d)")
 _NOT_NAMES = {"address", "adresse", "adres", "name", "naam", "details", "direccion", "anschrift"}
 
 
@@ -193,12 +233,37 @@ def parse_name(region: Region) -> Parsed | None:
         return None  # a remark such as "(Not to be used for payment remittance)"
     if stripped.lower().rstrip(":. ") in _NOT_NAMES:
         return None
+    stripped = _ADDRESS_AFTER_NAME.split(stripped, maxsplit=1)[0]  # names never carry it
+    if stripped[:1].islower() and len(stripped.split()) >= 3:
+        return None  # "from the date of purchase": prose after a word that can be a label
     letters = sum(c.isalpha() for c in stripped)
     digits = sum(c.isdigit() for c in stripped)
     if letters < 2 or digits > letters:
         return None
     offset = text.find(stripped) if stripped in text else 0
     start = region.start + max(0, offset)
+    return Parsed(stripped, region, start, start + len(stripped))
+
+
+def parse_identifier(kind: str, region: Region) -> Parsed | None:
+    """A tax ID, IBAN or BIC at the start of the region, reported compact."""
+    text = region.segment.text[: region.end]
+    mention = _IDENTIFIER_READERS[kind](text, region.start)
+    if mention is None:
+        return None
+    return Parsed(mention.value, region, mention.start, mention.end)
+
+
+def parse_text(region: Region) -> Parsed | None:
+    """A phrase: the rest of the region, when it says something ("14 Tage netto") and is no
+    longer than a term is (a paragraph under a heading is not a value)."""
+    text = region.segment.text[region.start : region.end]
+    stripped = text.strip(" :;-–,.")
+    if sum(c.isalpha() for c in stripped) < 3 and not any(c.isdigit() for c in stripped):
+        return None
+    if len(stripped.split()) > MAX_PHRASE_WORDS:
+        return None
+    start = region.start + text.find(stripped)
     return Parsed(stripped, region, start, start + len(stripped))
 
 
@@ -288,9 +353,14 @@ def _pair(
     other = label.field.startswith("_") and kind == "date"
     if other and not _DATE_HINT.search(segment.folded[label.start : label.end]):
         return None  # "Cash", "Tel" … say nothing about the date beside them
-    if kind == "name" and label.start > 1:
-        return None  # "from"/"client" inside a sentence is not a label
-    right = right_regions(rows[row_index], segment, label)
+    if kind in ("name", "text") and label.start > 1:
+        return None  # "from"/"client"/"terms" inside a sentence is not a label
+    if kind == "text":
+        # a phrase runs on past words that are labels elsewhere ("14 Tage netto", "Sofort
+        # fällig"); only a label with its own colon starts something else
+        right = [Region(segment, label.end, _phrase_end(segment, label))]
+    else:
+        right = right_regions(rows[row_index], segment, label)
     if not segment.text[label.end :].strip(" :.-#"):
         right += tilted_regions(rows, row_index, segment)
     parsed = _first_value(kind, right, parsers)
@@ -326,6 +396,14 @@ def _first_value(kind: Kind, regions: list[Region], parsers: _Parsers) -> Parsed
                 return parsed
             if region.segment.text[region.start : region.end].strip(" :#.-"):
                 return None
+        elif kind in _IDENTIFIER_READERS:
+            parsed = parse_identifier(kind, region)
+            if parsed is not None:
+                return parsed
+            if region.segment.text[region.start : region.end].strip(" :#.-"):
+                return None
+        elif kind == "text":
+            return parse_text(region)
         else:
             parsed_name = parse_name(region)
             if parsed_name is not None:

@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from mmflow.tasks.extraction.text import fold
+from mmflow.tasks.identifier_checks import iban_length, iban_problem, tax_id_check
+from mmflow.tasks.models import CheckStatus
 
 # ------------------------------------------------------------------ currencies
 
@@ -277,18 +279,20 @@ class DateOrder(StrEnum):
 MONTHS: dict[str, int] = {}
 for _number, _names in enumerate(
     [
-        "january jan januar janvier janv januari enero ene jänner janner",
-        "february feb februar fevrier fevr fev februari febrero",
-        "march mar marz maerz mars maart marzo",
-        "april apr avril avr abril",
-        "may mai mei mayo",
-        "june jun juni juin junio",
-        "july jul juli juillet juil julio",
-        "august aug august aout augustus agosto ago",
-        "september sep sept septembre septiembre set",
-        "october oct oktober octobre okt octubre",
-        "november nov novembre noviembre",
-        "december dec dezember decembre dez diciembre dic",
+        # English, German, French, Dutch, Spanish, Italian, Polish (nominative and genitive)
+        "january jan januar janvier janv januari enero ene jänner janner gennaio gen "
+        "styczen stycznia sty",
+        "february feb februar fevrier fevr fev februari febrero febbraio luty lutego lut",
+        "march mar marz maerz mars maart marzo marzec marca",
+        "april apr avril avr abril aprile kwiecien kwietnia kwi",
+        "may mai mei mayo maggio mag maj maja",
+        "june jun juni juin junio giugno giu czerwiec czerwca cze",
+        "july jul juli juillet juil julio luglio lug lipiec lipca lip",
+        "august aug august aout augustus agosto ago sierpien sierpnia sie",
+        "september sep sept septembre septiembre set settembre wrzesien wrzesnia wrz",
+        "october oct oktober octobre okt octubre ottobre ott pazdziernik pazdziernika paz",
+        "november nov novembre noviembre listopad listopada lis",
+        "december dec dezember decembre dez diciembre dic dicembre grudzien grudnia gru",
     ],
     start=1,
 ):
@@ -389,3 +393,131 @@ def find_dates(text: str, order: DateOrder = DateOrder.DMY) -> list[DateMention]
 def date_readings(text: str) -> set[date]:
     """Every date `text` can mean: numeric dates read both day-first and month-first."""
     return {m.value for order in DateOrder for m in find_dates(text, order)}
+
+
+# ------------------------------------------------------------------ identifiers
+
+
+@dataclass(frozen=True)
+class IdentifierMention:
+    """An identifier in text: `value` compact (no spaces, dots, dashes; upper case)."""
+
+    value: str
+    start: int
+    end: int
+
+
+_LEAD = re.compile(r"[\s:.#\-–]*")
+_ID_SEPARATORS = re.compile(r"[\s.\-/]")
+_ID_TOKEN_CHARS = re.compile(r"[A-Z0-9][A-Z0-9.\-/]*")
+# Words printed after an ID that belong to it: Swiss "CHE-123.456.789 MWST", Norwegian "… MVA".
+_ID_SUFFIXES = frozenset({"MWST", "TVA", "IVA", "MVA"})
+
+
+def _compact(text: str) -> str:
+    return _ID_SEPARATORS.sub("", text).upper()
+
+
+def _tokens(text: str, start: int) -> list[re.Match[str]]:
+    lead = _LEAD.match(text, start)
+    return list(re.finditer(r"\S+", text[lead.end() if lead else start :]))
+
+
+def read_tax_id(text: str, start: int = 0) -> IdentifierMention | None:
+    """The VAT/tax ID that `text` starts with (after `start` and any ": "), as printed over one
+    or more groups: "DE 232 446 240", "NL810433941B01", "CHE-107.787.577 MWST", "432-007-95-48".
+
+    Upper-case letters and digits only: the first word with a lower-case letter ends it.
+    """
+    lead = _LEAD.match(text, start)
+    offset = lead.end() if lead else start
+    taken: list[tuple[int, int]] = []
+    for match in re.finditer(r"\S+", text[offset:]):
+        token = match.group().rstrip(",;")
+        if not token or not _ID_TOKEN_CHARS.fullmatch(token):
+            break
+        if taken and token.isalpha() and token not in _ID_SUFFIXES:
+            break  # the next word ("BIC", "REGON"), not a group of this ID
+        taken.append((offset + match.start(), offset + match.start() + len(token)))
+        if len(token) != len(match.group()):
+            break  # "DE123456789," ends at its comma
+    if not taken:
+        return None
+    begin, end = taken[0][0], taken[-1][1]
+    value = _compact(text[begin:end])
+    digits = sum(c.isdigit() for c in value)
+    if not 6 <= len(value) <= 20 or digits < 5:
+        return None
+    return IdentifierMention(value, begin, end)
+
+
+def read_iban(text: str, start: int = 0) -> IdentifierMention | None:
+    """The IBAN `text` starts with (after `start` and any ": "), printed whole or in groups of
+    four; groups are taken up to the length its country's IBANs have."""
+    lead = _LEAD.match(text, start)
+    offset = lead.end() if lead else start
+    tokens = list(re.finditer(r"\S+", text[offset:]))
+    if not tokens:
+        return None
+    first = tokens[0].group().rstrip(",;.")
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]*", first):
+        return None
+    expected = iban_length(first[:2]) or 34
+    value, end = first, offset + tokens[0].start() + len(first)
+    for match in tokens[1:]:
+        token = match.group().rstrip(",;.")
+        if len(value) >= expected or not re.fullmatch(r"[A-Z0-9]{1,4}", token):
+            break
+        if len(value) + len(token) > expected:
+            break
+        value += token
+        end = offset + match.start() + len(token)
+    if len(value) < 12:
+        return None
+    return IdentifierMention(value, offset + tokens[0].start(), end)
+
+
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}")
+
+
+def find_ibans(text: str) -> list[IdentifierMention]:
+    """Every IBAN printed in `text` that passes its checks (printed anywhere, unlabelled)."""
+    found = []
+    for match in _IBAN_START.finditer(text):
+        mention = read_iban(text, match.start())
+        if mention is not None and iban_problem(mention.value) is None:
+            found.append(mention)
+    return found
+
+
+def read_bic(text: str, start: int = 0) -> IdentifierMention | None:
+    """The BIC (SWIFT code) `text` starts with: 8 or 11 letters and digits."""
+    tokens = _tokens(text, start)
+    if not tokens:
+        return None
+    lead = _LEAD.match(text, start)
+    offset = lead.end() if lead else start
+    token = tokens[0].group().rstrip(",;.")
+    if not re.fullmatch(r"[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?", token):
+        return None
+    begin = offset + tokens[0].start()
+    return IdentifierMention(token, begin, begin + len(token))
+
+
+_VAT_START = re.compile(r"(?<![A-Za-z0-9])(?:CHE|ATU|[A-Z]{2})(?=[\s.\-]?\d)")
+
+
+def find_vat_ids(text: str) -> list[IdentifierMention]:
+    """VAT numbers printed with their country prefix that pass their country's check digits
+    (EU, GB, CH, NO): found even without a label ("NL810433941B01" alone in a footer)."""
+    found = []
+    for match in _VAT_START.finditer(text):
+        mention = read_tax_id(text, match.start())
+        if mention is None:
+            continue
+        if (
+            tax_id_check("vat", mention.value).status is CheckStatus.PASS
+            and mention.value[:2].isalpha()
+        ):
+            found.append(mention)
+    return found

@@ -37,6 +37,25 @@ STOP_ADDRESS = re.compile(
     r"mwst|invoice|factuur|rechnung|facture|factura|date|datum|cashier|kvk|iban|siret|mobile|"
     r"whatsapp|hp|h/p|doc|receipt|bank|account|konto|ifsc|bic|swift)(?![a-z])|@"
 )
+STREET_WORD = re.compile(
+    r"(?<![a-z])(?:rue|avenue|boulevard|quai|place|chemin|street|road|lane|way|drive|square|"
+    r"jalan|jln|lorong|lot|via|viale|corso|piazza|calle|avenida|plaza|paseo|carrer|camino|"
+    r"ulica|straat|laan|plein|gracht|kade|stra(?:ss|ß)e|gasse|platz|floor|level|suite|unit|"
+    r"building|tower|block|blk|taman|tmn)(?![a-z])",
+    re.IGNORECASE,
+)
+# A street or town line, not a name: it ends in a house number ("Lindenallee 140"), starts with
+# one before a street word ("27 rue de la République", "14 Harbour Street"), or starts with a
+# post code ("13001 Marseille", "3542 AD Utrecht", "00-238 Warszawa").
+STREET_LINE = re.compile(
+    r"\s\d+[a-zA-Z]?(?:[-/]\d+[a-zA-Z]?)?\s*$"
+    r"|^\d+[a-zA-Z]?,?\s+(?:rue|avenue|av|boulevard|bd|quai|place|pl|chemin|allee|impasse|"
+    r"street|st|road|rd|lane|ln|way|drive|dr|square|sq|court|ct|jalan|jln|lorong|lot|via|"
+    r"viale|corso|piazza|calle|avenida|plaza|paseo|carrer|camino|ul|ulica|straat|weg|laan|"
+    r"plein|gracht|kade|strasse|str|weg|gasse|platz|ring|allee)\b"
+    r"|^(?:\d{4,5}|\d{2}-\d{3}|\d{4}\s?[A-Z]{2})\s+[A-Z]",
+    re.IGNORECASE,
+)
 REGISTRATION = re.compile(r"\d{4,}-?[a-z]\)?\.?$|^\(?(?:co|company)\.?\s*(?:reg\w*\.?)?\s*no")
 COMPANY_IDENTIFIERS = re.compile(
     r"(?<![a-z])(?:au capital|capital social|share capital|rcs|siret|siren|siege social|"
@@ -122,7 +141,7 @@ def _legal_form_name(
     return None
 
 
-_CHAIN = re.compile(r"[\s&+,]*")
+_CHAIN = re.compile(r"[\s&+,]*(?:\([a-z]{1,3}\)[\s&+,]*)?")  # "Co. (M) Bhd", "GmbH & Co. KG"
 
 
 def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
@@ -146,10 +165,11 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
         row = rows[index]
         if _is_label_row(row):
             continue  # a table header or a label row ("Hotel Details | Check In | Rooms")
-        for segment in row.segments:
+        for segment in _spaced_name(row) or row.segments:
             if id(segment) in excluded or not _is_name_like(segment):
                 continue
             name_like_seen += 1
+            in_zone = (segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE
             found = _legal_form_name(segment)
             if found is not None:
                 near_top = name_like_seen <= TOP_NAME_LINES
@@ -157,13 +177,27 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
                 if near_top:
                     return guess
                 low_legal = low_legal or guess
-            in_zone = (segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE
-            if in_zone and len(top_lines) < TOP_LINE_CHOICES:
+            street = STREET_LINE.search(segment.text)
+            if in_zone and len(top_lines) < TOP_LINE_CHOICES and not street:
                 top_lines.append(_top_line_guess(index, segment))
     tied = _payee_guess(rows, first_page, excluded) or _registration_guess(
         rows, first_page, page_top, span, excluded
     )
     return tied or _pick_top_line(rows, top_lines) or low_legal
+
+
+def _spaced_name(row: Row) -> list[Segment] | None:
+    """A row of single words set far apart ("SWC   ENTERPRISE   SDN   BHD"), as one segment:
+    letter-spaced headings are a name, not table cells."""
+    segments = row.segments
+    if len(segments) < 2 or len(segments) > MAX_NAME_WORDS:
+        return None
+    if any(
+        len(s.words) > 2 or not s.text.replace("&", "").replace(".", "").isalpha() for s in segments
+    ):
+        return None
+    merged = Segment(page=row.page, words=[w for s in segments for w in s.words])
+    return [merged] if LEGAL_FORM.search(merged.folded) else None
 
 
 def _is_label_row(row: Row) -> bool:
@@ -180,6 +214,9 @@ def _pick_top_line(rows: list[Row], top_lines: list[IssuerGuess]) -> IssuerGuess
     """
     if not top_lines:
         return None
+    capitalised = [g for g in top_lines if not g.candidate.value.islower()]
+    if capitalised and top_lines[0].candidate.value.islower():
+        top_lines = capitalised  # "tan chay yee" scribbled over "SOON HUAT MACHINERY"
     first = top_lines[0]
     head = text_key(first.candidate.value)
     for later in top_lines[1:]:
@@ -189,7 +226,9 @@ def _pick_top_line(rows: list[Row], top_lines: list[IssuerGuess]) -> IssuerGuess
     if _heads_address(rows, first):
         return first
     for later in top_lines[1:]:
-        if _heads_address(rows, later):
+        if later.rest:
+            continue  # a sender line over an envelope window heads the recipient's address
+        if _heads_address(rows, later) and not STREET_LINE.search(later.candidate.value):
             return later
     return first
 
@@ -320,7 +359,7 @@ def _legal_guess(
     name, end = found
     words = segment.words_in(0, end)
     legal = LEGAL_FORM.search(segment.folded)
-    if legal is not None and len(segment.text[: legal.start()].split()) <= 2 and index > 0:
+    if legal is not None and index > 0 and _continues_above(segment, legal.start()):
         name, words = _join_line_above(rows, index, segment, name, words)
     return IssuerGuess(
         Candidate(
@@ -349,21 +388,31 @@ _TITLE_EDGE = re.compile(
 def _top_line_guess(index: int, segment: Segment) -> IssuerGuess:
     name = re.sub(r"\s*\(\s*[\w\s./-]*\d[\w\s./-]*\)\s*$", "", segment.text)
     name = _TITLE_EDGE.sub("", name).strip(" ,;-–")
+    name, *sender = _SENDER_REST.split(name, maxsplit=1)  # "Acme · Weg 4 · Ort": the name
+    start = max(0, segment.text.find(name))
+    end = start + len(name)
     return IssuerGuess(
         Candidate(
             field="issuer_name",
             value=name,
             confidence=ISSUER_TOP_LINE,
             page=segment.page,
-            bbox=segment.bbox,
-            evidence=segment.text,
+            bbox=segment.span_bbox(start, end) if sender else segment.bbox,
+            evidence=segment.span_evidence(start, end) if sender else segment.text,
             source="top_of_page",
             order=index,
         ),
         index,
         segment,
-        "",
+        sender[0] if sender else "",
     )
+
+
+def _continues_above(segment: Segment, legal_start: int) -> bool:
+    """Whether a legal-form line may continue the name on the line above: it is short
+    ("CO. (M) SDN BHD"), or it is set in capitals like a heading the line above may start
+    ("GHEE HIANG" / "GH DISTRIBUTOR & MARKETING SDN BHD")."""
+    return len(segment.text[:legal_start].split()) <= 2 or segment.text.isupper()
 
 
 def _join_line_above(
@@ -378,7 +427,9 @@ def _join_line_above(
         overlaps = candidate.bbox[0] < segment.bbox[2] and candidate.bbox[2] > segment.bbox[0]
         close = segment.bbox[1] - candidate.bbox[3] < 0.8 * height
         similar = 0.75 < candidate.height / max(1.0, height) < 1.35
-        if overlaps and close and similar and _is_name_like(candidate):
+        short_caps = candidate.text.isupper() and len(candidate.text.split()) <= 3
+        fits = short_caps or len(segment.text.split()) <= 4  # see _continues_above
+        if overlaps and close and similar and fits and _is_name_like(candidate):
             return f"{candidate.text} {name}", [*candidate.words, *words]
     return name, words
 
@@ -402,16 +453,23 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
     beside: Segment | None = None  # the issuer's segment when it heads the page too
     if issuer is not None and (issuer.segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE:
         beside = issuer.segment
-    column: Segment | None = None if issuer is None or _sender_line(issuer) else beside
+    sender = _sender_line_row(rows, first_page, issuer_key) if issuer_key else None
+    column: Segment | None = beside
+    if issuer is None or _sender_line(issuer) or sender is not None:
+        column = None  # the window under a sender line is the recipient's, in any column
     for index in first_page:
         row = rows[index]
         if (row.bbox[1] - page_top) / span > TOP_LINE_ZONE:
             break
+        if sender is not None and index <= sender:
+            continue
         if _is_label_row(row) or (beside is not None and beside in row.segments):
             continue
         for segment in row.segments:
             if not _is_name_like(segment) or match_labels(segment.folded) or ":" in segment.text:
                 continue
+            if STREET_LINE.search(segment.text):
+                continue  # "Lindenallee 140": an address line, not a name
             if sum(c.isdigit() for c in segment.text) * 2 >= sum(c.isalpha() for c in segment.text):
                 continue
             if column is not None and (
@@ -430,6 +488,23 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
                     source="recipient_block",
                 )
     return None
+
+
+def _sender_line_row(rows: list[Row], first_page: list[int], issuer_key: str) -> int | None:
+    """The row of a sender line over an envelope window: the issuer's name, then its address
+    after separators ("Acme GmbH · Weg 4 · 12345 Ort"), set small."""
+    for index in first_page:
+        for segment in rows[index].segments:
+            key = text_key(segment.text)
+            if not key.startswith(issuer_key) or len(key) <= len(issuer_key):
+                continue
+            if _SENDER_SEPARATOR.search(segment.text) and any(c.isdigit() for c in segment.text):
+                return index
+    return None
+
+
+_SENDER_SEPARATOR = re.compile(r"\s[·•|\-–]\s")
+_SENDER_REST = re.compile(r"\s+[·•|\-–]\s+(?=.*\d)")
 
 
 def _heads_block_in_its_size(rows: list[Row], guess: IssuerGuess) -> bool:
@@ -467,7 +542,7 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
         start = seg.text.find(issuer.rest)
         return Candidate(
             field="issuer_address",
-            value=re.sub(r"\s+[-–]\s+", ", ", issuer.rest),
+            value=re.sub(r"\s+[-–·|]\s+", ", ", issuer.rest),
             confidence=0.5,
             page=seg.page,
             bbox=seg.span_bbox(start, start + len(issuer.rest)),
@@ -475,11 +550,59 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
             source="below_issuer",
             order=issuer.row_index,
         )
+    return address_under(rows, issuer.row_index, issuer.segment, "issuer_address", "below_issuer")
+
+
+def address_beside(rows: list[Row], issuer: IssuerGuess, excluded: set[int]) -> Candidate | None:
+    """A letterhead's address set beside the name (name left, address block right), when
+    nothing is under the name: the block level with the name, nearest to it."""
     anchor = issuer.segment
+    best: tuple[tuple[int, float], Candidate] | None = None
+    for index, row in enumerate(rows):
+        if row.page != anchor.page or abs(row.bbox[1] - anchor.bbox[1]) > 3 * anchor.height:
+            continue
+        for segment in row.segments:
+            overlaps = segment.bbox[0] < anchor.bbox[2] and segment.bbox[2] > anchor.bbox[0]
+            folded = segment.folded.strip()
+            if overlaps or id(segment) in excluded or not _address_line(segment):
+                continue
+            rest = address_under(rows, index, segment, "issuer_address", "beside_issuer")
+            lines = [segment.text, *(rest.evidence.split("\n") if rest else [])]
+            if len(lines) < 2 or not any(c.isdigit() for c in folded + "".join(lines)):
+                continue
+            boxes = [segment.bbox, rest.bbox] if rest else [segment.bbox]
+            found = Candidate(
+                field="issuer_address",
+                value=" ".join(lines),
+                confidence=0.45,
+                page=segment.page,
+                bbox=union(boxes),
+                evidence="\n".join(lines),
+                source="beside_issuer",
+                order=index,
+            )
+            rank = (-len(lines), row.bbox[1])  # the whole block, from its first line
+            if best is None or rank < best[0]:
+                best = (rank, found)
+    return best[1] if best else None
+
+
+def _address_line(segment: Segment) -> bool:
+    folded = segment.folded.strip()
+    if STOP_ADDRESS.search(folded) or TITLE_WORDS.match(folded) or find_dates(segment.text):
+        return False
+    return not any(m.start <= 1 and m.weight >= 0.8 for m in match_labels(folded))
+
+
+def address_under(
+    rows: list[Row], row_index: int, anchor: Segment, field: str, source: str
+) -> Candidate | None:
+    """The address lines under a name (`anchor`, on row `row_index`) in the name's column, up
+    to the first line that is a phone number, tax ID, date or label."""
     x0, _, x1, bottom = anchor.bbox
     height = anchor.height
     lines: list[Segment] = []
-    for row in rows[issuer.row_index + 1 : issuer.row_index + 8]:
+    for row in rows[row_index + 1 : row_index + 8]:
         if row.page != anchor.page:
             break
         column = [s for s in row.segments if s.bbox[0] < x1 + height and s.bbox[2] > x0 - height]
@@ -489,11 +612,13 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
             break
         segment = column[0]
         folded = segment.folded.strip()
-        if REGISTRATION.search(folded) and not lines:
-            bottom = row.bbox[3]
+        if not lines and _before_address(segment):
+            bottom = row.bbox[3]  # registration and tax numbers, a date: the address follows
             continue
         if STOP_ADDRESS.search(folded) or find_dates(segment.text):
             break
+        if lines and _not_address(segment.text):
+            break  # a telephone or registration number ends the address block
         if match_labels(folded) and any(
             m.start <= 1 and m.weight >= 0.8 for m in match_labels(folded)
         ):
@@ -502,15 +627,132 @@ def guess_address(rows: list[Row], issuer: IssuerGuess) -> Candidate | None:
         bottom = row.bbox[3]
         if len(lines) == 5:
             break
-    if not lines:
+    spans = _address_spans(lines)
+    if not spans:
         return None
+    texts = [segment.text[start:end] for segment, start, end in spans]
     return Candidate(
-        field="issuer_address",
-        value=" ".join(s.text for s in lines),
+        field=field,
+        value=" ".join(texts),
         confidence=0.5,
         page=anchor.page,
-        bbox=union([s.bbox for s in lines]),
-        evidence="\n".join(s.text for s in lines),
-        source="below_issuer",
-        order=issuer.row_index + 1,
+        bbox=union([segment.span_bbox(start, end) for segment, start, end in spans]),
+        evidence="\n".join(texts),
+        source=source,
+        order=row_index + 1,
     )
+
+
+# Registration numbers as receipts print them: "(124525-H)", "(JM0352019-K)", "797887-W".
+_REGISTRATION_NUMBER = re.compile(r"\(?\b[A-Z]{0,4}\d{5,}-[A-Z]{1,3}\b\)?")
+_TRAILING_REGISTRATION = re.compile(
+    r"\s*(?:roc|co\.?\s*reg\w*|company\s*no|reg\w*)\.?\s*no\.?\s*[:.]?\s*\(?[\w-]+\)?\s*$",
+    re.IGNORECASE,
+)
+# A telephone number ending a line: "03-4131 8972", "+607-357.1177", "Tel: 03-7710 0302".
+_TRAILING_PHONE = re.compile(
+    r"\s*(?:te[l1i]\w*\s*[:.]?\s*)?\+?\(?\d{2,4}\)?[-.\s]\d{3,8}(?:[-.\s]\d{3,5})?"
+    r"(?:/\d{2,5})?\b.*$",
+    re.IGNORECASE,
+)
+
+
+def _before_address(segment: Segment) -> bool:
+    """A line printed between a name and its address: a registration or tax number, a date."""
+    folded = segment.folded.strip()
+    return bool(
+        REGISTRATION.search(folded)
+        or COMPANY_IDENTIFIERS.search(folded)
+        or re.search(r"(?<![a-z])(?:gst|sst|vat|tax)\W*(?:reg|id|no)", folded)
+        or _REGISTRATION_NUMBER.fullmatch(segment.text.strip())
+        or find_dates(segment.text)
+    )
+
+
+def _address_spans(lines: list[Segment]) -> list[tuple[Segment, int, int]]:
+    """The address part of each line. Not the address: a shop's or building's name heading
+    the block (no number and no street word in it, while lines after have a number), a
+    registration number before the street, a telephone or registration number after it."""
+    spans = [(segment, 0, len(segment.text)) for segment in lines]
+    while len(spans) > 1:
+        head = spans[0][0]
+        numbered_later = any(any(c.isdigit() for c in s.text) for s, _, _ in spans[1:])
+        shop_name = not any(c.isdigit() for c in head.text) and not STREET_WORD.search(head.text)
+        if (shop_name and numbered_later) or _before_address(head):
+            spans.pop(0)
+        else:
+            break
+    while spans and _not_address(spans[-1][0].text):
+        spans.pop()
+    if spans:
+        segment, start, end = spans[0]
+        found = list(_REGISTRATION_NUMBER.finditer(segment.text))
+        rest = segment.text[found[-1].end() :] if found else ""
+        if rest.strip(" ,.:"):
+            start = len(segment.text) - len(rest.lstrip(" ,.:"))
+        spans[0] = (segment, start, end)
+    if spans:
+        segment, start, end = spans[-1]
+        text = segment.text[:end]
+        for pattern in (_TRAILING_PHONE, _TRAILING_REGISTRATION):
+            match = pattern.search(text, start)
+            if match is not None and text[start : match.start()].strip():
+                text = text[: match.start()]
+        spans[-1] = (segment, start, len(text.rstrip(" ,;")))
+    return [(segment, start, end) for segment, start, end in spans if end > start]
+
+
+def _not_address(text: str) -> bool:
+    """A line of only a telephone, tax or registration number."""
+    letters = sum(c.isalpha() for c in text)
+    digits = sum(c.isdigit() for c in text)
+    if letters == 0 and digits >= 7:
+        return True
+    stripped = _TRAILING_PHONE.sub("", text).strip(" ,;:")
+    return bool(digits >= 7 and not stripped) or bool(_TRAILING_REGISTRATION.fullmatch(text))
+
+
+def segment_at(rows: list[Row], candidate: Candidate) -> tuple[int, Segment] | None:
+    """The row index and segment a candidate's evidence box lies in."""
+    cx = (candidate.bbox[0] + candidate.bbox[2]) / 2
+    cy = (candidate.bbox[1] + candidate.bbox[3]) / 2
+    for index, row in enumerate(rows):
+        if row.page != candidate.page or not row.bbox[1] - 1 <= cy <= row.bbox[3] + 1:
+            continue
+        for segment in row.segments:
+            x0, y0, x1, y1 = segment.bbox
+            if x0 - 1 <= cx <= x1 + 1 and y0 - 1 <= cy <= y1 + 1:
+                return index, segment
+    return None
+
+
+def buyer_address(rows: list[Row], buyer: Candidate) -> Candidate | None:
+    """The address printed under the buyer's name, in its column."""
+    found = segment_at(rows, buyer)
+    if found is None:
+        return None
+    index, segment = found
+    rest = segment.text[segment.text.find(buyer.evidence) + len(buyer.evidence) :]
+    rest = rest.strip(" ,;-–·|")
+    if rest and any(c.isdigit() for c in rest):  # "Globex Corp, 12 Main St, Springfield"
+        start = segment.text.rfind(rest)
+        return Candidate(
+            field="buyer_address",
+            value=re.sub(r"\s*[,;·|]\s*|\s+[-–]\s+", " ", rest),
+            confidence=0.5,
+            page=segment.page,
+            bbox=segment.span_bbox(start, start + len(rest)),
+            evidence=segment.span_evidence(start, start + len(rest)),
+            source="beside_buyer",
+            order=index,
+        )
+    # the name's own box: the column starts where the name does, not where its label does
+    anchor = Segment(page=segment.page, words=segment.words_in(*_span_of(segment, buyer)))
+    return address_under(rows, index, anchor, "buyer_address", "below_buyer")
+
+
+def _span_of(segment: Segment, candidate: Candidate) -> tuple[int, int]:
+    start = segment.text.find(candidate.evidence)
+    if start < 0:
+        return 0, len(segment.text)
+    return start, start + len(candidate.evidence)

@@ -8,6 +8,7 @@ through one of these forms, so the extractor, the grounding check and the scorer
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Letters Unicode does not decompose into base + accent, and the "n°" / "nº" ordinal signs.
@@ -40,3 +41,21 @@ def plain(text: str) -> str:
 def text_key(text: str) -> str:
     """Letters and digits only, case- and accent-free: spacing and punctuation never count."""
     return "".join(c for c in plain(text) if c.isalnum())
+
+
+_LEGAL_SUFFIX = re.compile(
+    r"[\s,]+(?:gmbh|ag|b\.?\s?v\.?|n\.?\s?v\.?|inc\.?|ltd\.?|llc|limited|plc|s\.?a\.?s?|sarl|"
+    r"sdn\.?\s*bhd\.?|bhd\.?|s/b|pvt\.?\s*ltd\.?|corp\.?|co\.?)\s*$"
+)
+
+
+def name_key(text: str) -> str:
+    """A company name without its legal form: "Amazon Web Services, Inc." ~ "Amazon Web Services".
+
+    Legal forms are dropped from both sides: one company is often written with and without.
+    """
+    return text_key(_LEGAL_SUFFIX.sub("", plain(text)))
+
+
+def invoice_number_key(text: str) -> str:
+    return text_key(text.strip().lstrip("#"))
