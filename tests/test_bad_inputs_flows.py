@@ -221,10 +221,11 @@ def test_two_hours_of_silence_cost_the_meeting_flow_what_seconds_do(
         "import json, sys\n"
         "from pathlib import Path\n"
         "from mmflow.flows.meeting import meeting_flow\n"
-        "report = meeting_flow(inputs=[sys.argv[1]], out=sys.argv[2], cache=False)\n"
+        "from mmflow.flows.runs import RunSettings\n"
+        "report = meeting_flow(inputs=[sys.argv[1]], out=sys.argv[2], run=RunSettings(cache=False))\n"
         "status = Path('/proc/self/status').read_text().split('VmHWM:')[1].split()[0]\n"
         "peak = int(status) / 1024\n"
-        "print(json.dumps({'status': report.recordings[0].status.value, 'peak_mb': peak}))\n"
+        "print(json.dumps({'status': report.inputs[0].status.value, 'peak_mb': peak}))\n"
     )
     env = dict(os.environ, PREFECT_API_URL=prefect_server)
     done = subprocess.run(
