@@ -37,7 +37,7 @@ from mmflow.tasks.audio.models import Diarisation, Segment, Transcript  # noqa: 
 from mmflow.tasks.audio.normalise import normalise_audio  # noqa: E402
 from mmflow.tasks.audio.notes import extract_notes  # noqa: E402
 from mmflow.tasks.audio.transcribe import default_whisper, transcribe_many  # noqa: E402
-from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words  # noqa: E402
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_to_diarise  # noqa: E402
 from mmflow.tasks.audio.validate import validate_audio  # noqa: E402
 
 T = TypeVar("T")
@@ -78,7 +78,7 @@ def chain(
     )
     out = []
     for (audio, regions, _), transcript in zip(prepared, transcripts, strict=True):
-        spoken = regions_with_words(regions, transcript.words)
+        spoken = regions_to_diarise(regions, transcript.words)
         diarisation = timer.run("diarise", diarise, audio, spoken, settings)
         segments = timer.run("align", assign_speakers, transcript, diarisation)
         timer.run("notes", extract_notes, segments)

@@ -16,7 +16,7 @@ from mmflow.blocks.providers import Budget, ProviderBlock, resolve_provider
 from mmflow.flows.runs import InputSummary, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.audio.models import MeetingNotes, Transcript
-from mmflow.tasks.audio.outputs import rttm_lines, srt_text
+from mmflow.tasks.audio.outputs import DEFAULT_FORMATS, OutputFormat, render_outputs
 from mmflow.tasks.caching import Stamped, source_key, unless_rejected
 from mmflow.tasks.meeting import (
     ALIGN,
@@ -41,7 +41,7 @@ from mmflow.tasks.meeting_provider import (
     run_provider_transcription,
 )
 from mmflow.tasks.models import Status
-from mmflow.tasks.persist import join, write_model, write_text
+from mmflow.tasks.persist import join, write_text
 
 
 def process_meeting(
@@ -96,6 +96,7 @@ class MeetingScenario:
     options: MeetingOptions
     name: str = "meeting"
     provider: MeetingProvider | None = None  # a live provider: transcription and/or notes
+    formats: tuple[OutputFormat, ...] = DEFAULT_FORMATS  # files written per recording
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         try:
@@ -104,15 +105,13 @@ class MeetingScenario:
             forget_waveforms(sha256)
 
     def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
-        """`<stem>.json`, `<stem>.rttm` and `<stem>.srt`, through fsspec (folders or s3://)."""
+        """`<stem>.<format>` per format (default json, rttm, srt), through fsspec (folders or
+        s3://); the first is the manifest's `output`."""
         outcome = cast(MeetingOutcome, result)
-        path = join(out, f"{stem}.json")
-        rttm, srt = join(out, f"{stem}.rttm"), join(out, f"{stem}.srt")
-        lines = rttm_lines(outcome.diarisation, stem)
+        rendered = render_outputs(outcome.result, outcome.diarisation, stem, self.formats)
         return {
-            path: write_model(path, outcome.result),
-            rttm: write_text(rttm, "\n".join(lines) + ("\n" if lines else "")),
-            srt: write_text(srt, srt_text(outcome.result.segments)),
+            join(out, f"{stem}.{kind.value}"): write_text(join(out, f"{stem}.{kind.value}"), text)
+            for kind, text in rendered.items()
         }
 
     def details(self, result: BaseModel) -> dict[str, Any]:
@@ -125,6 +124,7 @@ class MeetingScenario:
             "words": sum(len(s.words) for s in meeting.segments),
             "language": meeting.language,
             "denoised": bool(meeting.processing.get("denoise", {}).get("applied")),
+            "warnings": [f"{c.name}: {c.detail}" for c in meeting.checks if c.status == "warn"],
         }
 
 
@@ -150,11 +150,13 @@ def meeting_flow(
     provider: ProviderBlock | str | None = None,
     max_usd: Decimal | None = None,
     provider_for: list[Literal["transcribe", "notes"]] | None = None,
+    formats: list[OutputFormat] | None = None,
 ) -> MeetingRunReport:
     """Transcribe recordings of meetings and calls: who said what when, and the notes.
 
     `provider` (a block, or a saved block's name) transcribes and/or writes the notes
-    (`provider_for`, default both); `max_usd` caps the run's model spending. Whenever the
+    (`provider_for`, default both); `max_usd` caps the run's model spending. `formats` picks
+    the files written per recording (default json, rttm, srt). Whenever the
     provider fails or the budget refuses, the offline step runs and the result says why.
     """
     block = resolve_provider(provider)
@@ -163,7 +165,11 @@ def meeting_flow(
         MeetingProvider(block, Budget(max_usd_per_run=max_usd), uses) if block is not None else None
     )
     summaries = run_scenario(
-        MeetingScenario(options or MeetingOptions(), provider=settings),
+        MeetingScenario(
+            options or MeetingOptions(),
+            provider=settings,
+            formats=tuple(formats) if formats else DEFAULT_FORMATS,
+        ),
         inputs,
         out,
         cache,

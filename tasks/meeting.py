@@ -54,7 +54,7 @@ from mmflow.tasks.audio.notes import extract_notes
 from mmflow.tasks.audio.outputs import build_meeting_result
 from mmflow.tasks.audio.speech_checks import speech_found_check
 from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_whisper, transcribe
-from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_to_diarise
 from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
 from mmflow.tasks.caching import Stamped, Step
 from mmflow.tasks.inputs import read_input
@@ -273,8 +273,8 @@ def _diarise(
     *,
     settings: DiarisationSettings,
 ) -> Diarisation:
-    # VAD and the recogniser must agree before a region counts as someone speaking.
-    return diarise(samples_of(prepared), regions_with_words(regions, transcript.words), settings)
+    # No word recognised anywhere: no speakers (tasks/audio/vad.py, regions_to_diarise).
+    return diarise(samples_of(prepared), regions_to_diarise(regions, transcript.words), settings)
 
 
 def _align(transcript: Transcript, diarisation: Diarisation) -> list[Segment]:

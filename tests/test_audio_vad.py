@@ -13,7 +13,7 @@ from mmflow.tasks.audio.vad import (
     chunk_speech,
     detect_speech,
     max_chunk_seconds_for_bytes,
-    regions_with_words,
+    regions_to_diarise,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
@@ -67,10 +67,14 @@ def test_a_region_longer_than_the_bound_is_split() -> None:
     assert chunks[0].start == 0.0 and chunks[-1].end == 70.0
 
 
-def test_only_regions_with_recognised_words_are_kept() -> None:
+def test_every_region_is_diarised_once_any_word_was_recognised() -> None:
     regions = _regions((0.0, 2.0), (5.0, 7.0))
     words = [WordTiming(text="hello", start=5.5, end=5.9)]
-    assert regions_with_words(regions, words) == [regions[1]]
+    assert regions_to_diarise(regions, words) == regions
+
+
+def test_no_region_is_diarised_when_no_word_was_recognised() -> None:
+    assert regions_to_diarise(_regions((0.0, 2.0)), []) == []
 
 
 def test_a_25_mb_upload_limit_allows_about_13_minutes_of_wav() -> None:

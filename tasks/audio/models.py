@@ -110,6 +110,11 @@ class WordTiming(BaseModel):
     end: float
     probability: float = 1.0
     speaker: str | None = None
+    # Said while another speaker was talking too: `speaker` overlapped the word most, and
+    # `overlap_speaker` is the other one active.
+    overlap: bool = False
+    overlap_speaker: str | None = None
+    flags: list[str] = Field(default_factory=list)  # why the recogniser may be wrong here
 
 
 class Segment(BaseModel):
@@ -122,6 +127,7 @@ class Segment(BaseModel):
     words: list[WordTiming] = Field(default_factory=list)
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    flags: list[str] = Field(default_factory=list)  # why the recogniser may be wrong here
 
 
 class DroppedSegment(BaseModel):

@@ -177,7 +177,9 @@ def max_chunk_seconds_for_bytes(
     return (max_bytes - 44) / (sample_rate * sample_width)
 
 
-def regions_with_words(regions: list[SpeechRegion], words: list[WordTiming]) -> list[SpeechRegion]:
-    """Regions the recogniser also found words in: VAD and Whisper must agree before anything
-    counts as speech, so music the VAD let through never becomes a speaker."""
-    return [r for r in regions if any(w.end > r.start and w.start < r.end for w in words)]
+def regions_to_diarise(regions: list[SpeechRegion], words: list[WordTiming]) -> list[SpeechRegion]:
+    """The speech the diariser may give speakers to. A recording in which the recogniser found
+    no word at all has none (music or noise the detector let through never becomes a speaker);
+    otherwise every detected region counts, words or not: far-field speech Whisper cannot make
+    out is still someone speaking (dropping it cost 1.5 points of full DER on ami-train)."""
+    return list(regions) if words else []
