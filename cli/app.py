@@ -424,6 +424,10 @@ def run_meeting(
         ),
     ] = None,
     denoise: Annotated[str, typer.Option(help="Noise reduction: auto | on | off.")] = "auto",
+    speaker_profiles: Annotated[
+        str | None,
+        typer.Option(help="Folder with one sub-folder of voice clips per person: names speakers."),
+    ] = None,
     output_format: Annotated[
         str,
         typer.Option(
@@ -469,9 +473,12 @@ def run_meeting(
             pyannote_pipeline=pyannote_pipeline,
             hf_token=SecretStr(hf_token) if hf_token else None,
             denoise=DenoiseMode(denoise),
+            speaker_profiles=speaker_profiles,
         )
         if options.diarisation is DiarisationBackend.PYANNOTE:
             require_pyannote()  # before any file is read: say what to install
+        if options.speaker_profiles:
+            options.diarisation_settings()  # embeds the clips once (cached), or says why not
     except (ValidationError, ValueError) as error:
         console.print(f"[red]Invalid options:[/] {escape(str(error))}")
         raise typer.Exit(2) from error

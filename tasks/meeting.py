@@ -52,6 +52,7 @@ from mmflow.tasks.audio.models import (
 from mmflow.tasks.audio.normalise import normalise_audio
 from mmflow.tasks.audio.notes import extract_notes
 from mmflow.tasks.audio.outputs import build_meeting_result
+from mmflow.tasks.audio.profiles import load_profiles
 from mmflow.tasks.audio.speech_checks import speech_found_check
 from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_whisper, transcribe
 from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_to_diarise
@@ -80,16 +81,19 @@ class MeetingOptions(BaseModel):
     pyannote_pipeline: str | None = None
     # For a hub id; else HF_TOKEN. Never dumped: not a cache key, flow-run parameter or output.
     hf_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    # A folder with one sub-folder of reference clips per person (tasks/audio/profiles.py).
+    speaker_profiles: str | None = None
     denoise: DenoiseMode = DenoiseMode.AUTO
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0)
 
     @model_validator(mode="after")
     def _speaker_counts_agree(self) -> MeetingOptions:
-        self.diarisation_settings()  # raises when min > max
+        self.diarisation_settings(with_profiles=False)  # raises when min > max
         return self
 
-    def diarisation_settings(self) -> DiarisationSettings:
-        """An exact count overrides the range (the range is widened to contain it)."""
+    def diarisation_settings(self, with_profiles: bool = True) -> DiarisationSettings:
+        """An exact count overrides the range (the range is widened to contain it). Profiles
+        are embedded here (cached by clip hash), so their embeddings key the diarise step."""
         pipeline: dict[str, Any] = {}
         if self.diarisation is DiarisationBackend.PYANNOTE and self.pyannote_pipeline:
             # A missing folder fails here, as an invalid option, before any audio is read.
@@ -100,6 +104,8 @@ class MeetingOptions(BaseModel):
                 "pyannote_fingerprint": pipeline_fingerprint(source),
                 "hf_token": self.hf_token,
             }
+        if with_profiles and self.speaker_profiles:
+            pipeline["speaker_profiles"] = load_profiles(self.speaker_profiles)
         return DiarisationSettings(
             backend=self.diarisation,
             num_speakers=self.num_speakers,
@@ -330,6 +336,7 @@ DIARISE = Step(
         "mmflow.tasks.audio.diarise_segments",
         "mmflow.tasks.audio.segmentation",
         "mmflow.tasks.audio.speaker_models",
+        "mmflow.tasks.audio.profiles",
         "mmflow.tasks.audio.diarise_pyannote",
     ),
     _diarise_engine,

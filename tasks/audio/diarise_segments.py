@@ -134,19 +134,20 @@ def cluster_local_speakers(
     else:
         tree = linkage(points, method=linkage_method, metric="cosine")
         if num_speakers is not None:
-            flat = fcluster(tree, min(num_speakers, len(points)), criterion="maxclust") - 1
+            count = keep = min(num_speakers, len(points))
             detail["count_method"] = "given"
         else:
-            flat = fcluster(tree, threshold, criterion="distance") - 1
-            detail["count_method"] = "threshold"
-            detail["threshold"] = threshold
-        flat = _big_clusters_only(points, flat, weights, min_cluster_s, keep_at_least=1)
+            count, keep = speaker_count(tree, threshold), 1
+            detail.update({"count_method": "threshold", "threshold": threshold})
+            detail["top_merges"] = [round(float(d), 3) for d in tree[::-1, 2][:4]]
+        flat = fcluster(tree, count, criterion="maxclust") - 1
+        flat = _big_clusters_only(points, flat, weights, min_cluster_s, keep_at_least=keep)
         found = len(np.unique(flat))
         bounded = min(max(found, min_speakers), max_speakers, len(points))
-        if num_speakers is None and bounded != found:
+        if bounded != found:
             flat = fcluster(tree, bounded, criterion="maxclust") - 1
             flat = _big_clusters_only(points, flat, weights, min_cluster_s, keep_at_least=bounded)
-            detail["count_method"] = "threshold_bounded"
+            detail["count_method"] += "_bounded"
     keys = np.unique(flat)
     centres = np.stack([points[flat == key].mean(axis=0) for key in keys])
     centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-9
@@ -163,6 +164,23 @@ def cluster_local_speakers(
         else:  # more local speakers than clusters: nearest, repeats allowed
             labels[w, rows] = similarity.argmax(axis=1)
     return labels, detail
+
+
+GAP_RATIO = 2.5
+GAP_FLOOR = 0.2
+
+
+def speaker_count(tree: np.ndarray, threshold: float) -> int:
+    """Clusters left when the average-linkage tree is cut at `threshold`, or more when a merge
+    stands far above the next one (`GAP_RATIO` times, and above `GAP_FLOOR`): groups that tight
+    and that far apart are different voices even below the threshold (two synthetic voices
+    merge at 0.32 over within-voice merges of 0.11; one voice's merges stay under 0.05)."""
+    distances = tree[::-1, 2]  # the last (highest) merge first
+    count = int(1 + (distances > threshold).sum())
+    for i in range(min(len(distances) - 1, 8)):
+        if distances[i] >= GAP_FLOOR and distances[i] >= GAP_RATIO * distances[i + 1]:
+            count = max(count, i + 2)
+    return count
 
 
 def _big_clusters_only(

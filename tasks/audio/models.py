@@ -203,6 +203,9 @@ class SpeakerStats(BaseModel):
     talk_time_s: float
     turns: int
     words: int
+    # With --speaker-profiles: cosine similarity to the profile this speaker was paired with
+    # (named when it reached the threshold; a SPEAKER_nn keeps its best, too-low score).
+    match_score: float | None = None
 
 
 class NoteItem(BaseModel):

@@ -182,6 +182,10 @@ def transcript_text(segments: list[Segment]) -> str:
 def speaker_stats(diarisation: Diarisation, segments: list[Segment]) -> list[SpeakerStats]:
     """Talk time from the turns; word counts from the aligned segments."""
     names = sorted(set(diarisation.speakers) | {s.speaker for s in segments if s.speaker})
+    scores = {
+        m.get("profile") or m["speaker"]: m["score"]
+        for m in diarisation.detail.get("speaker_profiles", [])
+    }
     stats = []
     for name in names:
         turns = [t for t in diarisation.turns if t.speaker == name]
@@ -191,6 +195,7 @@ def speaker_stats(diarisation: Diarisation, segments: list[Segment]) -> list[Spe
                 talk_time_s=round(sum(t.duration for t in turns), 3),
                 turns=len(turns),
                 words=sum(len(s.words) for s in segments if s.speaker == name),
+                match_score=scores.get(name),
             )
         )
     return stats

@@ -196,3 +196,21 @@ def log_mel_fbank(samples: np.ndarray) -> np.ndarray:
         energies = torch.clamp(power @ banks, min=float(np.finfo(np.float32).eps))
         features: np.ndarray = torch.log(energies).numpy()
     return features
+
+
+def embed_speech(samples: np.ndarray, piece_s: float = 10.0) -> np.ndarray:
+    """One L2-normalised CAM++ embedding of speech samples (one speaker): the mean of the
+    embeddings of up to `piece_s`-long pieces, each mean-normalised, weighted by length."""
+    import torch
+
+    features = log_mel_fbank(samples)
+    frames = int(piece_s / 0.01)
+    pieces = [features[i : i + frames] for i in range(0, len(features), frames)]
+    pieces = [p for p in pieces if len(p) >= 20] or pieces[:1]
+    total = np.zeros(EMBEDDING_DIM)
+    with torch.inference_mode():
+        for piece in pieces:
+            vector = embedding_model()(torch.from_numpy(piece - piece.mean(axis=0))[None])[0]
+            total += len(piece) * vector.numpy() / (np.linalg.norm(vector.numpy()) + 1e-9)
+    out: np.ndarray = total / (np.linalg.norm(total) + 1e-9)
+    return out
