@@ -15,6 +15,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class LocalSegmentation:
         """Frames of the global grid that lie inside the audio."""
         return max(1, int(np.floor(self.duration_s / self.frame_step_s)))
 
-    def frame_time(self, index: np.ndarray | int) -> np.ndarray:
+    def frame_time(self, index: np.ndarray | int | np.integer[Any]) -> np.ndarray:
         """Middle of global frame `index`, seconds."""
         return np.asarray(index) * self.frame_step_s + self.frame_duration_s / 2
 

@@ -81,18 +81,9 @@ def _segmentation_speech(audio: NormalisedAudio, settings: VadSettings) -> list[
 
     segmentation = segment_shared(audio.samples, window_step(audio.duration_s))
     heard = segmentation.aggregate(segmentation.activity.max(axis=2, keepdims=True))[:, 0]
-    speech = heard >= settings.threshold
     step = segmentation.frame_step_s
-    edges = np.diff(np.concatenate([[0], speech.astype(int), [0]]))
-    runs = [
-        [
-            float(segmentation.frame_time(a) - step / 2),
-            float(segmentation.frame_time(b - 1) + step / 2),
-        ]
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True)
-    ]
     merged: list[list[float]] = []
-    for start, end in runs:
+    for start, end in segmentation.spans(heard >= settings.threshold):
         if merged and start - merged[-1][1] < settings.min_silence_duration_ms / 1000:
             merged[-1][1] = end
         else:
