@@ -81,10 +81,11 @@ def evaluate_outputs(
     scores: dict[str, RecordingScore] = {}
     cp_errors, cp_words = 0, 0
     wer_pairs: list[tuple[str, str]] = []
-    by_stem = {Path(name).stem: entry for name, entry in (transcripts or {}).items()}
+    by_stem = {Path(name).stem: (name, entry) for name, entry in (transcripts or {}).items()}
     for stem in _stems(outputs):
         result = _result(outputs, stem)
-        score = RecordingScore(recording=stem)
+        # Named as the references name it: a transcripts key is a file name ("jfk.flac").
+        score = RecordingScore(recording=by_stem.get(stem, (stem, None))[0])
         if result is not None:
             score.hypothesis = " ".join(s.text.strip() for s in result.segments if s.text.strip())
             score.words = sum(len(s.words) for s in result.segments)
@@ -105,7 +106,7 @@ def evaluate_outputs(
             score.cpwer = cp_word_error_rate(stm[stem], {k: " ".join(v) for k, v in spoken.items()})
             cp_errors += score.cpwer.errors
             cp_words += score.cpwer.reference_words
-        entry = by_stem.get(stem)
+        entry = by_stem.get(stem, (stem, None))[1]
         if entry and not entry.get("exclude_from_wer") and result is not None:
             score.wer = word_error_rate([str(entry["text"])], [score.hypothesis])
             wer_pairs.append((str(entry["text"]), score.hypothesis))
