@@ -10,52 +10,12 @@ the block, so a worker on another machine that loads the saved block talks to th
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
-import fsspec
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
-from mmflow.tasks.errors import MissingDependency
-
-# Which package provides a protocol, and the extra that installs it.
-_PROTOCOL_PACKAGES: dict[str, tuple[str, str]] = {
-    "s3": ("s3fs", "pip install 'mmflow[s3]'"),
-    "s3a": ("s3fs", "pip install 'mmflow[s3]'"),
-}
-
-
-def protocol_of(location: str) -> str:
-    """`s3` for `s3://bucket/key`; `file` for local paths and `file://` URLs."""
-    if "://" not in location:
-        return "file"
-    return location.split("://", 1)[0].lower()
-
-
-def require_filesystem(location: str) -> None:
-    """Raise `MissingDependency` naming what to install when `location`'s protocol has no driver.
-
-    fsspec knows the names of many protocols but imports their drivers lazily; without this
-    check the first listing or write fails deep inside a run with an ImportError.
-    """
-    protocol = protocol_of(location)
-    if protocol == "file":
-        return
-    package, install = _PROTOCOL_PACKAGES.get(protocol, ("", ""))
-    try:
-        if package:
-            importlib.import_module(package)
-        fsspec.get_filesystem_class(protocol)
-    except ImportError as error:
-        raise MissingDependency(
-            f"{protocol}:// storage ({location})",
-            install or f"install the fsspec driver for {protocol}:// ({error})",
-        ) from error
-    except ValueError as error:  # fsspec has never heard of it
-        raise MissingDependency(
-            f"{protocol}:// storage ({location})", f"no fsspec driver is known for {protocol}://"
-        ) from error
+from mmflow.tasks.filesystems import protocol_of, require_filesystem
 
 
 def s3_settings() -> dict[str, Any]:

@@ -701,8 +701,8 @@ def webhook(
     import uvicorn
     from prefect.settings import PREFECT_API_URL
 
-    from mmflow.blocks.storage import require_filesystem
     from mmflow.deployments.webhook import WebhookSettings, create_app
+    from mmflow.tasks.filesystems import require_filesystem
 
     secret = os.environ.get(secret_env, "")
     if not secret:

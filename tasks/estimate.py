@@ -97,10 +97,14 @@ class PriceTable(BaseModel):
     batch_price_factor: Decimal = Decimal("0.5")
 
 
+PRICES_FILE = "prices.toml"
+DATA_FILES = (PRICES_FILE,)  # part of the cache key of every step that imports this module
+
+
 @cache
 def price_table() -> PriceTable:
     """The table shipped as package data; parsed once per process."""
-    raw = files(__package__ or "mmflow.tasks").joinpath("prices.toml").read_text(encoding="utf-8")
+    raw = files(__package__ or "mmflow.tasks").joinpath(PRICES_FILE).read_text(encoding="utf-8")
     return PriceTable.model_validate(tomllib.loads(raw))
 
 

@@ -38,7 +38,7 @@ from mmflow.tasks.ocr import OcrEngine, engine_version, ocr_image
 from mmflow.tasks.validate import PDF_MEDIA_TYPE, ValidationLimits, validate_bytes
 
 if TYPE_CHECKING:
-    from mmflow.blocks.providers import Budget, ProviderBlock
+    from mmflow.tasks.provider import Budget, Provider
 
 Detail = Literal["low", "high"]
 FLAG_PDF_FIRST_PAGE = "pdf_first_page_only"
@@ -466,12 +466,12 @@ def ask_vision(
     kind: KindResult,
     text: ImageText,
     injection: InjectionReport,
-    provider: ProviderBlock | None,
+    provider: Provider | None,
     budget: Budget | None,
 ) -> ImageAnswer:
     """The vision call at the planned tier, falling back to the offline result on any
     provider failure (budget refusal, circuit open, retries exhausted, schema failed twice)."""
-    from mmflow.blocks.providers import run_fallback_chain
+    from mmflow.tasks.provider.fallback import run_fallback_chain
 
     if plan.tier is Tier.NONE or plan.detail is None:
         return offline_answer(plan.task, kind, text, f"no vision call: {plan.reason}")
@@ -534,22 +534,19 @@ def _ocr_engine(params: Mapping[str, Any]) -> str:
 VALIDATE = Step(
     "validate",
     validate_image,
-    ("mmflow.tasks.validate",),
     lambda p: f"pymupdf {version('pymupdf')}",
 )
 NORMALISE = Step(
     "normalise",
     normalise_image,
-    ("mmflow.tasks.normalise",),
     lambda p: f"pillow {version('pillow')}",
 )
-OCR = Step("ocr", read_image_text, ("mmflow.tasks.ocr",), _ocr_engine)
-CLASSIFY = Step("classify", classify_page, ("mmflow.tasks.image_kind",))
-SCAN = Step("injection-scan", scan_page_text, ("mmflow.tasks.injection",))
+OCR = Step("ocr", read_image_text, _ocr_engine)
+CLASSIFY = Step("classify", classify_page)
+SCAN = Step("injection-scan", scan_page_text)
 PLAN = Step(
     "plan",
     plan_image,
-    ("mmflow.tasks.image", "mmflow.tasks.crops", "mmflow.tasks.estimate"),
     lambda p: REFERENCE_MODEL,
 )
 STEPS = (VALIDATE, NORMALISE, OCR, CLASSIFY, SCAN, PLAN)

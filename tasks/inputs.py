@@ -9,8 +9,8 @@ from threading import Lock
 
 import fsspec
 
-from mmflow.blocks.storage import require_filesystem
 from mmflow.tasks.errors import Rejection, RejectionCode
+from mmflow.tasks.filesystems import require_filesystem
 
 
 def _is_remote(location: str) -> bool:

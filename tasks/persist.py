@@ -14,7 +14,7 @@ import fsspec
 import pandas as pd
 from pydantic import BaseModel
 
-from mmflow.blocks.storage import require_filesystem
+from mmflow.tasks.filesystems import require_filesystem
 from mmflow.tasks.models import ManifestEntry
 
 

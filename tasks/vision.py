@@ -30,8 +30,6 @@ from decimal import Decimal, InvalidOperation
 import pymupdf
 from pydantic import BaseModel
 
-from mmflow.blocks.providers import Budget, ProviderBlock, ProviderError, ProviderResult
-from mmflow.blocks.providers.results import Detail
 from mmflow.tasks.caching import Stamped, Step
 from mmflow.tasks.extraction.parsing import amount_readings, date_readings
 from mmflow.tasks.extraction.text import text_key
@@ -54,6 +52,9 @@ from mmflow.tasks.models import (
     Route,
 )
 from mmflow.tasks.normalise import render_page
+from mmflow.tasks.provider import Budget, Provider, ProviderResult
+from mmflow.tasks.provider.errors import ProviderError
+from mmflow.tasks.provider.results import Detail
 from mmflow.tasks.verify import LINE_AMOUNT, UNGROUNDED_FACTOR, value_agrees
 
 VISION_CONFIDENCE = 0.8
@@ -115,7 +116,7 @@ class VisionOutcome(BaseModel):
     checks: list[Check]
 
 
-def provider_label(provider: ProviderBlock) -> str:
+def provider_label(provider: Provider) -> str:
     """Wire format and model only: the base URL may carry credentials, so it never leaves."""
     return provider.label.split("@", 1)[0]
 
@@ -305,7 +306,7 @@ def compare_passes(extraction: Extraction, second: VisionInvoice) -> tuple[Extra
 def extract_with_vision(
     page_images_png: list[bytes],
     ocr_pages: list[PageText],
-    provider: ProviderBlock,
+    provider: Provider,
     budget: Budget,
     detail: Detail = "high",
     second_pass: bool = False,
@@ -362,7 +363,7 @@ def render_page_png(document: NormalisedDocument, index: int, dpi: int) -> bytes
 class VisionSettings:
     """A live provider and the run's budget: handed to the pipeline, never to a cached Step."""
 
-    provider: ProviderBlock
+    provider: Provider
     budget: Budget
     second_pass: bool = False
 
@@ -419,7 +420,7 @@ def read_with_vision(
     )
 
 
-VISION = Step("vision", read_with_vision, ("mmflow.tasks.vision",))
+VISION = Step("vision", read_with_vision)
 """Used for its version (the source hash) and name; the step itself is run by `run_vision`."""
 
 

@@ -36,7 +36,9 @@ def toy_steps(tmp_path: Path) -> tuple[list[Step], dict[str, int]]:
 
     steps = [
         Step(
-            name, counted(name), (_module(tmp_path, f"toy_{name}_{id(calls)}", f"V = '{name}'\n"),)
+            name,
+            counted(name),
+            modules=(_module(tmp_path, f"toy_{name}_{id(calls)}", f"V = '{name}'\n"),),
         )
         for name in calls
     ]
@@ -65,7 +67,7 @@ def test_changed_step_recomputes_from_that_step_on(tmp_path: Path, toy_steps) ->
     _run_chain(steps, InlineSteps(storage, "run-1"), "b" * 64)
     module = sys.modules[steps[1].modules[0]]
     Path(module.__file__).write_text("V = 'second, edited'\n")
-    edited = [steps[0], Step(steps[1].name, steps[1].fn, steps[1].modules), steps[2]]
+    edited = [steps[0], Step(steps[1].name, steps[1].fn, modules=steps[1].modules), steps[2]]
     _run_chain(edited, InlineSteps(storage, "run-2"), "b" * 64)
     assert calls == {"first": 1, "second": 2, "third": 2}
 
@@ -85,7 +87,7 @@ def test_rejection_becomes_a_cached_value_not_an_exception(tmp_path: Path) -> No
         calls.append(value)
         raise Rejection(RejectionCode.CORRUPT, "the file is cut short; export it again")
 
-    step = Step("refuse", refuse, (_module(tmp_path, "toy_refuse", "V = 1\n"),))
+    step = Step("refuse", refuse, modules=(_module(tmp_path, "toy_refuse", "V = 1\n"),))
     storage = LocalFileSystem(basepath=str(tmp_path / "cache"))
     for run in ("run-1", "run-2"):
         with InlineSteps(storage, run) as steps:
@@ -131,7 +133,7 @@ def test_a_passing_io_error_is_retried_inside_a_batch(tmp_path: Path) -> None:
             raise ConnectionResetError("storage hiccup")
         return value
 
-    step = Step("flaky", flaky, (_module(tmp_path, "toy_flaky", "V = 1\n"),))
+    step = Step("flaky", flaky, modules=(_module(tmp_path, "toy_flaky", "V = 1\n"),))
     result = InlineSteps(None, "run-1").run(step, [source_key("e" * 64)])
     assert result.value == "e" * 64 and len(attempts) == 2
 

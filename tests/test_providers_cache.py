@@ -112,7 +112,7 @@ def test_cache_keys_depend_on_every_input():
 
 def test_cache_works_on_an_fsspec_memory_filesystem():
     from mmflow.blocks.providers.cache import CachedReply
-    from mmflow.blocks.providers.results import Usage
+    from mmflow.tasks.provider.results import Usage
 
     cache = ResponseCache("memory://mmflow-test-cache")
     reply = CachedReply(text=GOOD, model="gpt-4o", usage=Usage(input_tokens=5, output_tokens=2))

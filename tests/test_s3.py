@@ -19,10 +19,11 @@ import pandas as pd
 import pytest
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 
-from mmflow.blocks.storage import require_filesystem, storage_for
+from mmflow.blocks.storage import storage_for
 from mmflow.flows.invoice import InvoiceRunReport, invoice_flow
 from mmflow.flows.runs import result_storage
 from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.filesystems import require_filesystem
 from mmflow.tasks.samples import SPECS, invoice_pdf
 
 BUCKET = "mmflow-test"

@@ -24,18 +24,7 @@ Failure → documented recovery (each shown by a test in tests/test_providers_*.
 from mmflow.blocks.providers.anthropic_provider import AnthropicProvider
 from mmflow.blocks.providers.base import ProviderBlock
 from mmflow.blocks.providers.batch import BatchJob, BatchState
-from mmflow.blocks.providers.budget import Budget, estimate_text_tokens
 from mmflow.blocks.providers.cache import ResponseCache, response_cache_key, schema_fingerprint
-from mmflow.blocks.providers.errors import (
-    BudgetExceeded,
-    CircuitOpen,
-    FailureKind,
-    ProviderCallFailed,
-    ProviderError,
-    SchemaValidationFailed,
-)
-from mmflow.blocks.providers.fallback import FallbackOutcome, run_fallback_chain
-from mmflow.blocks.providers.images import PreparedImage, prepare_image
 from mmflow.blocks.providers.loading import resolve_provider
 from mmflow.blocks.providers.openai_provider import OpenAICompatibleProvider, OpenAIProvider
 from mmflow.blocks.providers.resilience import (
@@ -48,14 +37,25 @@ from mmflow.blocks.providers.resilience import (
     classify_http_failure,
     parse_retry_after,
 )
-from mmflow.blocks.providers.results import (
+from mmflow.tasks.provider.budget import Budget, estimate_text_tokens
+from mmflow.tasks.provider.errors import (
+    BudgetExceeded,
+    CircuitOpen,
+    FailureKind,
+    ProviderCallFailed,
+    ProviderError,
+    SchemaValidationFailed,
+)
+from mmflow.tasks.provider.fallback import FallbackOutcome, run_fallback_chain
+from mmflow.tasks.provider.images import PreparedImage, prepare_image
+from mmflow.tasks.provider.results import (
     BatchItemResult,
     BatchRequest,
     BatchStatus,
     CallEstimate,
     ProviderResult,
-    Transcript,
-    TranscriptSegment,
+    ProviderSegment,
+    ProviderTranscript,
     Usage,
 )
 
@@ -83,12 +83,12 @@ __all__ = [
     "ProviderCallFailed",
     "ProviderError",
     "ProviderResult",
+    "ProviderSegment",
+    "ProviderTranscript",
     "ResponseCache",
     "RetryPolicy",
     "SchemaValidationFailed",
     "SystemClock",
-    "Transcript",
-    "TranscriptSegment",
     "Usage",
     "classify_http_failure",
     "estimate_text_tokens",

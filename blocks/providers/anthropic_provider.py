@@ -15,12 +15,12 @@ from mmflow.blocks.providers.base import (
     WireRequest,
     repair_instructions,
 )
-from mmflow.blocks.providers.errors import FailureKind, ProviderCallFailed
-from mmflow.blocks.providers.images import PreparedImage
 from mmflow.blocks.providers.resilience import classify_http_failure
-from mmflow.blocks.providers.results import BatchStatus, Detail, Usage
 from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.estimate import ProviderFamily
+from mmflow.tasks.provider.errors import FailureKind, ProviderCallFailed
+from mmflow.tasks.provider.images import PreparedImage
+from mmflow.tasks.provider.results import BatchStatus, Detail, Usage
 
 INSTALL = "pip install 'mmflow[providers]' (or: pip install anthropic)"
 

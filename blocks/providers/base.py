@@ -19,15 +19,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from mmflow.blocks.providers.budget import Budget, Reservation, estimate_text_tokens
 from mmflow.blocks.providers.cache import CachedReply, ResponseCache, response_cache_key
-from mmflow.blocks.providers.errors import (
-    BudgetExceeded,
-    FailureKind,
-    ProviderCallFailed,
-    SchemaValidationFailed,
-)
-from mmflow.blocks.providers.images import ImageInput, PreparedImage, prepare_images
 from mmflow.blocks.providers.resilience import (
     BreakerSettings,
     CircuitBreaker,
@@ -36,7 +28,22 @@ from mmflow.blocks.providers.resilience import (
     SystemClock,
     call_with_retries,
 )
-from mmflow.blocks.providers.results import (
+from mmflow.tasks.estimate import (
+    ProviderFamily,
+    estimate_batch_cost,
+    estimate_cost,
+    estimate_image_tokens,
+    model_image_tokens,
+)
+from mmflow.tasks.provider.budget import Budget, Reservation, estimate_text_tokens
+from mmflow.tasks.provider.errors import (
+    BudgetExceeded,
+    FailureKind,
+    ProviderCallFailed,
+    SchemaValidationFailed,
+)
+from mmflow.tasks.provider.images import ImageInput, PreparedImage, prepare_images
+from mmflow.tasks.provider.results import (
     BatchItemResult,
     BatchRequest,
     BatchStatus,
@@ -44,13 +51,6 @@ from mmflow.blocks.providers.results import (
     Detail,
     ProviderResult,
     Usage,
-)
-from mmflow.tasks.estimate import (
-    ProviderFamily,
-    estimate_batch_cost,
-    estimate_cost,
-    estimate_image_tokens,
-    model_image_tokens,
 )
 
 T = TypeVar("T", bound=BaseModel)

@@ -11,10 +11,10 @@ import fsspec
 from pydantic import BaseModel, Field
 
 from mmflow.blocks.providers.base import ProviderBlock
-from mmflow.blocks.providers.budget import Budget
 from mmflow.blocks.providers.cache import schema_fingerprint
 from mmflow.blocks.providers.resilience import Clock, SystemClock
-from mmflow.blocks.providers.results import BatchItemResult, BatchRequest, BatchStatus
+from mmflow.tasks.provider.budget import Budget
+from mmflow.tasks.provider.results import BatchItemResult, BatchRequest, BatchStatus
 
 T = TypeVar("T", bound=BaseModel)
 

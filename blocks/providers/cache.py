@@ -10,7 +10,7 @@ from typing import Any
 import fsspec
 from pydantic import BaseModel
 
-from mmflow.blocks.providers.results import Usage
+from mmflow.tasks.provider.results import Usage
 
 
 def schema_fingerprint(schema: type[BaseModel]) -> str:

@@ -16,11 +16,11 @@ from mmflow.blocks.providers.base import (
     WireRequest,
     repair_instructions,
 )
-from mmflow.blocks.providers.errors import FailureKind, ProviderCallFailed
 from mmflow.blocks.providers.resilience import classify_http_failure
-from mmflow.blocks.providers.results import BatchStatus, Transcript, TranscriptSegment, Usage
 from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.estimate import ProviderFamily
+from mmflow.tasks.provider.errors import FailureKind, ProviderCallFailed
+from mmflow.tasks.provider.results import BatchStatus, ProviderSegment, ProviderTranscript, Usage
 
 INSTALL = "pip install 'mmflow[providers]' (or: pip install openai)"
 
@@ -179,7 +179,7 @@ class OpenAIProvider(ProviderBlock):
 
     def transcribe(
         self, audio: bytes, *, filename: str = "audio.wav", language: str | None = None
-    ) -> Transcript:
+    ) -> ProviderTranscript:
         """Speech to text with segment times (verbose JSON), under the same retry policy."""
         client = self.client()
         extra = {"language": language} if language else {}
@@ -195,10 +195,10 @@ class OpenAIProvider(ProviderBlock):
 
         result, attempts = self.call(send)
         segments = [
-            TranscriptSegment(start=s.start, end=s.end, text=s.text.strip())
+            ProviderSegment(start=s.start, end=s.end, text=s.text.strip())
             for s in (getattr(result, "segments", None) or [])
         ]
-        return Transcript(
+        return ProviderTranscript(
             text=result.text,
             language=getattr(result, "language", None),
             duration_s=getattr(result, "duration", None),

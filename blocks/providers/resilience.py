@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
-from mmflow.blocks.providers.errors import (
+from mmflow.tasks.provider.errors import (
     HEALTH_FAILURES,
     CircuitOpen,
     FailureKind,

@@ -25,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from mmflow.tasks.audio.diarise import DiarisationBackend, DiarisationSettings, named_turns
 from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
+from mmflow.tasks.audio.speakers import DiarisationBackend, DiarisationSettings, named_turns
 from mmflow.tasks.errors import MissingDependency, MmflowError
 
 PYANNOTE_INSTALL = (

@@ -19,16 +19,14 @@ Why these numbers, and how they were checked, is in docs/diarisation.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
 from mmflow.tasks.audio.segmentation import LocalSegmentation, segment_shared, window_step
 from mmflow.tasks.audio.speaker_models import embedding_model, log_mel_fbank
-
-if TYPE_CHECKING:
-    from mmflow.tasks.audio.diarise import DiarisationSettings
+from mmflow.tasks.audio.speakers import DiarisationBackend, DiarisationSettings, named_turns
 
 FBANK_STEP_S = 0.01
 FBANK_WIDTH_S = 0.025
@@ -257,8 +255,6 @@ def diarise_segments(
 ) -> Diarisation:
     """Overlap-aware turns in original-file seconds; only turns that touch `regions` are kept
     (speech the recogniser and the VAD agree on), so music never becomes a speaker."""
-    from mmflow.tasks.audio.diarise import DiarisationBackend, named_turns
-
     step = window_step(audio.duration_s, settings.segmentation_step_s, settings.max_windows)
     segmentation = segment_shared(audio.samples, step)
     embeddings, seconds = embed_local_speakers(

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from mmflow.blocks.providers.errors import BudgetExceeded
+from mmflow.tasks.provider.errors import BudgetExceeded
 
 # OpenAI's rule of thumb for English text; no tokenizer ships offline for every provider.
 CHARS_PER_TOKEN = 4

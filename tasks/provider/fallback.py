@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from mmflow.blocks.providers.errors import ProviderError
+from mmflow.tasks.provider.errors import ProviderError
 
 R = TypeVar("R")
 

@@ -51,19 +51,19 @@ class ProviderResult(BaseModel, Generic[T]):
     downgraded: bool = Field(default=False, description="detail lowered by budget or token limit")
 
 
-class TranscriptSegment(BaseModel):
+class ProviderSegment(BaseModel):
     start: float
     end: float
     text: str
 
 
-class Transcript(BaseModel):
+class ProviderTranscript(BaseModel):
     """A provider transcription: the text, and segments with times in seconds."""
 
     text: str
     language: str | None = None
     duration_s: float | None = None
-    segments: list[TranscriptSegment] = Field(default_factory=list)
+    segments: list[ProviderSegment] = Field(default_factory=list)
     model: str
     attempts: int
 
