@@ -98,9 +98,21 @@ def eval_invoice(
 @eval_app.command("meeting")
 def eval_meeting(
     outputs: Annotated[Path, typer.Argument(help="Folder of mmflow meeting outputs.")],
-    reference_rttm_dir: Annotated[
+    reference_rttm: Annotated[
         Path | None,
-        typer.Option(help="Folder of reference <stem>.rttm files: scores DER."),
+        typer.Option(help="Reference RTTM: one file (many recordings) or a folder of them: DER."),
+    ] = None,
+    reference_rttm_dir: Annotated[
+        Path | None, typer.Option(help="Same as --reference-rttm (kept for old scripts).")
+    ] = None,
+    uem: Annotated[
+        Path | None, typer.Option(help="UEM file: the part of each recording that is scored.")
+    ] = None,
+    stm: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reference STM with speakers (file or folder): speaker-attributed cpWER."
+        ),
     ] = None,
     transcripts: Annotated[
         Path | None,
@@ -109,70 +121,52 @@ def eval_meeting(
         ),
     ] = None,
 ) -> None:
-    """WER (Whisper-normalised text) and DER (full, and forgiving: 0.25 s collar, no overlap)."""
-    import json
+    """DER (full: collar 0; forgiving: 0.5 s collar, overlap skipped), JER, speaker count,
+    cpWER, WER (Whisper-normalised text) and the recogniser's flags, per recording and overall."""
+    from mmflow.tasks.audio.meeting_eval import evaluate_paths
 
-    from mmflow.tasks.audio.evaluate import diarisation_error_rate, load_rttm, word_error_rate
-    from mmflow.tasks.audio.models import MeetingResult
-
-    if reference_rttm_dir is None and transcripts is None:
-        console.print("[red]Give --reference-rttm-dir, --transcripts, or both.[/]")
-        raise typer.Exit(2)
-    scored = False
-    if reference_rttm_dir is not None:
-        table = Table(title="DER (speaker count found automatically)")
-        for column in (
-            "recording",
-            "full (collar 0)",
-            "forgiving (0.25 s, no overlap)",
-            "speakers found / reference",
-        ):
-            table.add_column(column)
-        for hypothesis_path in sorted(outputs.glob("*.rttm")):
-            reference_path = reference_rttm_dir / hypothesis_path.name
-            if not reference_path.is_file():
-                continue
-            references = list(load_rttm(reference_path).values())
-            hypotheses = list(load_rttm(hypothesis_path).values())
-            if not references:
-                continue
-            reference = references[0]
-            hypothesis = hypotheses[0] if hypotheses else type(reference)(uri=reference.uri)
-            score = diarisation_error_rate(reference, hypothesis)
-            table.add_row(
-                hypothesis_path.stem,
-                f"{score.full:.2%}",
-                f"{score.forgiving:.2%}",
-                f"{score.hypothesis_speakers} / {score.reference_speakers}",
-            )
-            scored = True
-        console.print(table)
-    if transcripts is not None:
-        truth: dict[str, dict[str, object]] = json.loads(transcripts.read_text(encoding="utf-8"))
-        pairs: list[tuple[str, str, str]] = []
-        for name, entry in sorted(truth.items()):
-            output = outputs / f"{Path(name).stem}.json"
-            if entry.get("exclude_from_wer") or not output.is_file():
-                continue
-            result = MeetingResult.model_validate_json(output.read_text(encoding="utf-8"))
-            hypothesis = " ".join(s.text.strip() for s in result.segments if s.text.strip())
-            pairs.append((name, str(entry["text"]), hypothesis))
-        if pairs:
-            table = Table(title="WER (Whisper text normalisation)")
-            for column in ("recording", "WER", "hypothesis"):
-                table.add_column(column, overflow="fold")
-            for name, reference_text, hypothesis in pairs:
-                one = word_error_rate([reference_text], [hypothesis])
-                table.add_row(name, f"{one.wer:.2%}", hypothesis)
-            total = word_error_rate([p[1] for p in pairs], [p[2] for p in pairs])
-            console.print(table)
-            console.print(
-                f"corpus WER {total.wer:.2%} (S={total.substitutions} D={total.deletions} "
-                f"I={total.insertions} of {total.reference_words} words)"
-            )
-            scored = True
-    if not scored:
+    reference = reference_rttm or reference_rttm_dir
+    if reference is None and transcripts is None and stm is None:
+        raise fail(
+            "Nothing to score against", "give --reference-rttm, --stm, --transcripts, or several"
+        )
+    report = evaluate_paths(outputs, reference, uem, stm, transcripts)
+    if not report.recordings:
         raise fail("Nothing scored", f"no meeting outputs in {outputs} match the references given")
+    table = Table(title="Meeting scores (DER after the optimal speaker mapping)")
+    columns = ("recording", "full DER", "forgiving DER", "JER", "speakers found / ref")
+    for column in (*columns, "cpWER", "WER", "flagged words"):
+        table.add_column(column, overflow="fold")
+    percent = lambda value: f"{value:.2%}" if value is not None else "—"  # noqa: E731
+    for item in report.recordings:
+        der = item.der
+        flagged = ", ".join(f"{k} {v}" for k, v in sorted(item.flagged_words.items()))
+        table.add_row(
+            item.recording,
+            percent(der.full if der else None),
+            percent(der.forgiving if der else None),
+            percent(der.jer if der else None),
+            f"{der.hypothesis_speakers} / {der.reference_speakers}" if der else "—",
+            percent(item.cpwer.cpwer if item.cpwer else None),
+            percent(item.wer.wer if item.wer else None),
+            f"{flagged or 'none'} (of {item.words})",
+        )
+    console.print(table)
+    if report.der_total:
+        t = report.der_total
+        console.print(
+            f"overall DER full {t['full']:.2%}, forgiving {t['forgiving']:.2%}, "
+            f"JER {t['jer']:.2%}, speaker count right {t['count_right']:.0f} of "
+            f"{t['recordings']:.0f}"
+        )
+    if report.cpwer_total is not None:
+        console.print(f"overall cpWER {report.cpwer_total:.2%}")
+    if report.wer_total is not None:
+        total = report.wer_total
+        console.print(
+            f"corpus WER {total.wer:.2%} (S={total.substitutions} D={total.deletions} "
+            f"I={total.insertions} of {total.reference_words} words)"
+        )
 
 
 @app.command("samples")

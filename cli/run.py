@@ -410,7 +410,8 @@ def run_meeting(
         typer.Option(help="Local faster-whisper model folder; omit for the embedded Whisper base."),
     ] = None,
     diarisation: Annotated[
-        str, typer.Option(help="Diarisation backend: auto | embeddings | channels | pyannote.")
+        str,
+        typer.Option(help="Diarisation: auto | segmentation | embeddings | channels | pyannote."),
     ] = "auto",
     pyannote_pipeline: Annotated[
         str | None,
@@ -428,6 +429,16 @@ def run_meeting(
         ),
     ] = None,
     denoise: Annotated[str, typer.Option(help="Noise reduction: auto | on | off.")] = "auto",
+    speaker_profiles: Annotated[
+        str | None,
+        typer.Option(help="Folder with one sub-folder of voice clips per person: names speakers."),
+    ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format", help="Files per recording, comma-separated: json,rttm,srt,vtt,txt."
+        ),
+    ] = "json,rttm,srt",
     workers: Workers = 2,
     cache: Cache = True,
     cache_dir: CacheDir = None,
@@ -445,14 +456,16 @@ def run_meeting(
     runner: RunnerOpt = Runner.THREADS,
     address: AddressOpt = None,
 ) -> None:
-    """Transcribe meetings and calls: who said what when, as JSON, RTTM and SRT, plus notes."""
+    """Transcribe meetings and calls: who said what when (JSON, RTTM, SRT, VTT, TXT) + notes."""
     from pydantic import SecretStr, ValidationError
 
     from mmflow.tasks.audio.diarise_pyannote import require_pyannote
+    from mmflow.tasks.audio.outputs import parse_formats
     from mmflow.tasks.audio.speakers import DiarisationBackend
     from mmflow.tasks.meeting import DenoiseMode, MeetingOptions
 
     try:
+        formats = list(parse_formats(output_format))
         options = MeetingOptions(
             num_speakers=speakers,
             min_speakers=min_speakers,
@@ -463,9 +476,12 @@ def run_meeting(
             pyannote_pipeline=pyannote_pipeline,
             hf_token=SecretStr(hf_token) if hf_token else None,
             denoise=DenoiseMode(denoise),
+            speaker_profiles=speaker_profiles,
         )
         if options.diarisation is DiarisationBackend.PYANNOTE:
             require_pyannote()  # before any file is read: say what to install
+        if options.speaker_profiles:
+            options.diarisation_settings()  # embeds the clips once (cached), or says why not
     except ValidationError as error:
         raise fail("Invalid options", _first_error(error)) from error
     except ValueError as error:
@@ -475,7 +491,7 @@ def run_meeting(
     uses = [part.strip() for part in provider_for.split(",") if part.strip()]
     if not uses or any(use not in ("transcribe", "notes") for use in uses):
         raise fail("Invalid options", f"--provider-for {provider_for!r}: transcribe,notes")
-    parameters: dict[str, Any] = {"options": options}
+    parameters: dict[str, Any] = {"options": options, "formats": formats}
     if provider_block is not None:
         parameters |= {"provider": provider_block, "max_usd": usd(max_usd), "provider_for": uses}
     seconds: dict[str, float] = {}
@@ -508,7 +524,7 @@ def run_meeting(
                 str(found.get("speakers", "—")),
                 str(found.get("words", "—")),
                 found.get("language") or "—",
-                detail_of(item),
+                detail_of(item) or "; ".join(found.get("warnings", [])),
             ]
         )
     print_table(

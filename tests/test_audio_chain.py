@@ -18,7 +18,7 @@ from mmflow.tasks.audio.normalise import normalise_audio
 from mmflow.tasks.audio.notes import extract_notes
 from mmflow.tasks.audio.outputs import build_meeting_result, write_meeting_outputs
 from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, transcribe
-from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_with_words
+from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_to_diarise
 from mmflow.tasks.audio.validate import validate_audio
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -86,7 +86,7 @@ def run(
     audio, decision = denoise_audio(normalise_audio(source))
     regions = detect_speech(audio)
     transcript = transcribe(audio, chunk_speech(regions), whisper)
-    diarisation = diarise(audio, regions_with_words(regions, transcript.words))
+    diarisation = diarise(audio, regions_to_diarise(regions, transcript.words))
     segments = assign_speakers(transcript, diarisation)
     result = build_meeting_result(
         source,

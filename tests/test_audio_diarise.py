@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,16 @@ LINES = [
 GAP_S = 0.5
 
 
+def _silent_ends(clip: Path, floor_db: float = -45.0) -> tuple[float, float]:
+    """Seconds of silence (below `floor_db` of full scale) at the start and end of a WAV."""
+    with wave.open(str(clip)) as handle:
+        samples = np.frombuffer(handle.readframes(handle.getnframes()), dtype="<i2")
+    loud = np.flatnonzero(np.abs(samples) > 32768 * 10 ** (floor_db / 20))
+    if loud.size == 0:
+        return 0.0, 0.0
+    return loud[0] / 16_000, (len(samples) - 1 - loud[-1]) / 16_000
+
+
 def conversation(tmp_path: Path, voices: list[str]) -> tuple[Path, Diarisation]:
     """Voices take turns saying LINES; returns the file and its exact turns."""
     parts: list[str] = []
@@ -55,7 +66,9 @@ def conversation(tmp_path: Path, voices: list[str]) -> tuple[Path, Diarisation]:
         subprocess.run(["espeak-ng", *VOICES[voice], "-w", str(raw), line], check=True)
         subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", str(clip)], check=True)
         seconds = float(subprocess.check_output(["soxi", "-D", str(clip)]))
-        turns.append(SpeakerTurn(start=cursor, end=cursor + seconds, speaker=voice))
+        # espeak-ng pads its output with silence: the true turn is the speech inside the clip.
+        lead, tail = _silent_ends(clip)
+        turns.append(SpeakerTurn(start=cursor + lead, end=cursor + seconds - tail, speaker=voice))
         cursor += seconds + GAP_S
         parts += [str(clip), str(gap)]
     path = tmp_path / "conversation.wav"
@@ -145,16 +158,21 @@ def test_pyannote_sample_meets_the_der_targets_with_automatic_count() -> None:
     reference = load_rttm(DATA / "pyannote-sample" / "sample.rttm")["sample"]
     result = _run(wav)
     score = diarisation_error_rate(reference, result.to_annotation("sample"))
+    assert result.backend == DiarisationBackend.SEGMENTATION.value
     assert result.num_speakers == 2
-    assert score.forgiving <= 0.15
-    assert score.full <= 0.25
+    assert score.forgiving <= 0.05
+    assert score.full <= 0.15
 
 
 @pytest.mark.slow
 def test_clustering_a_sample_of_windows_finds_the_same_voices(tmp_path: Path) -> None:
-    path, truth = conversation(tmp_path, ["low", "high", "mid", "low", "high", "mid"])
-    result = _run(path, DiarisationSettings(max_cluster_windows=15))
+    """The embeddings backend on long recordings clusters every n-th window and places the
+    rest: the voices it finds match those of clustering them all."""
+    path, _ = conversation(tmp_path, ["low", "high", "mid", "low", "high", "mid"])
+    every = _run(path, DiarisationSettings(backend=DiarisationBackend.EMBEDDINGS))
+    settings = DiarisationSettings(backend=DiarisationBackend.EMBEDDINGS, max_cluster_windows=15)
+    result = _run(path, settings)
     assert result.detail["clustered_every"] >= 2
-    assert result.num_speakers == 3
-    score = diarisation_error_rate(truth.to_annotation(), result.to_annotation())
+    assert result.num_speakers == every.num_speakers == 3
+    score = diarisation_error_rate(every.to_annotation(), result.to_annotation())
     assert score.full < 0.10

@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from mmflow.tasks.audio.evaluate import load_rttm
 from mmflow.tasks.audio.models import (
     Diarisation,
@@ -16,10 +18,13 @@ from mmflow.tasks.audio.models import (
     WordTiming,
 )
 from mmflow.tasks.audio.outputs import (
+    OutputFormat,
     build_meeting_result,
+    parse_formats,
     rttm_lines,
     srt_text,
     srt_timestamp,
+    vtt_text,
     write_meeting_outputs,
 )
 
@@ -113,3 +118,73 @@ def test_json_has_the_contract_shape(tmp_path: Path) -> None:
     assert talk == {"SPEAKER_00": 1.75, "SPEAKER_01": 3659.0}
     assert paths["rttm"].read_text().count("\n") == 2
     assert paths["srt"].read_text().startswith("1\n")
+
+
+def _sentence_words(text: str, start: float = 0.0, step: float = 0.3) -> list[WordTiming]:
+    return [
+        WordTiming(text=w, start=start + i * step, end=start + i * step + 0.25, speaker="S")
+        for i, w in enumerate(text.split())
+    ]
+
+
+LONG = (
+    "We looked at the numbers for the third quarter yesterday. The marketing spend came in "
+    "under plan, so there is room left, and we should decide today what to do with it."
+)
+
+
+def test_subtitle_cues_have_at_most_two_lines_of_42_characters() -> None:
+    words = _sentence_words(LONG)
+    segment = Segment(start=0.0, end=words[-1].end, text=LONG, speaker="SPEAKER_00", words=words)
+    for text in (srt_text([segment]), vtt_text([segment])):
+        for block in text.strip().split("\n\n"):
+            lines = [x for x in block.split("\n") if "-->" not in x and not x.isdigit()]
+            lines = [x for x in lines if x != "WEBVTT"]
+            if not lines:
+                continue
+            assert 1 <= len(lines) <= 2
+            assert all(len(re.sub(r"^<v [^>]+>", "", line)) <= 42 for line in lines)
+
+
+def test_cues_end_at_sentence_boundaries_when_one_is_near() -> None:
+    words = _sentence_words(LONG)
+    segment = Segment(start=0.0, end=words[-1].end, text=LONG, speaker="SPEAKER_00", words=words)
+    blocks = srt_text([segment]).strip().split("\n\n")
+    first_text = " ".join(blocks[0].split("\n")[2:])
+    assert first_text.endswith("yesterday.")
+
+
+def test_vtt_names_the_speaker_as_a_voice() -> None:
+    text = vtt_text(SEGMENTS)
+    assert text.startswith("WEBVTT\n")
+    assert "00:00:00.500 --> 00:00:01.400\n<v SPEAKER_00>Hello there." in text
+
+
+def test_formats_are_parsed_in_order_and_unknown_ones_refused() -> None:
+    assert parse_formats("json, vtt,txt,json") == (
+        OutputFormat.JSON,
+        OutputFormat.VTT,
+        OutputFormat.TXT,
+    )
+    with pytest.raises(ValueError, match="docx"):
+        parse_formats("json,docx")
+
+
+def test_only_the_formats_asked_for_are_written(tmp_path: Path) -> None:
+    source = ValidatedAudio(
+        uri="m.wav",
+        sha256="0" * 64,
+        size=10,
+        media_type="audio/wav",
+        container="wav",
+        codec="pcm_s16le",
+        duration_s=4.0,
+        sample_rate=16000,
+        channels=1,
+    )
+    result = build_meeting_result(source, SEGMENTS, DIARISATION, MeetingNotes(engine="t"))
+    paths = write_meeting_outputs(
+        result, DIARISATION, tmp_path, "m", (OutputFormat.TXT, OutputFormat.VTT)
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.txt", "m.vtt"]
+    assert paths["txt"].read_text() == "[00:00] SPEAKER_00: Hello there.\n[00:02] SPEAKER_01: Hi.\n"

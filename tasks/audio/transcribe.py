@@ -27,9 +27,11 @@ from mmflow.tasks.audio.models import (
     DroppedSegment,
     NormalisedAudio,
     Segment,
+    SpeechRegion,
     Transcript,
     WordTiming,
 )
+from mmflow.tasks.audio.unsure import flag_words, segment_flags
 from mmflow.tasks.errors import MissingDependency, MmflowError
 
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
@@ -283,7 +285,7 @@ def transcribe_many(
                     )
                 )
                 continue
-            results[item_index].append(_segment(segment, shift))
+            results[item_index].append(_segment(segment, shift, chunk.regions))
     label = _engine_label()
     return [
         Transcript(
@@ -319,7 +321,8 @@ def transcribe(
     )[0]
 
 
-def _segment(segment: Any, shift: float) -> Segment:
+def _segment(segment: Any, shift: float, regions: list[SpeechRegion]) -> Segment:
+    """Our `Segment` in original-file seconds, flagged where the recogniser may be wrong."""
     words = [
         WordTiming(
             text=w.word.strip(),
@@ -332,11 +335,13 @@ def _segment(segment: Any, shift: float) -> Segment:
     ]
     start = words[0].start if words else round(segment.start + shift, 3)
     end = words[-1].end if words else round(segment.end + shift, 3)
+    text = segment.text.strip()
     return Segment(
         start=start,
         end=end,
-        text=segment.text.strip(),
-        words=words,
+        text=text,
+        words=flag_words(words, regions),
         avg_logprob=round(float(segment.avg_logprob), 4),
         no_speech_prob=round(float(segment.no_speech_prob), 4),
+        flags=segment_flags(text, float(segment.avg_logprob), float(segment.no_speech_prob)),
     )

