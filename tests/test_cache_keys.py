@@ -36,7 +36,9 @@ from mmflow.tasks.invoice import InvoiceOptions
 pdf, png, cache, run_id = sys.argv[1:5]
 computed = {}
 with InlineSteps(LocalFileSystem(basepath=cache), run_id) as steps:
-    result = process_invoice(pdf, sha256_of(read_input(pdf)), steps, InvoiceOptions(), run_id)
+    (result,) = process_invoice(
+        pdf, sha256_of(read_input(pdf)), steps, InvoiceOptions(), run_id
+    ).results
     computed["invoice"] = sorted(s["name"] for s in result.lineage["steps"] if not s["cached"])
     local = local_steps(png, sha256_of(read_input(png)), steps, ImageOptions())
     stamped = [local.validated, local.page, local.text, local.kind, local.injection, local.plan]
@@ -80,7 +82,16 @@ def test_edits_recompute_exactly_the_steps_that_depend_on_them(
     chart.write_bytes(png(chart_image(seed=1)))
     cache = tmp_path / "cache"
     every = {
-        "invoice": ["extract", "normalise", "read", "route", "sanity", "validate", "verify"],
+        "invoice": [
+            "extract",
+            "normalise",
+            "read",
+            "route",
+            "sanity",
+            "split",
+            "validate",
+            "verify",
+        ],
         "image": ["classify", "injection-scan", "normalise", "ocr", "plan", "validate"],
     }
     assert _run(source_copy, pdf, chart, cache, "first") == every
@@ -92,7 +103,7 @@ def test_edits_recompute_exactly_the_steps_that_depend_on_them(
     prices = source_copy / "tasks" / "prices.toml"
     prices.write_text(prices.read_text().replace("[models.", "# edited\n[models.", 1))
     assert _run(source_copy, pdf, chart, cache, "prices") == {
-        "invoice": ["extract", "read", "route", "sanity", "verify"],
+        "invoice": ["extract", "read", "route", "sanity", "split", "verify"],
         "image": ["plan"],
     }
 

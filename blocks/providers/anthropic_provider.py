@@ -43,6 +43,7 @@ class AnthropicProvider(ProviderBlock):
     _block_type_name: ClassVar[str | None] = "mmflow Anthropic provider"
     _family: ClassVar[ProviderFamily] = ProviderFamily.ANTHROPIC
     _wire_name: ClassVar[str] = "anthropic"
+    supports_batches: ClassVar[bool] = True  # Message Batches
 
     model: str = Field(default="claude-sonnet-4", description="model name sent to the API")
     api_key: SecretStr | None = Field(default=None, description="None: read ANTHROPIC_API_KEY")

@@ -12,6 +12,7 @@ import json
 import random
 import threading
 from abc import ABC, abstractmethod
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
@@ -27,6 +28,7 @@ from mmflow.blocks.providers.resilience import (
     RetryPolicy,
     SystemClock,
     call_with_retries,
+    classify_http_failure,
 )
 from mmflow.tasks.estimate import (
     ProviderFamily,
@@ -175,6 +177,12 @@ class ProviderBlock(Block, ABC):
     _rt: Runtime = PrivateAttr(default_factory=Runtime)
 
     # ------------------------------------------------------------ backend hooks
+    #
+    # A backend is one class: two methods are required (`_build_client`, `_send`); what an
+    # exception means (`_classify`) has a default for HTTP errors; a batch API is optional
+    # (`supports_batches` and the three `_batch_*` hooks). Defining the class registers it
+    # (`provider_classes`); another package's class is found through the entry point group
+    # `mmflow.providers` (blocks/providers/loading.py).
 
     @abstractmethod
     def _build_client(self) -> Any:
@@ -184,21 +192,52 @@ class ProviderBlock(Block, ABC):
     def _send(self, client: Any, request: WireRequest) -> WireReply:
         """One HTTP call for a structured answer; SDK exceptions propagate."""
 
-    @abstractmethod
     def _classify(self, exc: BaseException) -> ProviderCallFailed | None:
-        """What an exception means (None: not a provider failure, re-raise as is)."""
+        """What an exception means (None: not a provider failure, re-raise as is).
 
-    @abstractmethod
+        By default, anything carrying an HTTP status (`status_code`, or `response.status_code`
+        as httpx and most SDKs raise) is classified by status and body; timeouts and refused
+        connections are transient."""
+        status = getattr(exc, "status_code", None)
+        response = getattr(exc, "response", None)
+        if status is None and response is not None:
+            status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            body: object = getattr(response, "text", "") if response is not None else ""
+            with suppress(ValueError, AttributeError):
+                body = response.json() if response is not None else body
+            headers = dict(getattr(response, "headers", {}) or {}) if response is not None else {}
+            return classify_http_failure(status, headers, body, self._rt.clock.time())
+        if isinstance(exc, TimeoutError):
+            return ProviderCallFailed(FailureKind.TIMEOUT, f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, ConnectionError):
+            return ProviderCallFailed(FailureKind.CONNECTION, f"{type(exc).__name__}: {exc}")
+        return None
+
+    supports_batches: ClassVar[bool] = False  # a backend with a batch API sets True
+
     def _batch_submit(self, items: list[tuple[str, WireRequest]]) -> str:
         """Create a batch of structured calls; returns the provider's batch id."""
+        raise self._no_batches()
 
-    @abstractmethod
     def _batch_status(self, batch_id: str) -> BatchStatus:
         """Where the batch is."""
+        raise self._no_batches()
 
-    @abstractmethod
     def _batch_results(self, batch_id: str) -> dict[str, WireReply | str]:
         """custom_id -> reply, or the reason the item failed."""
+        raise self._no_batches()
+
+    def _no_batches(self) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} has no batch API; send the requests one by one "
+            "(extract_from_images), or use a provider whose supports_batches is True"
+        )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls, "__abstractmethods__", None):
+            register_provider(cls)
 
     def _wire_image(self, image: PreparedImage, detail: Detail) -> PreparedImage:
         """The image as sent at this detail (a backend without a detail switch resizes)."""
@@ -546,6 +585,8 @@ class ProviderBlock(Block, ABC):
         budget: Budget | None = None,
     ) -> str:
         """Send a batch (the budget is checked against its whole estimate first)."""
+        if not self.supports_batches:
+            raise self._no_batches()
         if len({r.custom_id for r in requests}) != len(requests):
             raise ValueError("custom_id values in a batch must be unique")
         budget = budget or Budget()
@@ -594,3 +635,15 @@ class ProviderBlock(Block, ABC):
                 )
             )
         return results
+
+
+_PROVIDERS: dict[str, type[ProviderBlock]] = {}
+
+
+def register_provider(cls: type[ProviderBlock]) -> None:
+    """Known provider classes, by block type slug (a class registers itself when defined)."""
+    _PROVIDERS[cls.get_block_type_slug()] = cls
+
+
+def registered_providers() -> list[type[ProviderBlock]]:
+    return list(_PROVIDERS.values())

@@ -49,6 +49,7 @@ class OpenAIProvider(ProviderBlock):
     _block_type_name: ClassVar[str | None] = "mmflow OpenAI provider"
     _family: ClassVar[ProviderFamily] = ProviderFamily.OPENAI
     _wire_name: ClassVar[str] = "openai"
+    supports_batches: ClassVar[bool] = True  # OpenAI Batch / Anthropic Message Batches
     # OpenAI's chat API renamed max_tokens; most compatible servers still want the old name.
     _max_tokens_param: ClassVar[str] = "max_completion_tokens"
 
