@@ -206,6 +206,8 @@ class ImagePipeline:
         return {
             "kind": image.kind.kind.value,
             "tier": image.plan.tier.value,
+            # the route taken: a planned vision call that fell back was answered offline
+            "route": "ocr" if image.answer.source.startswith("offline:") else "vision",
             "image_tokens": image.plan.image_tokens,
             "full_high_tokens": image.plan.full_high_tokens,
             "injection_flagged": image.injection.flagged,

@@ -38,10 +38,10 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
 from prefect.utilities.annotations import quote
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from mmflow.blocks.storage import storage_for
-from mmflow.flows import stopping
+from mmflow.flows import observe, stopping
 from mmflow.flows.assets import output_assets, record_outputs
 from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
@@ -54,7 +54,7 @@ from mmflow.tasks.inputs import (
     hash_input,
     open_input,
 )
-from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
+from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status, TraceRecord
 from mmflow.tasks.persist import Manifest, OutputNames, check_output_location, json_safe
 
 R = TypeVar("R")
@@ -91,6 +91,10 @@ class Pipeline(Protocol):
         ...
 
 
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+"""A tenant or feature name: short, and safe as a metric label and in a file name."""
+
+
 class RunSettings(BaseModel):
     """How a run is carried out. Nothing here changes what a step computes."""
 
@@ -122,6 +126,26 @@ class RunSettings(BaseModel):
     stepwise_max: int = Field(
         4, ge=0, description="Runs of up to this many inputs show every step as its own task run."
     )
+    # Who and what a run is for: they label its traces, metrics and cost-ledger rows, and
+    # choose the tenant's quota (docs/observability.md).
+    tenant: str | None = Field(
+        None,
+        pattern=LABEL_PATTERN,
+        description="Who the run is for (a customer, a team): its traces, metrics and cost "
+        "ledger rows carry it, and its quota applies to the run's model calls.",
+    )
+    feature: str | None = Field(
+        None,
+        pattern=LABEL_PATTERN,
+        description="What the run serves (a product feature): costs are reported by it "
+        "(`mmflow costs --by feature`).",
+    )
+
+    @field_validator("tenant", "feature", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        """An empty label (a form left blank, a webhook without the header) is no label."""
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class InputSummary(BaseModel):
@@ -135,10 +159,12 @@ class InputSummary(BaseModel):
     outputs: list[str] | None = None
     documents: int | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    trace: TraceRecord | None = None
 
     @classmethod
     def of_entry(cls, entry: ManifestEntry) -> InputSummary:
-        """An input an earlier run ended, as its manifest line tells it."""
+        """An input an earlier run ended, as its manifest line tells it (its trace is that
+        run's: this run did not process it)."""
         return cls(**entry.model_dump(include={"uri", "sha256", "status", "error", "output"}))
 
     def manifest_entry(self) -> ManifestEntry:
@@ -150,6 +176,7 @@ class InputSummary(BaseModel):
             output=self.output,
             outputs=self.outputs,
             documents=self.documents,
+            trace=self.trace,
         )
 
 
@@ -309,6 +336,8 @@ def _with_hint(error: ErrorInfo, uri: str, scenario: str) -> ErrorInfo:
 def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
     """Process one input and write its outputs; whatever happens, it ends in the manifest."""
     pipeline, settings, run_id = run.pipeline, run.settings, run.run_id
+    observed = observe.start_input(run)  # its trace: steps, model calls, quota (flows/observe.py)
+    steps = observed.steps(steps)
     sha256: str | None = None
     status, error, output, details = Status.FAILED, None, None, {}
     outputs: list[str] | None = None
@@ -363,6 +392,7 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
         outputs=outputs,
         documents=len(outputs) if outputs else None,
         details=details,
+        trace=observed.end(status, error, details),
     )
     run.manifest.append(summary.manifest_entry())
     publish(done_event(summary))
@@ -506,7 +536,7 @@ def run_scenario(
         scenario=pipeline.name,
         out=out,
         inputs=summaries,
-        totals=pipeline.finish(out, summaries),
+        totals=observe.run_level(run, lambda: pipeline.finish(out, summaries)),
         stopped=stopping.stop_requested(),
     )
     publish_results(report.scenario, report.out, report.inputs)
@@ -514,12 +544,14 @@ def run_scenario(
 
 
 def publish_results(scenario: str, out: str, inputs: list[InputSummary]) -> None:
-    """The run's table artifact: one row per input."""
+    """The run's table artifact: one row per input; then the run's telemetry is closed (alert
+    conditions as Prefect events, metrics file or push, spans sent)."""
     create_table_artifact(
         key=f"{scenario}-results",
         table=[summary_row(s) for s in inputs],
         description=f"{scenario}: {len(inputs)} inputs → {out}",
     )
+    observe.run_ended(scenario, inputs)
 
 
 def final_state(report: R) -> R | State[Any]:

@@ -286,6 +286,31 @@ class ErrorInfo(BaseModel):
         return printable(message)
 
 
+class TraceRecord(BaseModel):
+    """Per-input telemetry on the manifest line (`trace`): who asked, what it cost, how it went.
+
+    Identifiers, counts and hashes only, never image bytes or extracted text. Null where a field
+    does not apply (the model fields when no model was called). Meanings in docs/observability.md.
+    """
+
+    trace_id: str  # 32 hex digits: the OpenTelemetry trace of this input's spans
+    tenant: str | None = None
+    feature: str | None = None
+    scenario: str
+    route: str | None = None
+    run_id: str
+    model: str | None = None
+    image_count: int | None = None
+    image_hashes: list[str] | None = None  # sha256 of each distinct image as sent
+    image_tokens: int | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float
+    cache_hit: bool | None = None
+    fallback_triggered: bool | None = None
+    error_type: str | None = None
+
+
 class ManifestEntry(BaseModel):
     """One line of `manifest.jsonl`."""
 
@@ -298,3 +323,4 @@ class ManifestEntry(BaseModel):
     # `outputs` all of them in page order, `documents` how many.
     outputs: list[str] | None = None
     documents: int | None = None
+    trace: TraceRecord | None = None  # added by issue 14: per-input telemetry

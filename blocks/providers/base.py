@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -37,14 +39,16 @@ from mmflow.tasks.estimate import (
     estimate_image_tokens,
     model_image_tokens,
 )
-from mmflow.tasks.provider.budget import Budget, Reservation, estimate_text_tokens
+from mmflow.tasks.provider.budget import Budget, estimate_text_tokens
 from mmflow.tasks.provider.errors import (
     BudgetExceeded,
     FailureKind,
     ProviderCallFailed,
+    ProviderError,
     SchemaValidationFailed,
 )
 from mmflow.tasks.provider.images import ImageInput, PreparedImage, prepare_images
+from mmflow.tasks.provider.quota import GuardedBudget, GuardedHold, QuotaExceeded
 from mmflow.tasks.provider.results import (
     BatchItemResult,
     BatchRequest,
@@ -54,6 +58,8 @@ from mmflow.tasks.provider.results import (
     ProviderResult,
     Usage,
 )
+from mmflow.tasks.trace import ModelCall
+from mmflow.tasks.trace import current as current_trace
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
@@ -117,6 +123,14 @@ def validation_errors(schema: type[BaseModel], text: str) -> tuple[BaseModel | N
             loc = ".".join(str(p) for p in err["loc"]) or "(root)"
             parts.append(f"{loc}: {err['msg']}")
         return None, "; ".join(parts)
+
+
+def failure_type(error: ProviderError) -> str:
+    """A provider failure as a short stable name: the wire failure's kind (`rate_limited`,
+    `server_error`, …) or the exception's name in snake case (`quota_exceeded`)."""
+    if isinstance(error, ProviderCallFailed):
+        return error.kind.value
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
 
 
 def check_detail(detail: str) -> Detail:
@@ -443,26 +457,98 @@ class ProviderBlock(Block, ABC):
         )
 
     def _structured(self, request: WireRequest, budget: Budget) -> ProviderResult[Any]:
+        """One logical call under the run's budget and, when the runner traces the input, its
+        tenant's quota (tasks/provider/quota.py); recorded into the input's trace (tasks/trace.py)
+        whether it answered, was refused or failed."""
+        trace = current_trace()
+        account = GuardedBudget(budget, trace.quota if trace is not None else None)
+        started = time.time_ns()
+        try:
+            result = self._walk_ladder(request, account)
+        except ProviderError as error:
+            if trace is not None:
+                trace.add_call(self._failed_call(request, account, started, error))
+            raise
+        if trace is not None:
+            trace.add_call(self._answered_call(request, account, started, result))
+        return result
+
+    def _operation(self, request: WireRequest) -> str:
+        return "extract" if request.images else "complete"
+
+    def _answered_call(
+        self, request: WireRequest, account: GuardedBudget, started: int, result: ProviderResult[Any]
+    ) -> ModelCall:
+        billed = not result.cached
+        return ModelCall(
+            provider=self._wire_name,
+            model=result.model,
+            operation=self._operation(request),
+            start_ns=started,
+            end_ns=time.time_ns(),
+            outcome="ok",
+            detail=result.detail,
+            image_hashes=tuple(img.sha256 for img in request.images),
+            image_tokens=result.estimate.image_tokens,
+            prompt_tokens=result.usage.input_tokens if billed else 0,
+            output_tokens=result.usage.output_tokens if billed else 0,
+            estimated_usd=result.estimate.cost_usd,
+            actual_usd=result.cost_usd,
+            cached=result.cached,
+            attempts=result.attempts,
+            quota_state="soft_exceeded" if account.soft_exceeded else None,
+        )
+
+    def _failed_call(
+        self, request: WireRequest, account: GuardedBudget, started: int, error: ProviderError
+    ) -> ModelCall:
+        estimate = self.estimate_request(request)
+        return ModelCall(
+            provider=self._wire_name,
+            model=self.model,
+            operation=self._operation(request),
+            start_ns=started,
+            end_ns=time.time_ns(),
+            outcome="refused" if isinstance(error, BudgetExceeded) else "failed",
+            detail=request.detail,
+            image_hashes=tuple(img.sha256 for img in request.images),
+            image_tokens=estimate.image_tokens,
+            estimated_usd=estimate.cost_usd,
+            actual_usd=account.settled_usd,  # a schema failure was billed twice
+            attempts=getattr(error, "attempts", 0),
+            error_type=failure_type(error),
+            quota_state="soft_exceeded" if account.soft_exceeded else None,
+        )
+
+    def _walk_ladder(self, request: WireRequest, budget: GuardedBudget) -> ProviderResult[Any]:
         """Walk the detail ladder (high, then low): a cached answer at a rung is free; else the
-        first rung whose estimate the budget admits is called. Nothing is sent otherwise."""
+        first rung whose estimate the budget (and quota) admits is called. Nothing is sent
+        otherwise."""
         asked = request.detail
         ladder = self._ladder(request)
-        refusals: list[str] = []
+        refusals: list[BudgetExceeded] = []
         for rung in ladder:
             hit = self._from_cache(rung, asked)
             if hit is not None:
                 return hit
             estimate = self.estimate_request(rung)
             try:
-                held = budget.reserve(estimate.cost_usd)
+                held = budget.reserve(estimate.cost_usd, estimate.image_tokens)
             except BudgetExceeded as exc:
-                refusals.append(f"{rung.detail} detail: {exc}")
+                refusals.append(exc)
                 continue
             return self._call_rung(rung, estimate, held, budget, asked)
+        reasons = "; ".join(
+            f"{rung.detail} detail: {exc}" for rung, exc in zip(ladder, refusals, strict=True)
+        )
+        if all(isinstance(exc, QuotaExceeded) for exc in refusals):  # the tenant's, not the run's
+            raise QuotaExceeded(
+                f"{self.label} refused before the call; {reasons}",
+                estimate_usd=self.estimate_request(ladder[-1]).cost_usd,
+                tenant=cast(QuotaExceeded, refusals[-1]).tenant,
+            )
         raise BudgetExceeded(
-            f"{self.label} refused before the call; "
-            + "; ".join(refusals)
-            + "; take the offline route",
+            f"{self.label} refused before the call; {reasons}; take the offline route",
             estimate_usd=self.estimate_request(ladder[-1]).cost_usd,
             remaining_usd=budget.remaining_usd(),
         )
@@ -471,8 +557,8 @@ class ProviderBlock(Block, ABC):
         self,
         chosen: WireRequest,
         estimate: CallEstimate,
-        held: Reservation,
-        budget: Budget,
+        held: GuardedHold,
+        budget: GuardedBudget,
         asked: Detail,
     ) -> ProviderResult[Any]:
         try:
@@ -485,11 +571,11 @@ class ProviderBlock(Block, ABC):
         # The provider counted more tokens than fit: retry once at low detail.
         low = replace(chosen, detail="low")
         low_estimate = self.estimate_request(low)
-        low_held = budget.reserve(low_estimate.cost_usd)
+        low_held = budget.reserve(low_estimate.cost_usd, low_estimate.image_tokens)
         return self._run(low, low_estimate, low_held, budget, asked, prior_attempts=spent_attempts)
 
     def _exchange(
-        self, request: WireRequest, held: Reservation, budget: Budget
+        self, request: WireRequest, held: GuardedHold, budget: GuardedBudget
     ) -> tuple[WireReply, int]:
         client = self.client()
         try:
@@ -504,8 +590,8 @@ class ProviderBlock(Block, ABC):
         self,
         request: WireRequest,
         estimate: CallEstimate,
-        held: Reservation,
-        budget: Budget,
+        held: GuardedHold,
+        budget: GuardedBudget,
         asked: Detail,
         *,
         prior_attempts: int,
@@ -517,7 +603,8 @@ class ProviderBlock(Block, ABC):
         repaired = False
         if value is None:
             repair = replace(request, repair=RepairTurn(reply, errors))
-            repair_held = budget.reserve(self.estimate_request(repair).cost_usd)
+            repair_estimate = self.estimate_request(repair)
+            repair_held = budget.reserve(repair_estimate.cost_usd, repair_estimate.image_tokens)
             reply, more = self._exchange(repair, repair_held, budget)
             attempts += more
             usage = Usage(
