@@ -2,7 +2,7 @@
 
 A batch lists its source, hashes every input, and plans before it computes anything:
 - the same bytes under two names are processed once; the second name is recorded as a
-  `duplicate` rejection that names the first (DESIGN.md: content addressing);
+  `duplicate` rejection that names the first (docs/architecture.md: content addressing);
 - an input the manifest in `out` already ends (`ok` or `rejected`, same sha256) is not
   touched again, so re-running the same command after a crash or a kill -9 finishes the rest;
   `failed` inputs are tried again;

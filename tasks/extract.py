@@ -70,7 +70,8 @@ BUYER_BLOCK_LINES = 6  # name, up to four address lines, a tax ID
 
 
 def extract_invoice(doc: DocumentText) -> Extraction:
-    """Fields of DESIGN.md, line items and tax lines from one document's words with boxes."""
+    """The invoice contract's fields (docs/contracts.md), line items and tax lines from one
+    document's words with boxes."""
     bounded = [bound_page(page) for page in doc.pages]
     rows = [row for page in bounded for row in build_rows(page.page)]
     texts = [segment.text for row in rows for segment in row.segments]

@@ -53,7 +53,7 @@ class ImageTask(StrEnum):
 
 
 class Tier(StrEnum):
-    """How much of the image a vision model gets (DESIGN.md: resolution tiers)."""
+    """How much of the image a vision model gets (docs/contracts.md, Images: the `plan`)."""
 
     NONE = "none"  # the local result answers the task; no vision call
     LOW = "low"  # low detail, fitted in 512 px: the gist (85 tokens on gpt-4o)

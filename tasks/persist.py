@@ -1,4 +1,4 @@
-"""Writing DESIGN.md's output contracts: `<stem>.json`, `manifest.jsonl`, Parquet tables."""
+"""Writing the output contracts (docs/contracts.md): `<stem>.json`, `manifest.jsonl`, tables."""
 
 from __future__ import annotations
 
