@@ -9,9 +9,14 @@ fails S3 requests. After each, the same command again must end every listed inpu
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import random
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,3 +193,120 @@ def test_a_full_disk_leaves_no_part_of_a_line_in_the_manifest(tmp_path: Path) ->
         filler.unlink()
         manifest.append(_entry("c.pdf"))
         assert [line["uri"] for line in _manifest_lines(disk)] == ["a.pdf", "c.pdf"]
+
+
+# ---------------------------------------------------------------- whole batches, for real
+
+
+def _batch_command(source: Path | str, out: Path | str, cache: Path | str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "mmflow.cli", "run", "batch", str(source)),
+        *("--out", str(out), "--group-size", "2", "--cache-dir", str(cache)),
+    ]
+
+
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A batch in a process group of its own, so a kill -9 takes its workers with it."""
+    with open(log, "wb") as handle:
+        return subprocess.Popen(
+            command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _ended(out: Path) -> set[str]:
+    """Inputs the manifest ends so far (every line must parse, even mid-run)."""
+    if not (out / "manifest.jsonl").exists():
+        return set()
+    return {line["uri"] for line in _manifest_lines(out) if line["status"] != "failed"}
+
+
+def _kill_when(
+    batch: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, log: Path
+) -> None:
+    deadline = time.monotonic() + 240
+    while not ready():
+        assert batch.poll() is None, f"the batch ended before {what}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no {what} in 4 minutes:\n{log.read_text()}"
+        time.sleep(0.01)
+    os.killpg(batch.pid, signal.SIGKILL)
+    assert batch.wait(timeout=30) == -signal.SIGKILL
+
+
+@contextmanager
+def compaction_held_off(out: Path) -> Iterator[None]:
+    """Hold `.mmflow.lock` shared, as an appending run does: lines still land in the manifest,
+    but its compaction (and the line-items table after it) waits until this lets go."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".mmflow.lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _check_exactly_once(out: Path, inputs: Path) -> list[dict[str, Any]]:
+    """Every listed input in the manifest exactly once in its final state; each result parses
+    and is the one its line names; the line-items table holds the rows of every `ok` input."""
+    import pyarrow.parquet as pq
+
+    lines = _manifest_lines(out)
+    uris = [line["uri"] for line in lines]
+    listed = sorted(str(p) for p in inputs.iterdir())
+    assert sorted(uris) == listed, "an input missing from the manifest, or on two lines"
+    by_status = {s: sorted(u["uri"] for u in lines if u["status"] == s) for s in ("ok", "failed")}
+    assert not by_status["failed"], lines
+    rows: dict[str, int] = {}
+    for line in lines:
+        if line["status"] != "ok":
+            continue
+        result = json.loads(Path(line["output"]).read_text(encoding="utf-8"))
+        assert result["source"]["sha256"] == line["sha256"]
+        assert line["output_bytes"] == {line["output"]: Path(line["output"]).stat().st_size}
+        rows[line["uri"]] = len(result["line_items"])
+    table = pq.read_table(out / "line_items.parquet").to_pydict()
+    in_table = {uri: table["uri"].count(uri) for uri in set(table["uri"])}
+    assert in_table == {uri: n for uri, n in rows.items() if n}
+    for stray in out.glob("*.json"):  # a leftover from a killed run must not be half a file
+        json.loads(stray.read_text(encoding="utf-8"))
+    return lines
+
+
+@pytest.mark.slow
+def test_a_batch_killed_at_three_points_ends_every_input_exactly_once(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """kill -9 the same batch three times (inputs in flight; half of them ended; every input
+    ended and compaction waiting), at thresholds drawn from a seeded random, then run it to
+    the end: the manifest ends each input once, results and the line-items table agree."""
+    seed = int(os.environ.get("MMFLOW_FAULT_SEED", "0")) or random.randrange(1, 10_000)
+    draw = random.Random(seed)
+    inbox = _inbox(tmp_path / "inbox", 14)  # 14 invoices, a copy, two bad files: 17 inputs
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    command = _batch_command(inbox, out, cache)
+    env = os.environ | {"PREFECT_API_URL": prefect_server}
+    log = tmp_path / "batch.log"
+    note = f"(MMFLOW_FAULT_SEED={seed} repeats this run)"
+
+    first_kill = draw.randint(1, 4)
+    _kill_when(_start(command, env, log), lambda: len(_ended(out)) >= first_kill, "1st", log)
+    after_first = _ended(out)
+    assert len(after_first) < 17, f"the first kill did not land mid-batch {note}"
+
+    second_kill = len(after_first) + draw.randint(3, 6)
+    _kill_when(_start(command, env, log), lambda: len(_ended(out)) >= second_kill, "2nd", log)
+    assert after_first < _ended(out), note
+
+    with compaction_held_off(out):
+        third = _start(command, env, log)
+        _kill_when(third, lambda: len(_ended(out)) == 17, "every input ended", log)
+    listing_order = sorted(str(p) for p in inbox.iterdir())
+    uncompacted = [line["uri"] for line in _manifest_lines(out)]
+    assert uncompacted != listing_order, f"compaction ran before the third kill {note}"
+    assert not (out / "line_items.parquet").exists(), note
+
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stdout + final.stderr
+    lines = _check_exactly_once(out, inbox)
+    assert sum(line["status"] == "ok" for line in lines) == 14, note
+    assert "processed now           │ 0" in final.stdout  # the third run had ended them all
