@@ -104,11 +104,13 @@ def not_written(path: str, error: OSError) -> OutputNotWritten:
         return error
     folder = path.rstrip("/").rsplit("/", 1)[0]
     cause = _CAUSES.get(error.errno or 0) or f"{type(error).__name__}: {error}"
-    return OutputNotWritten(
-        f"could not write {path} (in {folder}): {cause}; free space or fix the folder, then "
-        "run the same command again",
-        error.errno,
-    )
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free space there, then run the same command again"
+    elif lasting(error):
+        advice = "make the folder writable, then run the same command again"
+    else:  # a storage error that may pass
+        advice = "run the same command again"
+    return OutputNotWritten(f"could not write {path} (in {folder}): {cause}; {advice}", error.errno)
 
 
 def write_text(path: str, text: str) -> bytes:

@@ -155,10 +155,12 @@ def _handler(state: FaultyS3) -> type[BaseHTTPRequestHandler]:
                 self._drop()
                 return
             self.send_response(status)
+            head = self.command == "HEAD"  # its Content-Length is the object's, not the body's
             for name, value in headers:
-                if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                if name.lower() not in _HOP_BY_HOP and (head or name.lower() != "content-length"):
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            if not head:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

@@ -310,3 +310,121 @@ def test_a_batch_killed_at_three_points_ends_every_input_exactly_once(
     lines = _check_exactly_once(out, inbox)
     assert sum(line["status"] == "ok" for line in lines) == 14, note
     assert "processed now           │ 0" in final.stdout  # the third run had ended them all
+
+
+@pytest.mark.slow
+def test_two_batches_started_at_once_on_one_out(prefect_server: str, tmp_path: Path) -> None:
+    """The same command twice at the same moment: one holds `.mmflow-batch.lock`, the other is
+    refused with a message naming the lock (or, had the first ended already, resumes it all);
+    the manifest is never two runs' lines interleaved."""
+    inbox = _inbox(tmp_path / "inbox", 8)
+    out = tmp_path / "out"
+    command = _batch_command(inbox, out, tmp_path / "cache")
+    env = os.environ | {"PREFECT_API_URL": prefect_server}
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    batches = [_start(command, env, log) for log in logs]
+    codes = [batch.wait(timeout=300) for batch in batches]
+    texts = [log.read_text(encoding="utf-8") for log in logs]
+    assert sorted(codes) in ([0, 0], [0, 1]), texts
+    if 1 in codes:
+        refused = texts[codes.index(1)]
+        assert "is locked by another mmflow run" in refused, refused
+        assert ".mmflow-batch.lock" in refused, refused
+    else:  # one ended before the other listed OUT: the second had nothing left to do
+        assert any("processed now           │ 0" in text for text in texts), texts
+    lines = _check_exactly_once(out, inbox)
+    assert sum(line["status"] == "ok" for line in lines) == 8
+
+
+@pytest.mark.slow
+def test_a_full_disk_on_out_ends_with_a_clear_error_and_a_rerun_completes(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """OUT on a disk with room for a few results: the results that do not fit end `failed`
+    with `output_not_written`, the run stops with an error naming the disk, every file left is
+    whole; once space is freed, the same command finishes the batch."""
+    inbox = _inbox(tmp_path / "inbox", 12)
+    command = _batch_command(inbox, tmp_path / "disk" / "out", tmp_path / "cache")
+    env = os.environ | {"PREFECT_API_URL": prefect_server}
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        out = disk / "out"
+        out.mkdir()
+        filler = _fill(disk)
+        os.truncate(filler, filler.stat().st_size - 80 * 1024)  # room for four or five results
+        full = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        said = full.stdout + full.stderr
+        assert full.returncode == 1, said
+        assert "no space left on device" in said and str(out) in said, said
+        assert "run the same command again" in said, said
+        lines = _manifest_lines(out)  # each line whole
+        written = [line for line in lines if line["status"] == "ok"]
+        unwritten = [line for line in lines if line["status"] == "failed"]
+        assert 1 <= len(written) < 12, said
+        assert unwritten and {line["error"]["code"] for line in unwritten} == {
+            "output_not_written"
+        }, lines
+        assert all("no space left on device" in line["error"]["message"] for line in unwritten)
+        for result in out.glob("*.json"):  # the results there are whole
+            json.loads(result.read_text(encoding="utf-8"))
+        assert not list(out.glob("*.partial-*")), "a partial file was left behind"
+
+        filler.unlink()
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stdout + again.stderr
+        lines = _check_exactly_once(out, inbox)
+        assert sum(line["status"] == "ok" for line in lines) == 12
+
+
+@pytest.mark.slow
+def test_s3_errors_mid_run_end_inputs_failed_and_a_rerun_completes(
+    prefect_server: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """A batch from and into S3 through a proxy that fails requests: 503 SlowDown, 500, resets
+    before and after the store acts, at random, and every PUT of one result. Retries absorb
+    the passing faults; the lasting one ends its input `failed` with `output_not_written`; no
+    line is lost or doubled, and the same command with the faults gone completes the batch."""
+    import s3fs
+
+    from tests.s3faults import Fault, faulty_s3
+
+    store = s3fs.S3FileSystem(endpoint_url=moto_endpoint)
+    store.mkdir("faults-s3")
+    documents = dict(numbered_invoices(8))
+    for name, data in documents.items():
+        store.pipe_file(f"faults-s3/inbox/{name}", data)
+    store.pipe_file("faults-s3/inbox/zz-copy.pdf", documents["invoice-10000.pdf"])
+    listed = sorted(f"s3://faults-s3/inbox/{name}" for name in [*documents, "zz-copy.pdf"])
+    command = _batch_command("s3://faults-s3/inbox/", "s3://faults-s3/out", tmp_path / "cache")
+
+    def manifest() -> list[dict[str, Any]]:
+        store.invalidate_cache()
+        text = store.cat_file("faults-s3/out/manifest.jsonl").decode()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    with faulty_s3(moto_endpoint, seed=7) as (endpoint, proxy):
+        env = os.environ | {"PREFECT_API_URL": prefect_server, "AWS_ENDPOINT_URL": endpoint}
+        proxy.add(Fault(("internal",), methods=("PUT",), path_contains="out/invoice-10003.json"))
+        proxy.add(Fault(("slowdown", "internal", "drop", "drop_after"), probability=0.15))
+        faulty = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        said = faulty.stdout + faulty.stderr
+        assert faulty.returncode == 1, said
+        assert sum(proxy.injected.values()) > 10 and len(proxy.injected) == 4, proxy.injected
+        lines = manifest()
+        assert sorted(line["uri"] for line in lines) == listed, said  # each once, compacted
+        failed = {line["uri"]: line["error"] for line in lines if line["status"] == "failed"}
+        assert "s3://faults-s3/inbox/invoice-10003.pdf" in failed, lines
+        for error in failed.values():
+            assert error["code"] == "output_not_written", failed
+            assert "run the same command again" in error["message"], failed
+
+        proxy.clear()
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stdout + again.stderr
+    lines = manifest()
+    assert sorted(line["uri"] for line in lines) == listed
+    assert {line["status"] for line in lines} == {"ok", "rejected"}
+    for line in lines:
+        if line["status"] == "ok":
+            result = json.loads(store.cat_file(line["output"]))
+            assert result["source"]["sha256"] == line["sha256"]
+    assert f"processed now           │ {len(failed)}" in again.stdout, again.stdout
