@@ -27,6 +27,7 @@ from prefect import flow
 from prefect.filesystems import LocalFileSystem
 from prefect.results import ResultStore
 
+from mmflow.flows.batch import plan_batch
 from mmflow.flows.steps import InlineSteps, PrefectSteps
 from mmflow.tasks.caching import Stamped, Step, source_key
 from mmflow.tasks.errors import OutputNotWritten
@@ -159,6 +160,33 @@ def test_a_damaged_cache_record_is_a_miss_for_a_per_step_task(
     again = one_step("run-2")
     assert (again.value, len(calls)) == (first.value, 2)
     assert ResultStore(result_storage=storage).read(first.key).result.value == first.value
+
+
+# ---------------------------------------------------------------- results cut short
+
+
+def _ok(uri: str, sizes: dict[str, int] | None) -> ManifestEntry:
+    output = f"/out/{uri}.json"
+    return ManifestEntry(
+        uri=uri, sha256=uri * 64, status=Status.OK, output=output, output_bytes=sizes
+    )
+
+
+def test_a_result_missing_empty_or_cut_short_is_planned_again() -> None:
+    """Judged from one listing of OUT: a result whose size is not the size its line recorded
+    was cut short (a kill -9 during a copy, a full disk) and is computed again."""
+    before = {
+        "a": _ok("a", {"/out/a.json": 500}),  # intact
+        "b": _ok("b", {"/out/b.json": 500}),  # gone
+        "c": _ok("c", {"/out/c.json": 500}),  # empty
+        "d": _ok("d", {"/out/d.json": 500}),  # cut short
+        "e": _ok("e", None),  # a line from before sizes were recorded, its file intact
+    }
+    listing = {"/out/a.json": 500, "/out/c.json": 0, "/out/d.json": 120, "/out/e.json": 500}
+    plan = plan_batch(list(before), {uri: uri * 64 for uri in before}, before, listing)
+    assert sorted(plan.todo) == ["b", "c", "d"]
+    assert [e.uri for e in plan.resumed] == ["a", "e"]
+    assert "120 bytes, not the 500 written" in plan.redo["d"]
 
 
 # ---------------------------------------------------------------- the manifest
@@ -334,6 +362,14 @@ def test_two_batches_started_at_once_on_one_out(prefect_server: str, tmp_path: P
         assert any("processed now           │ 0" in text for text in texts), texts
     lines = _check_exactly_once(out, inbox)
     assert sum(line["status"] == "ok" for line in lines) == 8
+
+    # A result cut short since (a copy that stopped, a full disk elsewhere) is redone.
+    cut = Path(next(line["output"] for line in lines if line["status"] == "ok"))
+    cut.write_bytes(cut.read_bytes()[:100])
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "redone (result missing) │ 1" in again.stdout, again.stdout
+    _check_exactly_once(out, inbox)
 
 
 @pytest.mark.slow
