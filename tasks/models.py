@@ -298,3 +298,6 @@ class ManifestEntry(BaseModel):
     # `outputs` all of them in page order, `documents` how many.
     outputs: list[str] | None = None
     documents: int | None = None
+    # Every file written for the input and its size then: a resumed batch tells a result that
+    # was deleted or cut short (a full disk, a copy that stopped) from one listing of OUT.
+    output_bytes: dict[str, int] | None = None
