@@ -44,7 +44,7 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _count(embeddings: np.ndarray, seconds: np.ndarray, **changes: int) -> int:
-    settings = DiarisationSettings(**changes)  # type: ignore[arg-type]
+    settings = DiarisationSettings(**changes)
     labels, _ = cluster_local_speakers(
         embeddings,
         seconds,
