@@ -45,8 +45,8 @@ class DiarisationSettings(BaseModel):
     # Average-linkage cut, cosine distance between CAM++ embeddings, with two local speakers of
     # one window never merged (tasks/audio/diarise_segments.py `cannot_link_clustering`). That
     # constraint is what keeps quiet people apart, so the cut can join one person's scattered
-    # stretches: on ami-train the count is right on 5-6 of 10 from 0.55 to 0.6, and 0.6 was
-    # also chosen in leave-one-out (docs/diarisation.md).
+    # stretches: on ami-train the count is right on 5 of 10 at 0.55, 6 at 0.6, 3 at 0.5 and 0.65;
+    # leave-one-out picks 0.6 in 8 of 10 folds (docs/diarisation.md).
     cluster_threshold: float = Field(default=0.6, gt=0, lt=2)
     # Less speech than this in all (summed over the windows, divided by the views of a moment):
     # not a speaker. ami-train scores the same from 0 to 0.1 and loses a real 1.2 s speaker at
