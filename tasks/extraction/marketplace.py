@@ -139,9 +139,9 @@ def _platform_at(segment: TextRun, start: int, names: set[str]) -> tuple[int, in
         token_start = start + token.start()
         host = HOST.fullmatch(token.group().rstrip(".,;:"))
         found = _registrable(host.group(1)) if host else None
-        if found is not None:
+        if host is not None and found is not None:
             name, offset = found
-            offset += host.start(1) if host else 0
+            offset += host.start(1)
             spans.append((token_start + offset, token_start + offset + len(name)))
             keys.append(name)
             break  # a web address ends the name
@@ -150,7 +150,7 @@ def _platform_at(segment: TextRun, start: int, names: set[str]) -> tuple[int, in
         if len(spans) == MAX_PLATFORM_WORDS:
             break
     for count in range(len(spans), 0, -1):
-        if "".join(keys[:count]) in names:
+        if keys[count - 1] and "".join(keys[:count]) in names:  # never ending on a dash
             return spans[0][0], spans[count - 1][1]
     return None
 
