@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pymupdf
 from PIL import Image, ImageFilter
 from stdnum import iban as stdnum_iban
 from stdnum import numdb
 from stdnum.eu import vat as eu_vat
 
+from mmflow.tasks.pdf_library import pymupdf
 from mmflow.tasks.sample_vocabulary import (
     COMPANIES,
     COUNTRY,
