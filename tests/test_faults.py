@@ -34,6 +34,7 @@ from mmflow.tasks.errors import OutputNotWritten
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest
 from mmflow.tasks.samples import numbered_invoices
+from tests.inboxes import batch_inbox
 
 # ---------------------------------------------------------------- helpers
 
@@ -42,17 +43,6 @@ def _manifest_lines(out: Path) -> list[dict[str, Any]]:
     """Every line of OUT's manifest, each required to be a whole JSON object."""
     text = (out / "manifest.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _inbox(path: Path, documents: int) -> Path:
-    """`documents` distinct invoices, a copy of the first under another name, two bad files."""
-    path.mkdir(parents=True)
-    for name, data in numbered_invoices(documents):
-        (path / name).write_bytes(data)
-    (path / "zz-copy.pdf").write_bytes((path / "invoice-10000.pdf").read_bytes())
-    (path / "notes.txt").write_text("not an invoice", encoding="utf-8")
-    (path / "empty.pdf").write_bytes(b"")
-    return path
 
 
 @contextmanager
@@ -309,7 +299,7 @@ def test_a_batch_killed_at_three_points_ends_every_input_exactly_once(
     the end: the manifest ends each input once, results and the line-items table agree."""
     seed = int(os.environ.get("MMFLOW_FAULT_SEED", "0")) or random.randrange(1, 10_000)
     draw = random.Random(seed)
-    inbox = _inbox(tmp_path / "inbox", 12)  # 12 invoices, a copy, two bad files: 15 inputs
+    inbox = batch_inbox(tmp_path / "inbox", 12)  # 12 invoices, a copy, two bad files: 15 inputs
     out, cache = tmp_path / "out", tmp_path / "cache"
     command = _batch_command(inbox, out, cache)
     env = os.environ | {"PREFECT_API_URL": prefect_server}
@@ -345,7 +335,7 @@ def test_two_batches_started_at_once_on_one_out(prefect_server: str, tmp_path: P
     """The same command twice at the same moment: one holds `.mmflow-batch.lock`, the other is
     refused with a message naming the lock (or, had the first ended already, resumes it all);
     the manifest is never two runs' lines interleaved."""
-    inbox = _inbox(tmp_path / "inbox", 6)
+    inbox = batch_inbox(tmp_path / "inbox", 6)
     out = tmp_path / "out"
     command = _batch_command(inbox, out, tmp_path / "cache")
     env = os.environ | {"PREFECT_API_URL": prefect_server}
@@ -379,7 +369,7 @@ def test_a_full_disk_on_out_ends_with_a_clear_error_and_a_rerun_completes(
     """OUT on a disk with room for a few results: the results that do not fit end `failed`
     with `output_not_written`, the run stops with an error naming the disk, every file left is
     whole; once space is freed, the same command finishes the batch."""
-    inbox = _inbox(tmp_path / "inbox", 8)
+    inbox = batch_inbox(tmp_path / "inbox", 8)
     command = _batch_command(inbox, tmp_path / "disk" / "out", tmp_path / "cache")
     env = os.environ | {"PREFECT_API_URL": prefect_server}
     with small_disk(tmp_path / "disk", "1m") as disk:
