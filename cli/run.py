@@ -111,6 +111,17 @@ RunnerOpt = Annotated[
         ),
     ),
 ]
+Tenant = Annotated[
+    str | None,
+    typer.Option(
+        help="Who the run is for: labels its traces, metrics and cost-ledger rows, and picks "
+        "the tenant's quota (docs/observability.md)."
+    ),
+]
+Feature = Annotated[
+    str | None,
+    typer.Option(help="What the run serves: `mmflow costs --by feature` reports by it."),
+]
 AddressOpt = Annotated[
     str | None,
     typer.Option(
@@ -130,17 +141,27 @@ def run_settings(
     strict: bool = False,
     input_timeout: float | None = None,
     group_size: int | None = None,
+    *,
+    tenant: str | None = None,
+    feature: str | None = None,
 ) -> RunSettings:
+    from pydantic import ValidationError
+
     from mmflow.flows.runs import RunSettings
 
-    return RunSettings(
-        workers=workers,
-        cache=cache,
-        cache_dir=cache_dir,
-        strict=strict,
-        input_timeout_s=input_timeout,
-        group_size=group_size,
-    )
+    try:
+        return RunSettings(
+            workers=workers,
+            cache=cache,
+            cache_dir=cache_dir,
+            strict=strict,
+            input_timeout_s=input_timeout,
+            group_size=group_size,
+            tenant=tenant,
+            feature=feature,
+        )
+    except ValidationError as error:
+        raise fail("Invalid options", _first_error(error)) from error
 
 
 def usd(value: float | None) -> Decimal | None:
@@ -324,6 +345,8 @@ def run_invoice(
     max_usd: MaxUsd = None,
     runner: RunnerOpt = Runner.THREADS,
     address: AddressOpt = None,
+    tenant: Tenant = None,
+    feature: Feature = None,
 ) -> None:
     """Extract verified fields and line items from invoices and receipts."""
     from pydantic import ValidationError
@@ -339,7 +362,9 @@ def run_invoice(
         "invoice",
         inputs,
         out,
-        run_settings(workers, cache, cache_dir, strict, input_timeout),
+        run_settings(
+            workers, cache, cache_dir, strict, input_timeout, tenant=tenant, feature=feature
+        ),
         runner,
         address,
         {"options": options, "provider": provider_block, "max_usd": usd(max_usd)},
@@ -455,6 +480,8 @@ def run_meeting(
     ] = "transcribe,notes",
     runner: RunnerOpt = Runner.THREADS,
     address: AddressOpt = None,
+    tenant: Tenant = None,
+    feature: Feature = None,
 ) -> None:
     """Transcribe meetings and calls: who said what when (JSON, RTTM, SRT, VTT, TXT) + notes."""
     from pydantic import SecretStr, ValidationError
@@ -504,7 +531,9 @@ def run_meeting(
         "meeting",
         inputs,
         out,
-        run_settings(workers, cache, cache_dir, strict, input_timeout),
+        run_settings(
+            workers, cache, cache_dir, strict, input_timeout, tenant=tenant, feature=feature
+        ),
         runner,
         address,
         parameters,
@@ -555,6 +584,8 @@ def run_image(
     input_timeout: InputTimeout = None,
     runner: RunnerOpt = Runner.THREADS,
     address: AddressOpt = None,
+    tenant: Tenant = None,
+    feature: Feature = None,
 ) -> None:
     """Classify, read and cost images; with a provider, answer the task at the cheapest tier."""
     from mmflow.tasks.image import ImageTask
@@ -565,7 +596,9 @@ def run_image(
         "image",
         inputs,
         out,
-        run_settings(workers, cache, cache_dir, False, input_timeout),
+        run_settings(
+            workers, cache, cache_dir, False, input_timeout, tenant=tenant, feature=feature
+        ),
         runner,
         address,
         {"task": ImageTask(task), "provider": provider_block, "max_usd": usd(max_usd)},
@@ -635,6 +668,8 @@ def generic_command(scenario: registry.Scenario) -> Any:
         input_timeout: InputTimeout = None,
         runner: RunnerOpt = Runner.THREADS,
         address: AddressOpt = None,
+        tenant: Tenant = None,
+        feature: Feature = None,
     ) -> None:
         from pydantic import ValidationError
 
@@ -646,7 +681,9 @@ def generic_command(scenario: registry.Scenario) -> Any:
             scenario.name,
             inputs,
             out,
-            run_settings(workers, cache, cache_dir, strict, input_timeout),
+            run_settings(
+                workers, cache, cache_dir, strict, input_timeout, tenant=tenant, feature=feature
+            ),
             runner,
             address,
             {"options": options},
@@ -705,6 +742,8 @@ def run_batch(
     input_timeout: InputTimeout = None,
     runner: RunnerOpt = Runner.THREADS,
     address: AddressOpt = None,
+    tenant: Tenant = None,
+    feature: Feature = None,
 ) -> None:
     """Process a whole folder or bucket prefix; run it again to finish an interrupted batch.
 
@@ -721,7 +760,9 @@ def run_batch(
         raise fail("Invalid options", str(error)) from error
     if not entry.batch:
         raise fail("Invalid options", f"scenario {scenario!r} has no batch mode")
-    settings = run_settings(workers, cache, cache_dir, strict, input_timeout, group_size)
+    settings = run_settings(
+        workers, cache, cache_dir, strict, input_timeout, group_size, tenant=tenant, feature=feature
+    )
     check_runner(runner, address, workers)
     out = resolved_out(out)
     uris = expanded_inputs([source])

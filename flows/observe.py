@@ -209,11 +209,17 @@ def emit_alert_events(scenario: str, readings: list[AlertReading], labels: Trace
     related = []
     if flow_run.get_id():
         related.append(
-            {"prefect.resource.id": f"prefect.flow-run.{flow_run.get_id()}", "prefect.resource.role": "flow-run"}
+            {
+                "prefect.resource.id": f"prefect.flow-run.{flow_run.get_id()}",
+                "prefect.resource.role": "flow-run",
+            }
         )
     if deployment.get_id():
         related.append(
-            {"prefect.resource.id": f"prefect.deployment.{deployment.get_id()}", "prefect.resource.role": "deployment"}
+            {
+                "prefect.resource.id": f"prefect.deployment.{deployment.get_id()}",
+                "prefect.resource.role": "deployment",
+            }
         )
     fired = 0
     for reading in readings:

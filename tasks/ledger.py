@@ -108,7 +108,12 @@ class CostLine(BaseModel):
 def engine_url(url: str) -> str:
     """SQLAlchemy's URL for a ledger URL: PostgreSQL through psycopg (the asyncpg URL that
     deployments/postgres.sh prints for Prefect works too), SQLite as given or as a path."""
-    for prefix in ("postgresql+asyncpg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
+    for prefix in (
+        "postgresql+asyncpg://",
+        "postgresql+psycopg2://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url.removeprefix(prefix)
     if "://" in url:

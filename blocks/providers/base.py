@@ -477,7 +477,11 @@ class ProviderBlock(Block, ABC):
         return "extract" if request.images else "complete"
 
     def _answered_call(
-        self, request: WireRequest, account: GuardedBudget, started: int, result: ProviderResult[Any]
+        self,
+        request: WireRequest,
+        account: GuardedBudget,
+        started: int,
+        result: ProviderResult[Any],
     ) -> ModelCall:
         billed = not result.cached
         return ModelCall(

@@ -161,7 +161,9 @@ class SqliteQuotaStore:
                 "CREATE TABLE IF NOT EXISTS quota_usage (id TEXT PRIMARY KEY, tenant TEXT NOT "
                 "NULL, at REAL NOT NULL, image_tokens INTEGER NOT NULL, usd_nano INTEGER NOT NULL)"
             )
-            db.execute("CREATE INDEX IF NOT EXISTS quota_usage_tenant_at ON quota_usage(tenant, at)")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS quota_usage_tenant_at ON quota_usage(tenant, at)"
+            )
 
     def __getstate__(self) -> dict[str, Any]:  # a connection does not pickle (Dask, Ray)
         return {"path": self.path}
@@ -200,7 +202,9 @@ class SqliteQuotaStore:
         hold_id = uuid.uuid4().hex
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute("DELETE FROM quota_usage WHERE tenant = ? AND at < ?", (tenant, now - window_s))
+            db.execute(
+                "DELETE FROM quota_usage WHERE tenant = ? AND at < ?", (tenant, now - window_s)
+            )
             before = self._usage(db, tenant, now - window_s)
             admitted = _fits(before, image_tokens, usd_nano, hard_tokens, hard_nano)
             if admitted:
