@@ -10,6 +10,8 @@ docs/webhook.md):
     X-Mmflow-Content-SHA256: <hex SHA-256 of the body; of no bytes for a GET>
     X-Mmflow-Signature:      sha256=<hex HMAC-SHA256(secret, METHOD\\nPATH\\nTIMESTAMP\\nBODY_SHA)>
     X-Mmflow-Filename:       <original file name, percent-encoded UTF-8>   (optional, unsigned)
+    X-Mmflow-Tenant:         <who the run is for>    (optional, unsigned; or "tenant" in JSON)
+    X-Mmflow-Feature:        <what the run serves>   (optional, unsigned; or "feature" in JSON)
 
 Order of work, and why:
 1. Refusals that need no body, so a forged request costs the receiver nothing: unknown scenario
@@ -108,6 +110,7 @@ from mmflow.deployments.webhook_state import Delivery, DeliveryState, WebhookSta
 from mmflow.flows import registry
 from mmflow.tasks.models import ManifestEntry
 from mmflow.tasks.persist import Manifest, join
+from mmflow.tasks.trace import LABEL_PATTERN
 
 if TYPE_CHECKING:
     from prefect.events import DeploymentEventTrigger
@@ -143,7 +146,11 @@ UPLOAD_PARAMETERS: dict[str, Any] = {
     "inputs": ["{{ event.resource['mmflow.uri'] }}"],
     "out": "{{ event.payload.out }}",
     "names": ["{{ event.resource['mmflow.filename'] }}"],
+    # the run's labels (traces, metrics, cost ledger, quota; docs/observability.md): "" is none
+    "run": {"tenant": "{{ event.payload.tenant }}", "feature": "{{ event.payload.feature }}"},
 }
+TENANT_HEADER = "X-Mmflow-Tenant"
+FEATURE_HEADER = "X-Mmflow-Feature"
 
 
 class WeakSecret(Exception):
@@ -215,6 +222,9 @@ class Upload(BaseModel):
     filename: str | None = Field(
         default=None, description="Sanitised original file name (deployments/upload_names.py)"
     )
+    # "" rather than None when not given: the trigger renders it into the run's settings
+    tenant: str = Field("", description="Who the run is for (X-Mmflow-Tenant)")
+    feature: str = Field("", description="What the run serves (X-Mmflow-Feature)")
 
 
 def upload_event_id(upload: Upload) -> uuid.UUID:
@@ -459,15 +469,32 @@ async def _read_body(
     return body
 
 
-def _uri_of(body: _Received) -> str:
+def _json_of(body: _Received) -> dict[str, Any]:
     try:
-        uri = json.loads(body.read_all())["uri"]
-    except (ValueError, TypeError, KeyError) as error:
+        fields = json.loads(body.read_all())
+    except ValueError as error:
         message = 'a JSON body must be {"uri": "<s3://… or path>"}'
         raise Refused(400, "malformed", message) from error
-    if not isinstance(uri, str):
+    if not isinstance(fields, dict) or not isinstance(fields.get("uri"), str):
         raise Refused(400, "malformed", 'a JSON body must be {"uri": "<s3://… or path>"}')
-    return uri
+    return fields
+
+
+def run_labels(headers: Mapping[str, str], fields: Mapping[str, Any]) -> tuple[str, str]:
+    """The run's tenant and feature: the header, else the JSON body's field; "" when neither.
+    Checked as `mmflow run --tenant` checks them, so a bad label is a 400, not a failed run."""
+    labels = []
+    for name, header in (("tenant", TENANT_HEADER), ("feature", FEATURE_HEADER)):
+        value = headers.get(header) or fields.get(name) or ""
+        if value and not (isinstance(value, str) and re.fullmatch(LABEL_PATTERN, value)):
+            raise Refused(
+                400,
+                "malformed",
+                f"{name} must be 1 to 64 letters, digits, '.', '_', ':' or '-', starting with "
+                "a letter or digit",
+            )
+        labels.append(str(value))
+    return labels[0], labels[1]
 
 
 # ---------------------------------------------------------------- the app
@@ -550,8 +577,10 @@ def create_app(
             raise Refused(400, "empty", "the body is empty; send the file or a JSON {'uri'}")
         filename = filename_from_headers(request.headers)
         spool, sha256, size, source = body.spool, body.sha.hexdigest(), body.size, "body"
+        fields = _json_of(body) if by_uri else {}
+        tenant, feature = run_labels(request.headers, fields)
         if by_uri:
-            allowed = uris.resolve(_uri_of(body))
+            allowed = uris.resolve(fields["uri"])
             spool, sha256, size = await run_in_threadpool(fetch, uris, allowed, settings.max_bytes)
             spools.enter_context(spool)
             source = allowed.uri
@@ -566,6 +595,8 @@ def create_app(
             source=source,
             out=join(settings.outputs_root(), scenario.name),
             filename=filename,
+            tenant=tenant,
+            feature=feature,
         )
 
     async def ingest(request: Request) -> JSONResponse:

@@ -62,6 +62,7 @@ from mmflow.tasks.inputs import (
 )
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status, TraceRecord
 from mmflow.tasks.persist import Manifest, OutputNames, check_output_location, json_safe
+from mmflow.tasks.trace import LABEL_PATTERN
 
 R = TypeVar("R")
 
@@ -95,10 +96,6 @@ class Pipeline(Protocol):
         """Once every input has ended: what the run as a whole writes (a table over every
         result, a synthesis over the answers); returns figures for the run's report."""
         ...
-
-
-LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-"""A tenant or feature name: short, and safe as a metric label and in a file name."""
 
 
 class RunSettings(BaseModel):

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 CallOutcome = Literal["ok", "refused", "failed"]
 
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+"""A tenant or feature name: short, and safe as a metric label and in a file name."""
+
 
 def redact_outgoing_text(text: str) -> str:
     """THE HOOK for secret redaction: every string a trace sends out of the process (span

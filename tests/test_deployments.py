@@ -167,6 +167,7 @@ def test_an_upload_event_starts_a_run_of_the_deployed_scenario_with_its_uri(
         media_type="image/png",
         source="body",
         out="s3://mmflow-test/outputs/image",
+        tenant="acme",
     )
     emit_upload_event(upload)
     query = DeploymentFilter(id=DeploymentFilterId(any_=[deployed["image/image"].id]))
@@ -183,6 +184,8 @@ def test_an_upload_event_starts_a_run_of_the_deployed_scenario_with_its_uri(
     assert len(runs) == 1
     assert runs[0].parameters["out"] == upload.out
     assert "names" in runs[0].parameters  # the uploaded file's name names the run
+    # the caller's labels reach the run's settings ("" is none: RunSettings reads it as None)
+    assert runs[0].parameters["run"] == {"tenant": "acme", "feature": ""}
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

@@ -917,6 +917,7 @@ def test_an_upload_creates_one_flow_run_of_the_triggered_deployment_with_its_uri
             "inputs": [response.json()["uri"]],
             "out": f"{settings.outputs_root()}/meeting",
             "names": [response.json()["filename"] or response.json()["sha256"]],
+            "run": {"tenant": "", "feature": ""},  # no labels sent: RunSettings reads None
         }
     ]
 
@@ -939,3 +940,33 @@ def test_every_upload_accepted_while_prefect_is_down_becomes_exactly_one_run(
     assert figures.health_during == "degraded"
     assert len(figures.runs) == 8 and set(figures.runs.values()) == {1}
     assert figures.extra_runs_after_resend == 0
+
+
+# ---------------------------------------------------------------- run labels
+
+
+def test_tenant_and_feature_headers_travel_in_the_event(
+    client: TestClient, sink: CountingSink, pdf: bytes
+) -> None:
+    headers = _headers(pdf) | {"X-Mmflow-Tenant": "acme", "X-Mmflow-Feature": "ap-inbox"}
+    assert _post(client, pdf, headers).status_code == 202
+    _eventually(lambda: len(sink.events) == 1)
+    payload = sink.events[0]["payload"]
+    assert (payload["tenant"], payload["feature"]) == ("acme", "ap-inbox")
+
+
+def test_an_upload_without_labels_has_empty_ones(
+    client: TestClient, sink: CountingSink, pdf: bytes
+) -> None:
+    assert _post(client, pdf, _headers(pdf)).status_code == 202
+    _eventually(lambda: len(sink.events) == 1)
+    assert (sink.events[0]["payload"]["tenant"], sink.events[0]["payload"]["feature"]) == ("", "")
+
+
+def test_a_malformed_tenant_is_refused_with_400_before_anything_is_announced(
+    client: TestClient, sink: CountingSink, pdf: bytes
+) -> None:
+    response = _post(client, pdf, _headers(pdf) | {"X-Mmflow-Tenant": "a/../b"})
+    assert (response.status_code, response.json()["error"]) == (400, "malformed")
+    assert "tenant" in response.json()["message"]
+    assert sink.events == []
