@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages: Tesseract (second OCR engine), FFmpeg/espeak-ng/sox (audio and its tests),
 # PostgreSQL (the production Prefect database; deployments/postgres.sh and its test).
-APT_PACKAGES := tesseract-ocr tesseract-ocr-eng ffmpeg espeak-ng sox postgresql
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng ffmpeg espeak-ng sox postgresql redis-server prometheus
 
 .PHONY: demo test lint typecheck unit test-pyannote .venv-pyannote system-deps clean prefect-yaml
 

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmflow.cli.console import Verbosity, console, fail, print_table
+from mmflow.cli.costs import costs
 from mmflow.cli.run import print_invoice_report, run_app
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ server_app = typer.Typer(
 app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")
 app.add_typer(server_app, name="server")
+app.command("costs")(costs)
 
 
 def _print_version(value: bool) -> None:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mmflow.flows import metrics, spans
 from mmflow.tasks import telemetry_settings
@@ -51,7 +51,6 @@ from mmflow.tasks.trace import (
 )
 
 if TYPE_CHECKING:
-    from mmflow.flows.runs import InputSummary, RunContext
     from mmflow.flows.steps import StepRunner
 
 logger = logging.getLogger(__name__)
@@ -60,14 +59,14 @@ R = TypeVar("R")
 ALERT_EVENT = "mmflow.alert"  # + ".firing" or ".ok"
 
 
-def labels_of(run: RunContext) -> TraceLabels:
-    settings = run.settings
-    return TraceLabels(
-        scenario=run.pipeline.name,
-        run_id=run.run_id,
-        tenant=settings.tenant,
-        feature=settings.feature,
-    )
+class EndedInput(Protocol):
+    """What the run's end looks at in each input's summary (flows/runs.py `InputSummary`)."""
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def trace(self) -> TraceRecord | None: ...
 
 
 def _safely(what: str, work: Callable[[], Any]) -> None:
@@ -167,9 +166,8 @@ class ObservedInput:
         return record
 
 
-def start_input(run: RunContext) -> ObservedInput:
+def start_input(labels: TraceLabels) -> ObservedInput:
     """Open the input's trace and make it current (model calls below record into it)."""
-    labels = labels_of(run)
     with _prepared_lock:
         if labels not in _prepared:
             _safely("metrics", lambda: metrics.prepare_run(labels))
@@ -178,10 +176,9 @@ def start_input(run: RunContext) -> ObservedInput:
     return ObservedInput(trace, activate(trace))
 
 
-def run_level(run: RunContext, work: Callable[[], R]) -> R:
+def run_level(labels: TraceLabels, work: Callable[[], R]) -> R:
     """Work of the run as a whole (the pipeline's `finish`: a synthesis call): its model calls
     are traced, quota-checked and written to the ledger like an input's."""
-    labels = labels_of(run)
     trace = InputTrace(labels, quota=quota_guard(labels.tenant), on_call=_ledger_listener())
     with tracing(trace):
         result = work()
@@ -195,7 +192,7 @@ def run_level(run: RunContext, work: Callable[[], R]) -> R:
 # ---------------------------------------------------------------- the run's end
 
 
-def judged_inputs(inputs: Sequence[InputSummary]) -> list[tuple[Status, TraceRecord | None]]:
+def judged_inputs(inputs: Sequence[EndedInput]) -> list[tuple[Status, TraceRecord | None]]:
     """The inputs this run processed (they have a trace) and those it lost (failed without
     one); inputs an earlier run ended (a resumed batch) are not judged again."""
     return [(s.status, s.trace) for s in inputs if s.trace is not None or s.status is Status.FAILED]
@@ -242,7 +239,7 @@ def emit_alert_events(scenario: str, readings: list[AlertReading], labels: Trace
     return fired
 
 
-def run_ended(scenario: str, inputs: Sequence[InputSummary]) -> list[AlertReading]:
+def run_ended(scenario: str, inputs: Sequence[EndedInput]) -> list[AlertReading]:
     """Alert conditions over the run → Prefect events; metrics to their file or Pushgateway;
     queued spans sent. Returns the readings (the run's report shows them)."""
     judged = judged_inputs(inputs)

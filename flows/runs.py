@@ -62,7 +62,7 @@ from mmflow.tasks.inputs import (
 )
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status, TraceRecord
 from mmflow.tasks.persist import Manifest, OutputNames, check_output_location, json_safe
-from mmflow.tasks.trace import LABEL_PATTERN
+from mmflow.tasks.trace import LABEL_PATTERN, TraceLabels
 
 R = TypeVar("R")
 
@@ -200,6 +200,12 @@ class RunContext:
 
     def label(self, uri: str) -> str:
         return self.labels.get(uri) or display_name(uri)
+
+    @property
+    def trace_labels(self) -> TraceLabels:
+        """Who and what the run is for, on every input's trace (flows/observe.py)."""
+        settings = self.settings
+        return TraceLabels(self.pipeline.name, self.run_id, settings.tenant, settings.feature)
 
 
 class RunReport(BaseModel):
@@ -341,7 +347,9 @@ def _with_hint(error: ErrorInfo, uri: str, scenario: str) -> ErrorInfo:
 def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
     """Process one input and write its outputs; whatever happens, it ends in the manifest."""
     pipeline, settings, run_id = run.pipeline, run.settings, run.run_id
-    observed = observe.start_input(run)  # its trace: steps, model calls, quota (flows/observe.py)
+    observed = observe.start_input(
+        run.trace_labels
+    )  # its trace: steps, model calls, quota (flows/observe.py)
     steps = observed.steps(steps)
     sha256: str | None = None
     status, error, output, details = Status.FAILED, None, None, {}
@@ -546,7 +554,7 @@ def run_scenario(
         scenario=pipeline.name,
         out=out,
         inputs=summaries,
-        totals=observe.run_level(run, lambda: pipeline.finish(out, summaries)),
+        totals=observe.run_level(run.trace_labels, lambda: pipeline.finish(out, summaries)),
         stopped=stopping.stop_requested(),
     )
     publish_results(report.scenario, report.out, report.inputs)
