@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # PostgreSQL (the production Prefect database; deployments/postgres.sh and its test).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng ffmpeg espeak-ng sox postgresql redis-server prometheus
 
-.PHONY: demo test lint typecheck unit test-pyannote .venv-pyannote system-deps clean prefect-yaml
+.PHONY: demo test lint typecheck unit test-pyannote .venv-pyannote system-deps clean prefect-yaml alert-rules
 
 $(BIN)/.installed-core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ test: lint typecheck unit test-pyannote
 ## deployments/prefect.yaml from the scenario registry (a test checks it is current).
 prefect-yaml: $(BIN)/.installed-core
 	$(BIN)/python -m mmflow.deployments.prefect_yaml > deployments/prefect.yaml
+
+## deployments/prometheus/mmflow-alerts.yml from tasks/alerts.py (a test checks it is current).
+alert-rules: $(BIN)/.installed-core
+	$(BIN)/python -m mmflow.deployments.alert_rules > deployments/prometheus/mmflow-alerts.yml
 
 clean:
 	rm -rf $(VENV) $(PYANNOTE_VENV) out .mypy_cache .ruff_cache .pytest_cache

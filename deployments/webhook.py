@@ -81,7 +81,7 @@ from pydantic import BaseModel, Field, SecretBytes, field_validator
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mmflow.deployments.delivery import (
@@ -683,6 +683,14 @@ def create_app(
             }
         )
 
+    async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus metrics of the flows this process ran (flows/metrics.py); unsigned, like
+        /healthz: counts and labels only."""
+        from mmflow.flows.metrics import exposition
+
+        body, content_type = await run_in_threadpool(exposition)
+        return Response(body, media_type=content_type)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop_task = asyncio.create_task(delivery.run_forever(), name="mmflow-webhook-delivery")
@@ -700,6 +708,7 @@ def create_app(
             Route("/v1/ingest/{scenario}", ingest, methods=["POST"]),
             Route(_STATUS_PREFIX + "{sha256}", status, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -91,9 +91,14 @@ def sent_image_hash(call: Recorded) -> str:
 
 
 def test_every_manifest_line_carries_a_trace_with_the_tenant_and_the_model_call(
-    prefect_server: str, inputs: Path, tmp_path: Path, server: FakeServer
+    prefect_server: str,
+    inputs: Path,
+    tmp_path: Path,
+    server: FakeServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "out"
+    monkeypatch.setenv("MMFLOW_METRICS_FILE", str(tmp_path / "metrics" / "mmflow.prom"))
     image_flow(
         inputs=[str(inputs)],
         out=str(out),
@@ -124,6 +129,35 @@ def test_every_manifest_line_carries_a_trace_with_the_tenant_and_the_model_call(
     # never the content: not the model's answer, not the image
     text = (out / "manifest.jsonl").read_text()
     assert "secret-marker-7731" not in text and "base64" not in text
+    # the run's metrics, written as a textfile when it ended
+    written = (tmp_path / "metrics" / "mmflow.prom").read_text()
+    assert 'mmflow_model_tokens_total{feature="alt-text",kind="output",model="gpt-4o"' in written
+    # each alert condition judged over the run, as a Prefect event
+    events = alert_events(prefect_server, str(chart["run_id"]))
+    assert events["cache_hit_rate"] == "mmflow.alert.firing"  # nothing came from cache
+    assert events["error_rate"] == "mmflow.alert.ok"  # a rejection is not an error
+
+
+def alert_events(api: str, run_id: str) -> dict[str, str]:
+    """The run's `mmflow.alert.*` events by rule, read back from the Prefect server."""
+    import time
+
+    import httpx
+
+    found: dict[str, str] = {}
+    for _ in range(60):  # events reach the server through a background worker
+        answer = httpx.post(
+            f"{api}/events/filter",
+            json={"filter": {"event": {"prefix": ["mmflow.alert."]}}, "limit": 50},
+        )
+        answer.raise_for_status()
+        for event in answer.json()["events"]:
+            if event["payload"].get("run_id") == run_id:
+                found[event["payload"]["rule"]] = event["event"]
+        if {"cache_hit_rate", "error_rate"} <= set(found):
+            return found
+        time.sleep(0.5)
+    return found
 
 
 def test_a_refused_call_shows_as_a_fallback_with_its_error_type(
