@@ -376,11 +376,21 @@ def serve(
     limit: Annotated[
         int | None, typer.Option(min=1, help="Most flow runs at once (default: no limit).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus /metrics of the runs on this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address /metrics listens on.")] = "127.0.0.1",
 ) -> None:
     """Serve every mmflow deployment from this process (no work pool needed); Ctrl-C stops it."""
     from mmflow.cli.run import prefect_api, resolved_out
     from mmflow.deployments.serve import DeploymentConflict, serve_all
 
+    if metrics_port is not None:  # before any flow run starts: they inherit its folder
+        from mmflow.flows.metrics import serve_metrics
+
+        serve_metrics(metrics_port, metrics_host)
+        console.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     outputs = resolved_out(outputs)
     url = prefect_api()
     console.print(f"serving the mmflow deployments on {url} · outputs under {outputs}")

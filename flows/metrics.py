@@ -3,7 +3,7 @@
 Recorded where the work happens, as each input ends (flows/observe.py), into prometheus_client's
 registry of that process. Exposed three ways:
 
-- `mmflow serve` and `mmflow webhook` answer `GET /metrics` (`exposition_registry`). A served
+- `mmflow serve --metrics-port` and `mmflow webhook` answer `GET /metrics`. A served
   deployment's flow runs in a subprocess of its own, so serve sets PROMETHEUS_MULTIPROC_DIR
   before any flow starts: every process then keeps its counts in files there, and /metrics
   adds them up (prometheus_client's multiprocess mode);
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -198,6 +199,18 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return generate_latest(exposition_registry()), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Answer GET /metrics on host:port from a thread (`mmflow serve --metrics-port`). A served
+    deployment's flow runs in a subprocess, so this first sets PROMETHEUS_MULTIPROC_DIR (a fresh
+    folder unless given): the subprocesses inherit it, write their counts there, and /metrics
+    adds them up."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mmflow-metrics-")
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host, registry=exposition_registry())
 
 
 def publish_run_metrics(scenario: str) -> None:

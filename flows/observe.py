@@ -138,7 +138,7 @@ class TracedSteps:
 
 # ---------------------------------------------------------------- one input
 
-_prepared: set[TraceLabels] = set()
+_prepared: set[tuple[str, str | None, str | None]] = set()  # bounded: no run id in it
 _prepared_lock = threading.Lock()
 
 
@@ -168,10 +168,11 @@ class ObservedInput:
 
 def start_input(labels: TraceLabels) -> ObservedInput:
     """Open the input's trace and make it current (model calls below record into it)."""
+    series = (labels.scenario, labels.tenant, labels.feature)
     with _prepared_lock:
-        if labels not in _prepared:
+        if series not in _prepared:
             _safely("metrics", lambda: metrics.prepare_run(labels))
-            _prepared.add(labels)
+            _prepared.add(series)
     trace = InputTrace(labels, quota=quota_guard(labels.tenant), on_call=_ledger_listener())
     return ObservedInput(trace, activate(trace))
 

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 CallOutcome = Literal["ok", "refused", "failed"]
 
-LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-"""A tenant or feature name: short, and safe as a metric label and in a file name."""
+LABEL_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,63})?$"
+"""A tenant or feature name: short, and safe as a metric label and in a file name. Empty (no
+label) matches too: a deployment's parameter schema is checked by the server, which does not
+know that `RunSettings` reads "" (a webhook upload without labels) as None."""
 
 
 def redact_outgoing_text(text: str) -> str:

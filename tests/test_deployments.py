@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -285,6 +286,12 @@ def test_mmflow_serve_registers_the_deployments(
     assert [s.schedule.model_dump().get("cron") for s in batch.schedules] == ["0 2 * * *"]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_mmflow_serve_runs_a_flow_of_its_deployments(
     prefect_server: str, client: SyncPrefectClient, tmp_path: Path
 ) -> None:
@@ -302,9 +309,17 @@ def test_mmflow_serve_runs_a_flow_of_its_deployments(
         (inbox / name).write_bytes(data)
     env = _environment(prefect_server, tmp_path / "home")
     log = tmp_path / "serve.log"
+    metrics_port = free_port()
     with log.open("w") as output:
         process = subprocess.Popen(
-            [str(BIN / "mmflow"), "serve", "--outputs", str(tmp_path / "out")],
+            [
+                str(BIN / "mmflow"),
+                "serve",
+                "--outputs",
+                str(tmp_path / "out"),
+                "--metrics-port",
+                str(metrics_port),
+            ],
             cwd=tmp_path,  # any folder: entrypoints are module paths
             env=env,
             stdout=output,
@@ -321,15 +336,20 @@ def test_mmflow_serve_runs_a_flow_of_its_deployments(
             time.sleep(1)
         assert deployment is not None, log.read_text()
         run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"inputs": [str(inbox)], "run": {"cache": False}}
+            deployment.id,
+            parameters={"inputs": [str(inbox)], "run": {"cache": False, "tenant": "acme"}},
         )
         state = client.read_flow_run(run.id).state
         while state is None or not state.is_final():
             assert time.monotonic() < deadline + 120, f"still {state}: {log.read_text()}"
             time.sleep(1)
             state = client.read_flow_run(run.id).state
+        # the flow ran in a subprocess: /metrics of `serve` still counts its input
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     finally:
         _stop(process)
+    ok = 'mmflow_inputs_total{feature="",scenario="invoice",status="ok",tenant="acme"} 1.0'
+    assert ok in scraped, scraped[-3000:]
     assert state.type is StateType.COMPLETED, log.read_text()
     assert len((tmp_path / "out" / "invoice" / "manifest.jsonl").read_text().splitlines()) == 1
 

@@ -139,7 +139,9 @@ class QuotaStore(Protocol):
     def usage(self, tenant: str, window_s: float) -> Usage: ...
 
 
-def _fits(before: Usage, tokens: int, nano: int, hard_tokens: int | None, hard_nano: int | None):
+def _fits(
+    before: Usage, tokens: int, nano: int, hard_tokens: int | None, hard_nano: int | None
+) -> bool:
     return (hard_tokens is None or before.image_tokens + tokens <= hard_tokens) and (
         hard_nano is None or before.usd_nano + nano <= hard_nano
     )
