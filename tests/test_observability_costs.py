@@ -80,9 +80,11 @@ def test_two_tenants_runs_give_a_costs_table_by_tenant_that_matches_the_ledger(
     from typer.testing import CliRunner
 
     from mmflow.cli.app import app
+    from mmflow.cli.console import console
 
     url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
     monkeypatch.setenv("MMFLOW_LEDGER_URL", url)
+    monkeypatch.setattr(console, "width", 200)  # whole numbers on one line, whatever the terminal
     two_tenants_run(tmp_path, server)
 
     rows = CostLedger(url).rows()
@@ -97,9 +99,7 @@ def test_two_tenants_runs_give_a_costs_table_by_tenant_that_matches_the_ledger(
     for row in rows:
         spent[row.tenant] += row.actual_usd
 
-    result = CliRunner().invoke(
-        app, ["costs", "--since", "7d", "--by", "tenant"], env={"COLUMNS": "200"}
-    )
+    result = CliRunner().invoke(app, ["costs", "--since", "7d", "--by", "tenant"])
     assert result.exit_code == 0, result.output
     for tenant, amount in spent.items():
         assert f"{amount:.6f}" in result.output, tenant
@@ -116,9 +116,7 @@ def test_two_tenants_runs_give_a_costs_table_by_tenant_that_matches_the_ledger(
     assert {r["tenant"]: r["calls"] for r in table} == {"acme": 3, "globex": 1}
     assert table[0]["tenant"] == "acme"  # costliest first
 
-    by_feature = CliRunner().invoke(
-        app, ["costs", "--by", "feature", "--pareto", "--no-artifact"], env={"COLUMNS": "200"}
-    )
+    by_feature = CliRunner().invoke(app, ["costs", "--by", "feature", "--pareto", "--no-artifact"])
     assert by_feature.exit_code == 0, by_feature.output
     # dashboards alone is 75% of the cost: the view needs alt-text too to reach 80%
     assert "dashboards" in by_feature.output and "alt-text" in by_feature.output
