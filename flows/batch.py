@@ -44,7 +44,13 @@ from mmflow.flows.runs import (
     run_groups,
 )
 from mmflow.tasks.errors import RejectionCode
-from mmflow.tasks.inputs import expand_inputs, forget_input, hash_input, sha256_of
+from mmflow.tasks.inputs import (
+    MAX_INPUT_BYTES,
+    expand_inputs,
+    forget_input,
+    hash_input,
+    sha256_of,
+)
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import (
     Manifest,
@@ -66,12 +72,16 @@ class BatchPlan(BaseModel):
     redo: dict[str, str] = Field(default_factory=dict)  # ended before, result lost: why redone
 
 
-def hash_inputs(uris: list[str], threads: int = HASH_THREADS) -> dict[str, str | None]:
-    """sha256 of each input's bytes; None where it cannot be read (its run records why)."""
+def hash_inputs(
+    uris: list[str], max_bytes: int = MAX_INPUT_BYTES, threads: int = HASH_THREADS
+) -> dict[str, str | None]:
+    """sha256 of each input's bytes; None where it cannot be read or is over `max_bytes` (its
+    run records why). Planning holds the scenario's bound too: a sparse 3 GB file given to the
+    invoice flow (50 MB) is judged from its size, not streamed for half a minute first."""
 
     def digest(uri: str) -> str | None:
         try:
-            return hash_input(uri)  # streamed: 8 threads never hold 8 whole inputs
+            return hash_input(uri, max_bytes)  # streamed: 8 threads never hold 8 whole inputs
         except Exception:
             return None
 
@@ -309,7 +319,7 @@ def _run_batch(
     uris = expand_inputs([source])
     manifest = Manifest(out)
     before = manifest.latest()
-    hashes = hash_inputs(uris)
+    hashes = hash_inputs(uris, getattr(pipeline, "max_input_bytes", MAX_INPUT_BYTES))
     plan = plan_batch(uris, hashes, before, existing_outputs(out))
 
     names = OutputNames()

@@ -578,6 +578,14 @@ def _with_non_finite(speech: np.ndarray) -> tuple[int, np.ndarray]:
     return 16_000, samples
 
 
+def _with_spikes(speech: np.ndarray) -> tuple[int, np.ndarray]:
+    """Speech with a few float samples of 1e6 (decoder garbage): on their own they set the
+    gain to -110 dB and the trim, and every word was lost while the run said `ok`."""
+    samples = speech.copy()
+    samples[1000::20011] = 1e6
+    return 16_000, samples
+
+
 def _surround_96k(speech: np.ndarray) -> tuple[int, np.ndarray]:
     upsampled = np.repeat(speech, 6)  # 16 kHz → 96 kHz, crude but real samples
     channels = np.stack([upsampled * (0.3 + 0.1 * c) for c in range(6)], axis=1)
@@ -972,6 +980,13 @@ def hostile_cases() -> list[HostileCase]:
             OK,
             "float WAV with NaN and ±Inf samples",
             _wav("nan-inf.wav", _with_non_finite),
+        ),
+        c(
+            "spikes.wav",
+            audio,
+            OK,
+            "float WAV with a few samples of 1e6 (+120 dBFS)",
+            _wav("spikes.wav", _with_spikes),
         ),
         c(
             "surround-96k.wav",
