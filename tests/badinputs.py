@@ -360,6 +360,12 @@ def _pdf_nested(depth: int, dictionaries: bool) -> bytes:
     )
 
 
+def _pdf_nested_in_content(depth: int) -> bytes:
+    """A marked-content property list nested `depth` deep inside the page's content stream."""
+    content = _stream(b"", b"/P " + b"<</A " * depth + b">>" * depth + b" BDC EMC")
+    return pdf_with_objects([_CATALOG, _ONE_KID, _page(b"/Contents 4 0 R"), content])
+
+
 def _pdf_broken_xref() -> bytes:
     """Every offset in the cross-reference table is wrong: MuPDF must rebuild it."""
     data = pdf_with_objects(_text_page())
@@ -727,6 +733,13 @@ def hostile_cases() -> list[HostileCase]:
             OK,
             "dictionaries nested 100,000 deep (d06)",
             _written("nested-dicts.pdf", lambda: _pdf_nested(100_000, dictionaries=True)),
+        ),
+        c(
+            "nested-in-content.pdf",
+            doc,
+            "corrupt",
+            "content stream holding a dictionary nested 100,000 deep",
+            _written("nested-in-content.pdf", lambda: _pdf_nested_in_content(100_000)),
         ),
         c(
             "broken-xref.pdf",
