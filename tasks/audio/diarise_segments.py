@@ -311,7 +311,7 @@ def _keep_clusters(active: np.ndarray, activation: np.ndarray, keep: int, max_ov
     """Give turns to silent clusters, most active first, until `keep` clusters have some: each
     takes the frames where it is at least half as active as at its peak, in place of the
     weakest speaker there when the frame would hold more than `max_overlap`."""
-    heard: np.ndarray = active.any(axis=0)
+    heard = np.asarray(active.any(axis=0))
     silent = [
         c
         for c in np.argsort(-activation.sum(axis=0))
