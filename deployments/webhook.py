@@ -510,6 +510,10 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The receiver; `sink` and `clock` are seams for tests (the Prefect API and time.time)."""
+    # Imported now, not by the first upload's `upload_event`: the import takes seconds, and on
+    # the event loop it would stall every connection (deadlines included) meanwhile.
+    import prefect.events  # noqa: F401
+
     if _is_local(settings.storage):  # a worker elsewhere must find the stored path
         local = Path(settings.storage.removeprefix("file://")).resolve()
         settings = settings.model_copy(update={"storage": str(local)})
