@@ -13,6 +13,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from mmflow.tasks.audio.diarise_segments import (
     cannot_link_clustering,
     cluster_local_speakers,
+    clusters_to_keep,
     reconstruct,
 )
 from mmflow.tasks.audio.segmentation import LocalSegmentation
@@ -168,3 +169,16 @@ def test_a_given_count_is_honoured_in_the_turns_not_only_in_the_clusters() -> No
     for start, end, c in turns:
         grid[round(start * 10) : round(end * 10), c] = True
     assert grid.sum(axis=1).max() <= 2
+
+
+def test_a_cluster_with_half_a_second_of_speech_is_kept_though_it_never_leads_a_frame() -> None:
+    """Automatic count: the clustering found three people; the third (0.6 s of speech, under
+    two louder voices) is kept in the turns; a 0.3 s cluster must win frames to count."""
+    settings = DiarisationSettings()
+    assert clusters_to_keep(settings, [13.8, 2.4, 0.6]) == 3
+    assert clusters_to_keep(settings, [13.8, 2.4, 0.3]) == 2
+    assert clusters_to_keep(DiarisationSettings(num_speakers=4), [13.8, 2.4, 0.3, 0.1]) == 4
+    segmentation = _two_windows_three_voices()
+    labels = np.array([[0, 1, -1], [0, 1, 2]])
+    keep = clusters_to_keep(settings, [15.0, 15.0, 0.6])
+    assert {c for *_, c in reconstruct(segmentation, labels, keep=keep)} == {0, 1, 2}

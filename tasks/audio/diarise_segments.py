@@ -307,6 +307,15 @@ def reconstruct(
     return turns
 
 
+def clusters_to_keep(settings: DiarisationSettings, speech_s_per_cluster: list[float]) -> int:
+    """How many clusters the turns must show: the count the caller gave (or its minimum), and
+    every cluster with `min_speaker_speech_s` of speech, which is a person even if it never
+    leads a frame (a quiet voice under a louder one: ami-train trn00's third person). Smaller
+    clusters count only if they win frames of their own."""
+    voiced = sum(s >= settings.min_speaker_speech_s for s in speech_s_per_cluster)
+    return max(settings.num_speakers or settings.min_speakers, voiced)
+
+
 def _keep_clusters(active: np.ndarray, activation: np.ndarray, keep: int, max_overlap: int) -> None:
     """Give turns to silent clusters, most active first, until `keep` clusters have some: each
     takes the frames where it is at least half as active as at its peak, in place of the
@@ -350,7 +359,7 @@ def diarise_segments(
     detail.update({"windows": len(segmentation.starts), "window_step_s": round(step, 3)})
     spans = np.array([(r.start, r.end) for r in regions])
     turns = []
-    keep = settings.num_speakers or settings.min_speakers
+    keep = clusters_to_keep(settings, detail.get("speech_s_per_cluster", []))
     for start, end, speaker in reconstruct(segmentation, labels, keep=keep):
         start, end = start + audio.offset_s, end + audio.offset_s
         if len(spans) and ((spans[:, 0] < end) & (spans[:, 1] > start)).any():
