@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+from mmflow.tasks.redaction import redact
+
 
 class Refused(Exception):
     """Raised anywhere in the receiver; the request handler turns it into the response."""
@@ -17,7 +19,7 @@ class Refused(Exception):
     def response(self) -> JSONResponse:
         # Close the connection: the body of a refused request may not have been read.
         return JSONResponse(
-            {"error": self.code, "message": self.message},
+            {"error": self.code, "message": redact(self.message)},  # it may quote a storage error
             self.status,
             headers={"Connection": "close"},
         )

@@ -37,8 +37,8 @@ The event a `DeploymentEventTrigger` matches (extend, never rename):
               mmflow.uri          = <storage>/uploads/<sha256>  (the stored copy: local or s3://)
               mmflow.sha256       = <sha256>
               mmflow.filename     = the sanitised original file name (the sha256 when none given)
-    payload:  sha256, scenario, uri, size, media_type, source (the URI it was fetched from, or
-              "body"), out (where the status endpoint looks for outputs: <outputs>/<scenario>),
+    payload:  sha256, scenario, uri, size, media_type, source (the URI it was fetched from,
+              redacted, or "body"), out (where the status endpoint looks for outputs: <outputs>/<scenario>),
               filename (as the label)
 
 A trigger on the invoice deployment (prefect.yaml):
@@ -106,6 +106,7 @@ from mmflow.deployments.upload_names import filename_from_headers, filename_from
 from mmflow.deployments.uri_inputs import SPOOL_IN_MEMORY, UriAllowList, fetch
 from mmflow.deployments.webhook_state import Delivery, DeliveryState, WebhookState
 from mmflow.flows import registry
+from mmflow.tasks import redaction
 from mmflow.tasks.models import ManifestEntry
 from mmflow.tasks.persist import Manifest, join
 
@@ -238,7 +239,9 @@ def upload_event(upload: Upload, occurred: datetime | None = None) -> dict[str, 
             "mmflow.sha256": upload.sha256,
             "mmflow.filename": name,
         },
-        payload=upload.model_dump(mode="json") | {"filename": name},
+        # `source` is the URI a caller named, which may carry credentials; never sent as is
+        payload=upload.model_dump(mode="json")
+        | {"filename": name, "source": redaction.redact(upload.source)},
     )
     return event.model_dump(mode="json")
 
@@ -500,6 +503,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The receiver; `sink` and `clock` are seams for tests (the Prefect API and time.time)."""
+    redaction.install()  # its logs; the secret, wherever it might be echoed, is redacted too
+    redaction.register_secret(settings.secret)
     if _is_local(settings.storage):  # a worker elsewhere must find the stored path
         local = Path(settings.storage.removeprefix("file://")).resolve()
         settings = settings.model_copy(update={"storage": str(local)})

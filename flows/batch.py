@@ -43,6 +43,7 @@ from mmflow.flows.runs import (
     result_storage,
     run_groups,
 )
+from mmflow.tasks import redaction
 from mmflow.tasks.errors import RejectionCode
 from mmflow.tasks.inputs import expand_inputs, forget_input, hash_input, sha256_of
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
@@ -276,6 +277,7 @@ def batch_flow(
         run: Workers, caching, timeouts and strictness of the run.
     """
     started = time.perf_counter()
+    redaction.install()  # logs of this run, and the secrets of its environment
     source = check_source(source)
     pipeline = batch_pipeline(scenario, options)
     check_output_location(out)
@@ -283,8 +285,8 @@ def batch_flow(
         report = _run_batch(pipeline, source, out, run, started)
     create_markdown_artifact(
         key=f"{pipeline.name}-batch-report",
-        markdown=_report_markdown(report),
-        description=f"batch {pipeline.name}: {source}",
+        markdown=redaction.redact(_report_markdown(report)),
+        description=redaction.redact(f"batch {pipeline.name}: {source}"),
     )
     publish_results(report.scenario, report.out, report.inputs)
     return final_state(report)

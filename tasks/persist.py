@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from mmflow.tasks.errors import InvalidOutputLocation, OutputBusy
 from mmflow.tasks.filesystems import require_filesystem
 from mmflow.tasks.models import ManifestEntry
+from mmflow.tasks.redaction import redact
 
 
 def join(out_dir: str, name: str) -> str:
@@ -78,7 +79,8 @@ def write_bytes(path: str, data: bytes) -> bytes:
 
 
 def write_text(path: str, text: str) -> bytes:
-    return write_bytes(path, text.encode("utf-8"))
+    """Every text output (result JSON, RTTM, SRT, the manifest) is redacted as it is written."""
+    return write_bytes(path, redact(text).encode("utf-8"))
 
 
 def write_model(path: str, model: BaseModel) -> bytes:
@@ -307,7 +309,7 @@ class Manifest:
         return entries
 
     def append(self, entry: ManifestEntry) -> None:
-        line = entry.model_dump_json() + "\n"
+        line = redact(entry.model_dump_json()) + "\n"
         if _is_local(self._fs):
             with (
                 self._lock,

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
 
 from prefect.blocks.core import Block
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, SecretBytes, SecretStr, ValidationError
 
 from mmflow.blocks.providers.cache import CachedReply, ResponseCache, response_cache_key
 from mmflow.blocks.providers.resilience import (
@@ -54,6 +54,7 @@ from mmflow.tasks.provider.results import (
     ProviderResult,
     Usage,
 )
+from mmflow.tasks.redaction import redact, register_secret, register_url_credentials
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
@@ -264,7 +265,21 @@ class ProviderBlock(Block, ABC):
 
     @property
     def label(self) -> str:
-        return f"{self._wire_name}:{self.model}@{self.base_url or 'default'}"
+        """`family:model@endpoint`; a password in the base URL never shows (tasks/redaction.py)."""
+        return f"{self._wire_name}:{self.model}@{redact(self.base_url or 'default')}"
+
+    def block_initialization(self) -> None:
+        """Prefect's hook after a block is made or loaded: its secrets become live ones."""
+        self.register_secrets()
+
+    def register_secrets(self) -> None:
+        """Every secret field (API keys) and the base URL's userinfo are redacted from whatever
+        this process writes or sends while the block is in use (tasks/redaction.py)."""
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, (SecretStr, SecretBytes)):
+                register_secret(value)
+        register_url_credentials(self.base_url)
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -283,6 +298,7 @@ class ProviderBlock(Block, ABC):
     def client(self) -> Any:
         with self._rt.lock:
             if self._rt.sdk is None:
+                self.register_secrets()  # fields may have been set since the block was made
                 self._rt.sdk = self._build_client()
             return self._rt.sdk
 
