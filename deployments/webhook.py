@@ -37,9 +37,9 @@ The event a `DeploymentEventTrigger` matches (extend, never rename):
               mmflow.uri          = <storage>/uploads/<sha256>  (the stored copy: local or s3://)
               mmflow.sha256       = <sha256>
               mmflow.filename     = the sanitised original file name (the sha256 when none given)
-    payload:  sha256, scenario, uri, size, media_type, source (the URI it was fetched from,
-              redacted, or "body"), out (where the status endpoint looks for outputs: <outputs>/<scenario>),
-              filename (as the label)
+    payload:  sha256, scenario, uri, size, media_type, source (the URI it was fetched from, or
+              "body"; redacted), out (where the status endpoint looks for outputs:
+              <outputs>/<scenario>), filename (as the label)
 
 A trigger on the invoice deployment (prefect.yaml):
 

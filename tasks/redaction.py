@@ -109,13 +109,30 @@ def register_secret(value: str | bytes | SecretStr | SecretBytes | None) -> None
         _registry.add(value)
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """`http://user:pw@host/v1` → (`http://host/v1`, `user:pw`); a URL without them as is."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url, None
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at:
+        return url, None
+    return f"{scheme}://{host}{slash}{path}", userinfo
+
+
+def with_userinfo(url: str, userinfo: str | None) -> str:
+    """The inverse of `split_userinfo`: the URL a client is given."""
+    if not userinfo or "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{userinfo}@{rest}"
+
+
 def register_url_credentials(url: str | None) -> None:
     """The password (and user) in a URL's userinfo, e.g. a provider's `base_url`."""
-    if not url or "@" not in url or "://" not in url:
-        return
-    netloc = url.split("://", 1)[1].split("/", 1)[0]
-    userinfo = netloc.rpartition("@")[0]
-    for part in userinfo.split(":", 1):
+    userinfo = split_userinfo(url)[1] if url else None
+    for part in (userinfo or "").split(":", 1):
         register_secret(part)
 
 
@@ -146,7 +163,7 @@ def redact_data(value: T) -> T:
     if isinstance(value, dict):
         return {redact_data(k): redact_data(v) for k, v in value.items()}  # type: ignore[return-value]
     if isinstance(value, (list, tuple)):
-        return type(value)(redact_data(v) for v in value)  # type: ignore[return-value]
+        return type(value)(redact_data(v) for v in value)
     return value
 
 

@@ -20,6 +20,8 @@ from mmflow.tasks.redaction import (
     register_environment,
     register_secret,
     register_url_credentials,
+    split_userinfo,
+    with_userinfo,
 )
 
 
@@ -210,3 +212,31 @@ def test_install_is_idempotent() -> None:
     factory = logging.getLogRecordFactory()
     install()
     assert logging.getLogRecordFactory() is factory
+
+
+@pytest.mark.parametrize(
+    ("url", "bare", "userinfo"),
+    [
+        ("http://gw:pw@proxy:3128/v1", "http://proxy:3128/v1", "gw:pw"),
+        ("https://u:p@ss@host", "https://host", "u:p@ss"),
+        ("http://host/v1?x=a@b", "http://host/v1?x=a@b", None),
+        ("http://host/v1", "http://host/v1", None),
+        ("host:8000", "host:8000", None),
+    ],
+)
+def test_userinfo_splits_off_a_url_and_joins_back(url: str, bare: str, userinfo: str) -> None:
+    assert split_userinfo(url) == (bare, userinfo)
+    assert with_userinfo(bare, userinfo) == url
+
+
+def test_a_provider_block_keeps_base_url_credentials_in_a_secret_field() -> None:
+    """Prefect shows every field but secret ones in plain (the block page, its events)."""
+    from mmflow.blocks.providers import OpenAIProvider
+
+    password = canary("pw")
+    block = OpenAIProvider(api_key=canary("sk"), base_url=f"http://gw:{password}@proxy:3128/v1")
+    assert block.base_url == "http://proxy:3128/v1"
+    assert password not in json.dumps(block.model_dump(mode="json"))
+    assert block.endpoint == f"http://gw:{password}@proxy:3128/v1"
+    assert str(block._build_client().base_url).startswith(f"http://gw:{password}@proxy:3128/v1")
+    assert block.label == "openai:gpt-4o@http://proxy:3128/v1"
