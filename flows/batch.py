@@ -268,7 +268,14 @@ def check_source(source: str) -> str:
     return cleaned
 
 
-@flow(name="batch", log_prints=True, flow_run_name="batch {scenario} {source}")
+def batch_run_name() -> str:
+    """`batch <scenario> <source>`, redacted: a source URL may carry a key or a signature."""
+    parameters = flow_run.parameters or {}
+    scenario, source = parameters.get("scenario", "invoice"), parameters.get("source", "")
+    return redaction.redact(f"batch {scenario} {source}")
+
+
+@flow(name="batch", log_prints=True, flow_run_name=batch_run_name)
 def batch_flow(
     source: str,
     out: str,

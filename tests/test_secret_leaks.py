@@ -473,3 +473,24 @@ def test_no_secret_in_the_prefect_database(places: Places) -> None:
     dump = _eventually(_database_dump, EVENT_NAME, "image-results", "answer_source")
     assert EVENT_NAME in dump and "answer_source" in dump  # the webhook's and the artifact's events
     _assert_no_canary(dump, "the Prefect database", places.canaries)
+
+
+def test_run_names_show_no_signature_or_password(prefect_server: str, tmp_path: Path) -> None:
+    """A batch source or an input named by a signed or password-carrying URL (it is not
+    fetched here: the folder does not exist, so the run fails at once)."""
+    from prefect import get_client
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    password, signature = canary("sourcepassword"), canary("signature")
+    source = f"https://u:{password}@files.example/inbox/?X-Amz-Signature={signature}"
+    state = batch_flow(
+        source=source, out=str(tmp_path / "out"), scenario="invoice", return_state=True
+    )
+
+    async def name() -> str:
+        async with get_client() as client:
+            run = await client.read_flow_run(state.state_details.flow_run_id)
+            return str(run.name)
+
+    named = run_coro_as_sync(name())
+    assert named == f"batch invoice https://{MASK}@files.example/inbox/?X-Amz-Signature={MASK}"
