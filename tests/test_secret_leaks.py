@@ -400,7 +400,9 @@ def test_every_scenario_met_the_echoing_server_the_gateway_s3_and_the_webhook(
     assert ("/v1/messages", places.canaries.anthropic_key) in sent  # image: refused
     assert sum(1 for r in places.requests if credential(r) == gateway) == 3  # 2 charts + synthesis
     assert all(r.status.value == "ok" for r in places.reports["batch"].inputs)
-    assert places.webhook["upload status"]["scenarios"]["invoice"]["delivery"]["state"]
+    for name in ("upload status", "uri status"):
+        delivery = places.webhook[name]["scenarios"]["invoice"]["delivery"]
+        assert delivery["state"] == "delivered"  # as an event to the Prefect server
     assert places.webhook["missing"]["error"] == "not_found"
 
 
