@@ -11,6 +11,8 @@ from typing import Literal, get_args
 
 from starlette.responses import JSONResponse
 
+from mmflow.tasks.redaction import redact
+
 RefusalCode = Literal[
     # the request itself
     "empty",
@@ -54,7 +56,7 @@ class Refused(Exception):
     def response(self) -> JSONResponse:
         # Close the connection: the body of a refused request may not have been read.
         return JSONResponse(
-            {"error": self.code, "message": self.message},
+            {"error": self.code, "message": redact(self.message)},  # it may quote a storage error
             self.status,
             headers={"Connection": "close"},
         )

@@ -38,8 +38,8 @@ The event a `DeploymentEventTrigger` matches (extend, never rename):
               mmflow.sha256       = <sha256>
               mmflow.filename     = the sanitised original file name (the sha256 when none given)
     payload:  sha256, scenario, uri, size, media_type, source (the URI it was fetched from, or
-              "body"), out (where the status endpoint looks for outputs: <outputs>/<scenario>),
-              filename (as the label)
+              "body"; redacted), out (where the status endpoint looks for outputs:
+              <outputs>/<scenario>), filename (as the label)
 
 A trigger on the invoice deployment (prefect.yaml):
 
@@ -106,6 +106,7 @@ from mmflow.deployments.upload_names import filename_from_headers, filename_from
 from mmflow.deployments.uri_inputs import SPOOL_IN_MEMORY, UriAllowList, fetch
 from mmflow.deployments.webhook_state import Delivery, DeliveryState, WebhookState
 from mmflow.flows import registry
+from mmflow.tasks import redaction
 from mmflow.tasks.models import ManifestEntry
 from mmflow.tasks.persist import Manifest, join
 
@@ -238,7 +239,9 @@ def upload_event(upload: Upload, occurred: datetime | None = None) -> dict[str, 
             "mmflow.sha256": upload.sha256,
             "mmflow.filename": name,
         },
-        payload=upload.model_dump(mode="json") | {"filename": name},
+        # `source` is the URI a caller named, which may carry credentials; never sent as is
+        payload=upload.model_dump(mode="json")
+        | {"filename": name, "source": redaction.redact(upload.source)},
     )
     return event.model_dump(mode="json")
 
@@ -510,6 +513,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The receiver; `sink` and `clock` are seams for tests (the Prefect API and time.time)."""
+    redaction.install()  # its logs; the secret, wherever it might be echoed, is redacted too
+    redaction.register_secret(settings.secret)
     # Imported now, not by the first upload's `upload_event`: the import takes seconds, and on
     # the event loop it would stall every connection (deadlines included) meanwhile.
     import prefect.events  # noqa: F401

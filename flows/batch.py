@@ -43,6 +43,7 @@ from mmflow.flows.runs import (
     result_storage,
     run_groups,
 )
+from mmflow.tasks import redaction
 from mmflow.tasks.errors import RejectionCode
 from mmflow.tasks.inputs import (
     MAX_INPUT_BYTES,
@@ -277,7 +278,14 @@ def check_source(source: str) -> str:
     return cleaned
 
 
-@flow(name="batch", log_prints=True, flow_run_name="batch {scenario} {source}")
+def batch_run_name() -> str:
+    """`batch <scenario> <source>`, redacted: a source URL may carry a key or a signature."""
+    parameters = flow_run.parameters or {}
+    scenario, source = parameters.get("scenario", "invoice"), parameters.get("source", "")
+    return redaction.redact(f"batch {scenario} {source}")
+
+
+@flow(name="batch", log_prints=True, flow_run_name=batch_run_name)
 def batch_flow(
     source: str,
     out: str,
@@ -299,6 +307,7 @@ def batch_flow(
         run: Workers, caching, timeouts and strictness of the run.
     """
     started = time.perf_counter()
+    redaction.install()  # logs of this run, and the secrets of its environment
     source = check_source(source)
     pipeline = batch_pipeline(scenario, options)
     check_output_location(out)
@@ -306,8 +315,8 @@ def batch_flow(
         report = _run_batch(pipeline, source, out, run, started)
     create_markdown_artifact(
         key=f"{pipeline.name}-batch-report",
-        markdown=_report_markdown(report),
-        description=f"batch {pipeline.name}: {source}",
+        markdown=redaction.redact(_report_markdown(report)),
+        description=redaction.redact(f"batch {pipeline.name}: {source}"),
     )
     publish_results(report.scenario, report.out, report.inputs)
     return final_state(report)

@@ -45,6 +45,7 @@ from mmflow.flows import stopping
 from mmflow.flows.assets import output_assets, record_outputs
 from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
+from mmflow.tasks import redaction
 from mmflow.tasks.caching import Stopped
 from mmflow.tasks.errors import (
     FailureCode,
@@ -502,6 +503,7 @@ def run_scenario(
     Returns the report, or a Failed (some input failed) or Cancelled (a stop was asked) state
     that carries it, so the flow run's state says what happened.
     """
+    redaction.install()  # logs of this run, and the secrets of its environment
     check_output_location(out)
     uris = expand_inputs(inputs)
     run = RunContext(
@@ -530,8 +532,8 @@ def publish_results(scenario: str, out: str, inputs: list[InputSummary]) -> None
     """The run's table artifact: one row per input."""
     create_table_artifact(
         key=f"{scenario}-results",
-        table=[summary_row(s) for s in inputs],
-        description=f"{scenario}: {len(inputs)} inputs → {out}",
+        table=redaction.redact_data([summary_row(s) for s in inputs]),
+        description=redaction.redact(f"{scenario}: {len(inputs)} inputs → {out}"),
     )
 
 
@@ -574,6 +576,6 @@ def run_name(scenario: str) -> Callable[[], str]:
         labels = input_labels(inputs, parameters.get("names"))
         first = labels.get(inputs[0], "") if inputs else ""
         more = f" (+{len(inputs) - 1})" if len(inputs) > 1 else ""
-        return f"{scenario} {first}{more}".strip()
+        return redaction.redact(f"{scenario} {first}{more}".strip())
 
     return name
