@@ -170,25 +170,31 @@ def main() -> None:
     def ratio(name: str, of: dict[str, list[float]] = times) -> float:
         return statistics.median(f / p for f, p in zip(of[name], of["plain"], strict=True))
 
-    text_plain = statistics.median(times["plain"])
-    text_flow, text_flow_1 = statistics.median(times["flow"]), statistics.median(times["flow_1"])
     table = Table(title=f"mmflow invoice throughput (medians of {args.reps} turns)")
     for column in ("measure", "value", "target"):
         table.add_column(column)
     table.add_row("Prefect server start + first run (s)", f"{server_start:.1f}", "")
-    table.add_row(f"text: plain loop, {args.docs} docs (s)", f"{text_plain:.2f}", "")
-    table.add_row(
-        f"text: batch flow, {args.docs} docs, {args.workers} workers (s)", f"{text_flow:.2f}", ""
-    )
-    table.add_row("(a) flow ÷ plain loop", f"{ratio('flow'):.3f}", "≤ 1.10")
-    table.add_row("text: batch flow, 1 worker (s)", f"{text_flow_1:.2f}", "")
-    table.add_row("(a) with 1 worker", f"{ratio('flow_1'):.3f}", "")
-    table.add_row(
-        "(a) in this process's CPU time: flow ÷ plain loop (2 workers / 1)",
-        f"{ratio('flow', cpu):.3f} / {ratio('flow_1', cpu):.3f}",
-        "",
-    )
-    table.add_row("(c) text-route documents/s (flow)", f"{args.docs / text_flow:.1f}", "")
+    if args.reps:
+        text_plain = statistics.median(times["plain"])
+        text_flow, text_flow_1 = (
+            statistics.median(times["flow"]),
+            statistics.median(times["flow_1"]),
+        )
+        table.add_row(f"text: plain loop, {args.docs} docs (s)", f"{text_plain:.2f}", "")
+        table.add_row(
+            f"text: batch flow, {args.docs} docs, {args.workers} workers (s)",
+            f"{text_flow:.2f}",
+            "",
+        )
+        table.add_row("(a) flow ÷ plain loop", f"{ratio('flow'):.3f}", "≤ 1.10")
+        table.add_row("text: batch flow, 1 worker (s)", f"{text_flow_1:.2f}", "")
+        table.add_row("(a) with 1 worker", f"{ratio('flow_1'):.3f}", "")
+        table.add_row(
+            "(a) in this process's CPU time: flow ÷ plain loop (2 workers / 1)",
+            f"{ratio('flow', cpu):.3f} / {ratio('flow_1', cpu):.3f}",
+            "",
+        )
+        table.add_row("(c) text-route documents/s (flow)", f"{args.docs / text_flow:.1f}", "")
     if scans:
         table.add_row(f"OCR: bare RapidOCR, {args.scans} pages (s)", f"{ocr_bare:.2f}", "")
         table.add_row(f"OCR: plain loop, {args.scans} pages (s)", f"{ocr_plain:.2f}", "")
