@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
 from mmflow.tasks.models import Status, TraceRecord
+from mmflow.tasks.redaction import redact
 
 if TYPE_CHECKING:
     from mmflow.tasks.provider.quota import QuotaGuard
@@ -38,10 +39,9 @@ know that `RunSettings` reads "" (a webhook upload without labels) as None."""
 
 
 def redact_outgoing_text(text: str) -> str:
-    """THE HOOK for secret redaction: every string a trace sends out of the process (span
-    attributes, ledger rows, event payloads) passes through here. It returns the text as is
-    until the redaction function lands; replace the body, not the call sites."""
-    return text
+    """Every string a trace sends out of the process (span attributes, ledger rows, event
+    payloads) passes through the secret redaction of tasks/redaction.py."""
+    return redact(text)
 
 
 def new_trace_id() -> str:
