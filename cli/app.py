@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmflow.cli.console import Verbosity, console, fail, print_table
+from mmflow.cli.evaluation import accept, run_tier, show_history
 from mmflow.cli.run import print_invoice_report, run_app
 
 app = typer.Typer(
@@ -31,7 +32,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-eval_app = typer.Typer(help="Score outputs against ground truth.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Score outputs against ground truth; run, gate and accept evaluation tiers.",
+    no_args_is_help=True,
+)
 server_app = typer.Typer(
     help="The local Prefect server mmflow starts when PREFECT_API_URL is not set.",
     no_args_is_help=True,
@@ -39,6 +43,9 @@ server_app = typer.Typer(
 app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")
 app.add_typer(server_app, name="server")
+eval_app.command("run")(run_tier)
+eval_app.command("accept")(accept)
+eval_app.command("history")(show_history)
 
 
 def _print_version(value: bool) -> None:
