@@ -138,7 +138,7 @@ def der_tables(data: Path) -> None:
         print(f"\n### backend {backend.value}")
         print(
             f"{'file':8} {'full':>7} {'forgiv.':>7} {'JER':>7} {'spk':>5} {'cpWER':>7}  "
-            "overlapped words"
+            "overlapped words   (spk: speakers found/true)"
         )
         for uri, item in heard.items():
             diarisation, segments = attribute(item, backend_timer, settings)

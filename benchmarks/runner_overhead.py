@@ -207,7 +207,7 @@ def main() -> None:
             table.add_row(what, f"{seconds:.2f}")
         console.print(table)
 
-        # A flow run with no task runs: its fixed cost (~1.1 s heartbeat join, FACTS.md).
+        # A flow run with no task runs: its fixed cost (~1.1 s heartbeat join, docs/facts.md).
         empty = {
             r: timed(lambda r=r: _fan(r, addresses[r], args.workers, "cpu", 0, 0)) for r in runners
         }

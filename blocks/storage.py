@@ -1,6 +1,6 @@
 """Where step results persist: a local folder by default, S3 (and compatibles) through s3fs.
 
-Prefect reads a bare `"s3://…"` result-storage string as a block *name* and fails (FACTS.md),
+Prefect reads a bare `"s3://…"` result-storage string as a block *name* and fails (docs/facts.md),
 so a remote location becomes a `RemoteFileSystem` block whose `settings` are s3fs keyword
 arguments. Credentials are never put into those settings (a saved block is readable by anyone
 with API access); s3fs finds them itself (environment, AWS config, instance role). Only the

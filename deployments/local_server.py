@@ -220,6 +220,11 @@ def ensure_api_url(idle_s: float = DEFAULT_IDLE_S) -> str:
         return configured
     info = start(idle_s)
     os.environ["PREFECT_API_URL"] = info.url
+    # Prefect read its settings when first imported (configured_api_url above did): without a
+    # refresh its client would still see no API URL and start a temporary server of its own.
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
     return info.url
 
 

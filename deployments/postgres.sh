@@ -2,7 +2,7 @@
 # Prefect's server on PostgreSQL, from Debian's `postgresql` package, in a private cluster.
 #
 # Why: a SQLite-backed Prefect server records ~28 task runs a second and a backlog builds beyond
-# that (../shared/FACTS.md); PostgreSQL is Prefect's production database. This keeps a cluster
+# that (docs/facts.md); PostgreSQL is Prefect's production database. This keeps a cluster
 # of its own in a data folder, listening on 127.0.0.1 only (default port 5433, so a system
 # cluster on 5432 is left alone), with a `prefect` role and database behind a generated password.
 #

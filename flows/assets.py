@@ -118,7 +118,7 @@ class OutputAsset(BaseModel):
 
 
 class LineageSection(BaseModel):
-    """The `lineage` section every result JSON carries (DESIGN.md); other keys are ignored."""
+    """The `lineage` section of every result JSON (docs/contracts.md); other keys are ignored."""
 
     input_sha256: str
     mmflow_version: str

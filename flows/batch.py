@@ -2,7 +2,7 @@
 
 A batch lists its source, hashes every input, and plans before it computes anything:
 - the same bytes under two names are processed once; the second name is recorded as a
-  `duplicate` rejection that names the first (DESIGN.md: content addressing);
+  `duplicate` rejection that names the first (docs/architecture.md: content addressing);
 - an input the manifest in `out` already ends (`ok` or `rejected`, same sha256) is not
   touched again, so re-running the same command after a crash or a kill -9 finishes the rest;
   `failed` inputs are tried again;
@@ -14,7 +14,7 @@ as they return and a report artifact sums the batch up.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 from uuid import UUID
@@ -83,12 +83,12 @@ def plan_batch(
     uris: list[str],
     hashes: dict[str, str | None],
     before: dict[str, ManifestEntry],
-    outputs: set[str] | None = None,
+    outputs: Mapping[str, int] | None = None,
 ) -> BatchPlan:
     """Split the listing into new work, inputs already ended, and duplicates of an earlier name.
 
-    `outputs` (the result files OUT holds, if known) sends an input whose result is gone or
-    empty back to work, with a note, instead of trusting its manifest line.
+    `outputs` (the files OUT holds and their sizes, if known) sends an input whose result is
+    gone, empty or cut short back to work, with a note, instead of trusting its manifest line.
     """
     plan = BatchPlan()
     first: dict[str, str] = {}
@@ -110,13 +110,9 @@ def plan_batch(
         earlier = before.get(uri)
         ended = earlier is not None and earlier.status in (Status.OK, Status.REJECTED)
         if ended and sha is not None and earlier is not None and earlier.sha256 == sha:
-            if (
-                earlier.status is Status.OK
-                and outputs is not None
-                and earlier.output is not None
-                and earlier.output not in outputs
-            ):
-                plan.redo[uri] = f"its result {earlier.output} was missing or empty; computed again"
+            damage = result_damage(earlier, outputs) if outputs is not None else None
+            if damage is not None:
+                plan.redo[uri] = f"{damage}; computed again"
                 plan.todo.append(uri)
             else:
                 plan.resumed.append(earlier)
@@ -125,16 +121,33 @@ def plan_batch(
     return plan
 
 
-def existing_outputs(out: str) -> set[str]:
-    """Every non-empty file under OUT, named as the manifest names outputs (one listing)."""
+def result_damage(entry: ManifestEntry, outputs: Mapping[str, int]) -> str | None:
+    """What is wrong with the files an `ok` line names, judged from a listing (no file is read):
+    missing, empty, or (where the line recorded sizes) not the size written. None: intact."""
+    if entry.status is not Status.OK:
+        return None
+    expected: dict[str, int | None] = dict(entry.output_bytes or {})
+    for path in entry.outputs or ([entry.output] if entry.output else []):
+        expected.setdefault(path, None)  # a line from an mmflow that recorded no sizes
+    for path, size in expected.items():
+        found = outputs.get(path)
+        if not found:
+            return f"its result {path} was missing or empty"
+        if size is not None and found != size:
+            return f"its result {path} holds {found} bytes, not the {size} written (cut short?)"
+    return None
+
+
+def existing_outputs(out: str) -> dict[str, int]:
+    """Every file under OUT and its size, named as the manifest names outputs (one listing)."""
     fs, root = fsspec.core.url_to_fs(out)
     fs.invalidate_cache()
     prefix = out.split("://", 1)[0] + "://" if "://" in out else ""
     found = fs.find(root, detail=True)
     return {
-        (prefix + path if prefix else path)
+        (prefix + path if prefix else path): int(info.get("size") or 0)
         for path, info in found.items()
-        if info.get("type") == "file" and int(info.get("size") or 0) > 0
+        if info.get("type") == "file"
     }
 
 

@@ -30,7 +30,7 @@ from mmflow.tasks.invoice import (
     InvoiceOptions,
     assemble_result,
 )
-from mmflow.tasks.line_items_table import reconcile_line_items
+from mmflow.tasks.line_items_table import reconcile
 from mmflow.tasks.models import (
     Check,
     DocumentText,
@@ -200,7 +200,11 @@ class InvoicePipeline:
             for s in summaries
             if "line_items" in s.details
         }
-        return {"line_items": reconcile_line_items(out, fresh)}
+        reconciled = reconcile(out, fresh)
+        totals: dict[str, Any] = {"line_items": reconciled.rows}
+        if reconciled.unreadable:  # results deleted or cut short since their run: no rows
+            totals["line_items_unreadable"] = reconciled.unreadable
+        return totals
 
 
 @flow(name="invoice", flow_run_name=run_name("invoice"), log_prints=True)

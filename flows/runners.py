@@ -1,6 +1,6 @@
 """Where a flow's task runs execute: threads here, or the processes of a Dask or Ray cluster.
 
-A remote task run costs ~0.1 s more than a thread (FACTS.md; benchmarks/runner_overhead.py),
+A remote task run costs ~0.1 s more than a thread (docs/facts.md; benchmarks/runner_overhead.py),
 so distribution pays only when each task run holds seconds of work that threads cannot share
 out — grouped batches (flows/runs.py) of pure-Python steps, or a cluster that adds cores. On one
 machine OCR gains nothing: onnxruntime already spreads one page over every core from a thread.

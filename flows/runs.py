@@ -46,7 +46,13 @@ from mmflow.flows.assets import output_assets, record_outputs
 from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
 from mmflow.tasks.caching import Stopped
-from mmflow.tasks.errors import FailureCode, MmflowError, Rejection, RejectionCode
+from mmflow.tasks.errors import (
+    FailureCode,
+    MmflowError,
+    OutputNotWritten,
+    Rejection,
+    RejectionCode,
+)
 from mmflow.tasks.inputs import (
     MAX_INPUT_BYTES,
     expand_inputs,
@@ -134,6 +140,7 @@ class InputSummary(BaseModel):
     output: str | None = None
     outputs: list[str] | None = None
     documents: int | None = None
+    output_bytes: dict[str, int] | None = None
     details: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -150,6 +157,7 @@ class InputSummary(BaseModel):
             output=self.output,
             outputs=self.outputs,
             documents=self.documents,
+            output_bytes=self.output_bytes,
         )
 
 
@@ -312,6 +320,7 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
     sha256: str | None = None
     status, error, output, details = Status.FAILED, None, None, {}
     outputs: list[str] | None = None
+    sizes: dict[str, int] | None = None
     try:
         if stopping.stop_requested():
             raise Interrupted(
@@ -328,6 +337,7 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
         )
         written = pipeline.write(result, run.out, run.names.stem_for(uri, sha256))
         output = next(iter(written))
+        sizes = {path: len(data) for path, data in written.items()}
         record_outputs(output_assets(pipeline.name, uri, written))  # lineage as Prefect assets
         details = pipeline.details(result)
         documents = details.get("documents")  # an input holding several documents
@@ -350,6 +360,8 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
         error = _failure(FailureCode.TIMEOUT, str(timeout))
     except Interrupted as interrupted:
         error = _failure(FailureCode.INTERRUPTED, str(interrupted))
+    except OutputNotWritten as unwritten:  # a full disk, a storage error: names file and cause
+        error = _failure(FailureCode.OUTPUT_NOT_WRITTEN, str(unwritten))
     except Exception as exc:  # a defect or lasting I/O trouble: record it, the batch goes on
         error = _failure(FailureCode.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}")
     finally:
@@ -362,6 +374,7 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
         output=output,
         outputs=outputs,
         documents=len(outputs) if outputs else None,
+        output_bytes=sizes,
         details=details,
     )
     run.manifest.append(summary.manifest_entry())

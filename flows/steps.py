@@ -12,10 +12,11 @@ from typing import Any, Protocol, TypeVar
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
-from prefect.filesystems import LocalFileSystem, WritableFileSystem
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 from prefect.results import ResultStore
 
 from mmflow.tasks.caching import Stamped, Step
+from mmflow.tasks.persist import lasting, write_bytes
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -26,11 +27,11 @@ class StepRunner(Protocol):
 
 
 def retry_on_io(task: Task[..., Any], task_run: Any, state: Any) -> bool:
-    """Retry reads and writes that can fail for a moment; never retry a bug."""
+    """Retry reads and writes that can fail for a moment; never a full disk, never a bug."""
     try:
         state.result()
-    except OSError:
-        return True
+    except OSError as error:
+        return not lasting(error)
     except Exception:
         return False
     return False
@@ -107,11 +108,9 @@ class InlineSteps:
         key = step.key([u.key for u in upstream], params)
         computed_upstream = any(u.run_id == self.run_id for u in upstream)
         if self.store is not None and not computed_upstream:
-            try:
-                cached: Stamped[Any] = self.store.read(key).result
+            cached = self._cached(key)
+            if cached is not None:
                 return cached
-            except (ValueError, OSError, KeyError):
-                pass  # not cached yet
         result = _with_io_retries(lambda: step.compute(upstream, params, self.run_id))
         if self.store is not None:
             if self._writer is None:
@@ -119,11 +118,32 @@ class InlineSteps:
             self._writes.append(self._writer.submit(self._write, result, key))
         return result
 
+    def _cached(self, key: str) -> Stamped[Any] | None:
+        """The record under `key`, or None: a miss when there is none, and also when it cannot
+        be read back (a record cut short by a kill -9 or a full disk fails to unpickle with
+        `EOFError`, `UnpicklingError`, …). Such a step is computed again and its record
+        rewritten; a damaged cache never fails an input."""
+        assert self.store is not None
+        try:
+            record = self.store.read(key)
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # any damage to a record is a miss
+            if _record_exists(self.store, key):
+                logger.warning(
+                    "cache record %s is unreadable (%s: %s); computing it again",
+                    key,
+                    type(error).__name__,
+                    error,
+                )
+            return None
+        return record.result if isinstance(record.result, Stamped) else None
+
     def _write(self, result: Stamped[Any], key: str) -> None:
         assert self.store is not None
         store = self.store
         try:
-            _with_io_retries(lambda: store.write(result, key=key))
+            _with_io_retries(lambda: write_record(store, result, key))
         except OSError as error:  # the result stands; only its cache record is missing
             logger.warning("could not cache %s (%s); it will be computed again", key, error)
 
@@ -143,11 +163,46 @@ class InlineSteps:
             self._writer = None
 
 
+def write_record(store: ResultStore, result: Stamped[Any], key: str) -> None:
+    """Write a step's cache record whole or not at all.
+
+    Prefect's `LocalFileSystem.write_path` opens the record's final name and writes into it, so
+    a kill -9 or a full disk leaves a record cut short under the real key. Local records go
+    through a temporary name and a rename instead (`persist.write_bytes`); an object store
+    PUT is already all-or-nothing.
+    """
+    if not isinstance(store.result_storage, LocalFileSystem) or store.metadata_storage:
+        store.write(result, key=key)
+        return
+    record = store.create_result_record(result, key=key)
+    path = record.metadata.storage_key
+    assert path is not None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, record.serialize())
+
+
+def _record_exists(store: ResultStore, key: str) -> bool:
+    """Whether a record is stored under `key` at all: one that exists but fails to read is
+    damaged, not missing."""
+    storage = store.result_storage
+    if isinstance(storage, LocalFileSystem):
+        return Path(storage._resolve_path(key)).exists()
+    if isinstance(storage, RemoteFileSystem):
+        try:
+            return bool(storage.filesystem.exists(storage._resolve_path(key)))
+        except OSError:
+            return False
+    return True
+
+
 def _with_io_retries(call: Callable[[], R]) -> R:
-    """Reads and writes can fail for a moment: retry on OSError; a bug is not retried."""
+    """Reads and writes can fail for a moment: retry on OSError, unless it lasts (a full disk);
+    a bug is not retried."""
     for pause in IO_RETRY_DELAYS_S[:-1]:
         try:
             return call()
-        except OSError:
+        except OSError as error:
+            if lasting(error):
+                raise
             time.sleep(pause)
     return call()

@@ -79,8 +79,14 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
-def _imported_names(node: ast.Import | ast.ImportFrom, package: str) -> Iterator[tuple[str, str]]:
-    """(name bound in the importing module, the module it comes from) for one import."""
+def _imported_names(
+    node: ast.Import | ast.ImportFrom, package: str, first_party_only: bool = False
+) -> Iterator[tuple[str, str]]:
+    """(name bound in the importing module, the module it comes from) for one import.
+
+    Telling a submodule from a name needs `find_spec`, which imports the parent package: for a
+    lazy import inside a function (OCR engines, pandas) `first_party_only` skips third-party
+    ones, so computing a cache key never loads a library the step itself does not."""
     if isinstance(node, ast.Import):
         for alias in node.names:
             yield (alias.asname or alias.name).split(".")[0], alias.name
@@ -89,6 +95,8 @@ def _imported_names(node: ast.Import | ast.ImportFrom, package: str) -> Iterator
     if node.level:
         anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
         base = ".".join(filter(None, [*anchor, base]))
+    if first_party_only and not base.startswith(FIRST_PARTY):
+        return
     for alias in node.names:
         submodule = f"{base}.{alias.name}"
         yield alias.asname or alias.name, submodule if _module_file(submodule) else base
@@ -128,7 +136,7 @@ def _parse(name: str) -> _ModuleSource | None:
         module
         for node in ast.walk(tree)
         if isinstance(node, ast.Import | ast.ImportFrom)
-        for _, module in _imported_names(node, package)
+        for _, module in _imported_names(node, package, first_party_only=True)
         if module.startswith(FIRST_PARTY) and _module_file(module) is not None
     }
     return _ModuleSource(definitions, imported, frozenset(everywhere))

@@ -9,7 +9,7 @@ than reading it.
 
 from __future__ import annotations
 
-import pymupdf
+from mmflow.tasks.pdf_library import pymupdf
 
 WIDE_PAGE = (14000.0, 842.0)  # points; PDF allows up to 14,400
 

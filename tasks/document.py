@@ -6,13 +6,13 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pymupdf
 from PIL import Image
 
 from mmflow.tasks.inputs import read_input
 from mmflow.tasks.models import DocumentText, NormalisedDocument, PageRoute, PageText, Route
 from mmflow.tasks.normalise import render_page, upright
 from mmflow.tasks.ocr import OcrEngine, looks_upright, ocr_image
+from mmflow.tasks.pdf_library import pymupdf
 from mmflow.tasks.route import RouteOptions, page_signals, route_page
 from mmflow.tasks.textlayer import read_text_layer
 

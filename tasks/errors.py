@@ -45,6 +45,7 @@ class FailureCode(StrEnum):
     TIMEOUT = "timeout"  # ran longer than the run's input timeout
     INTERRUPTED = "interrupted"  # the run was stopped before the input could end
     CHECKS_FAILED = "checks_failed"  # a strict run, and the result's checks failed outright
+    OUTPUT_NOT_WRITTEN = "output_not_written"  # OUT refused a result (full disk, store error)
 
 
 class MmflowError(Exception):
@@ -80,3 +81,22 @@ class InvalidOutputLocation(MmflowError, ValueError):
 
 class OutputBusy(MmflowError):
     """Another run holds the output folder's lock (two batches into one folder)."""
+
+
+class OutputNotWritten(MmflowError, OSError):
+    """A file in the output folder could not be written (no space left, a storage error).
+
+    An `OSError` still (callers that retry I/O see one), with a message that names the file,
+    its folder and the cause, and says what to do.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type[OutputNotWritten], tuple[str, int | None]]:
+        return (type(self), (self.message, self.errno))

@@ -1,7 +1,8 @@
 """Pre-flight token, cost and time estimates: what each way of reading a page would spend.
 
-Cost is measured before it is spent (DESIGN.md). The token formulas follow each provider's
-published rules; the prices are data in `tasks/prices.toml`, loaded once, never constants here.
+Cost is measured before it is spent (docs/architecture.md). The token formulas follow each
+provider's published rules; the prices are data in `tasks/prices.toml`, loaded once, never
+constants here.
 
 Published rules implemented (see the docstrings of the private helpers for the steps):
 - OpenAI tile models (gpt-4o family): low detail is a flat base (85); high detail fits the image

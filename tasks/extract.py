@@ -11,6 +11,8 @@ box it was read from. `source` says how it was found and `confidence` ranks thos
     arithmetic, arithmetic:line_items   derived (subtotal = total − tax …), printed on the page
     legal_form, top_of_page, below_issuer   where issuer name and address were found
     registration, payee           issuer named by its registration footer or bank account
+    marketplace                   the platform an order went through, when the page names the
+                                  other issuer only as its seller (`extraction.marketplace`)
     recipient_block               an unlabelled name-and-address block beside the issuer (0.35)
     below_buyer, beside_buyer     the buyer's address under (or after) the buyer's name
     pattern:vat_id, pattern:iban  an identifier found by its shape and check digits, unlabelled
@@ -36,6 +38,7 @@ from mmflow.tasks.extraction.identifiers import choose_identifiers
 from mmflow.tasks.extraction.labels import OTHER, SHIP_TO, match_labels
 from mmflow.tasks.extraction.layout import Row, build_rows
 from mmflow.tasks.extraction.line_items import detect_line_items, line_total
+from mmflow.tasks.extraction.marketplace import marketplace_issuer
 from mmflow.tasks.extraction.pairing import Candidate, labelled_candidates
 from mmflow.tasks.extraction.parsing import (
     DateOrder,
@@ -70,7 +73,8 @@ BUYER_BLOCK_LINES = 6  # name, up to four address lines, a tax ID
 
 
 def extract_invoice(doc: DocumentText) -> Extraction:
-    """Fields of DESIGN.md, line items and tax lines from one document's words with boxes."""
+    """The invoice contract's fields (docs/contracts.md), line items and tax lines from one
+    document's words with boxes."""
     bounded = [bound_page(page) for page in doc.pages]
     rows = [row for page in bounded for row in build_rows(page.page)]
     texts = [segment.text for row in rows for segment in row.segments]
@@ -95,7 +99,7 @@ def extract_invoice(doc: DocumentText) -> Extraction:
     guess = guess_issuer(rows, buyer_block)
     if guess is not None and (issuer is None or guess.candidate.confidence > issuer.confidence):
         issuer = guess.candidate
-    chosen["issuer_name"] = issuer
+    chosen["issuer_name"] = marketplace_issuer(rows, issuer) or issuer
     buyer = _best(labelled, "buyer_name") or guess_buyer(rows, guess)
     chosen["buyer_name"] = buyer
     if guess is not None:

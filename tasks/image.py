@@ -22,7 +22,6 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pymupdf
 from PIL import Image
 from pydantic import BaseModel, Field
 
@@ -35,6 +34,7 @@ from mmflow.tasks.inputs import read_input, sha256_of
 from mmflow.tasks.models import PageText, Route, SourceInfo, ValidatedInput, Word
 from mmflow.tasks.normalise import NormaliseOptions, normalise_document, render_page, upright
 from mmflow.tasks.ocr import OcrEngine, engine_version, ocr_image
+from mmflow.tasks.pdf_library import pymupdf
 from mmflow.tasks.validate import PDF_MEDIA_TYPE, ValidationLimits, validate_bytes
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class ImageTask(StrEnum):
 
 
 class Tier(StrEnum):
-    """How much of the image a vision model gets (DESIGN.md: resolution tiers)."""
+    """How much of the image a vision model gets (docs/contracts.md, Images: the `plan`)."""
 
     NONE = "none"  # the local result answers the task; no vision call
     LOW = "low"  # low detail, fitted in 512 px: the gist (85 tokens on gpt-4o)

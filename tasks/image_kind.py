@@ -1,6 +1,6 @@
 """Classify an image's kind (document/receipt, chart, screenshot, photo) from local signals.
 
-No vision model is available offline (FACTS.md), and the kind decides what the image flow may
+No vision model is available offline (docs/facts.md), and the kind decides what the image flow may
 spend on it, so it is judged from what is cheap to measure here:
 - text: OCR boxes — how much of the area is text, how many lines, how regular the left edges;
 - colour: palette size after quantising, saturation, how much of the image is a few flat

@@ -9,15 +9,20 @@ folder's lock, instead of writing only its own inputs:
 - any other `ok` input the table lacks (a run that crashed before reconciling, a deleted table,
   one written by an older mmflow with other columns) is read from its result JSON files.
 Inputs with no line items are listed in the file's metadata, so "no rows" is not "missing".
+A result that cannot be read back (deleted or cut short since its run) is reported by the run,
+never fatal; a batch over its source recomputes it (flows/batch.py), and the next
+reconciliation picks it up.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import fsspec
+from pydantic import BaseModel, Field
 
 from mmflow.tasks.models import FieldValue, InvoiceResult, LineItem, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputLock, join, write_bytes
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from mmflow.tasks.schemas import DocumentItems
+
+logger = logging.getLogger(__name__)
 
 FILENAME = "line_items.parquet"
 WITHOUT_ROWS = b"mmflow.inputs_without_line_items"  # parquet metadata: [[uri, sha256], …]
@@ -110,11 +117,22 @@ def _write_table(path: str, table: pa.Table, without: list[Key]) -> None:
     write_bytes(path, sink.getvalue().to_pybytes())
 
 
-def reconcile_line_items(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> int:
-    """Rewrite `OUT/line_items.parquet` to match OUT's manifest; returns its row count.
+class Reconciled(BaseModel):
+    """What reconciling the table found: its rows, and the `ok` inputs whose result files could
+    not be read (deleted, cut short), by uri with the reason. Those have no rows until their
+    results are written again (a batch over their source recomputes them); each later
+    reconciliation tries them again."""
+
+    rows: int
+    unreadable: dict[str, str] = Field(default_factory=dict)
+
+
+def reconcile(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> Reconciled:
+    """Rewrite `OUT/line_items.parquet` to match OUT's manifest.
 
     `fresh` holds this run's inputs' line items (as the runner's details carry them), so they
-    are not read back from the results just written.
+    are not read back from the results just written. A result that cannot be read back is
+    reported, not fatal: one damaged file must not stop the table of every other input.
     """
     import pyarrow as pa
 
@@ -137,11 +155,18 @@ def reconcile_line_items(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) ->
         covered = (set(_keys(current)) if current is not None else set()) | without
         keep = {key for key in covered if key in ended_ok and key not in fresh}
         documents: list[DocumentItems] = []
+        unreadable: dict[str, str] = {}
         for key, entry in ended_ok.items():
-            if key not in keep:
-                documents += (
-                    _fresh_documents(key, fresh[key]) if key in fresh else _read_documents(entry)
-                )
+            if key in keep:
+                continue
+            if key in fresh:
+                documents += _fresh_documents(key, fresh[key])
+                continue
+            try:
+                documents += _read_documents(entry)
+            except (OSError, ValueError) as error:  # deleted, cut short, not an invoice result
+                unreadable[entry.uri] = f"{type(error).__name__}: {str(error)[:200]}"
+                logger.warning("line items of %s not read back: %s", entry.uri, error)
         added = pa.Table.from_pandas(line_items_table(documents), preserve_index=False)
         tables = [added.cast(schema)]
         if current is not None:
@@ -149,5 +174,6 @@ def reconcile_line_items(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) ->
             tables.insert(0, current.filter(mask).cast(schema))
         table = pa.concat_tables(tables)
         with_rows = set(_keys(table))
-        _write_table(path, table, sorted(key for key in ended_ok if key not in with_rows))
-    return table.num_rows
+        without_rows = [k for k in ended_ok if k not in with_rows and k[0] not in unreadable]
+        _write_table(path, table, sorted(without_rows))
+    return Reconciled(rows=table.num_rows, unreadable=unreadable)

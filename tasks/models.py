@@ -1,4 +1,4 @@
-"""Pydantic models that cross task boundaries or leave the program (DESIGN.md contracts)."""
+"""Pydantic models that cross task boundaries or leave the program (docs/contracts.md)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class NormalisedPage(BaseModel):
     height: float
     unit: Literal["pt", "px"]
     rotation: int = 0  # degrees applied to make the text upright (0, 90, 180, 270)
-    tier: str = ""  # resolution tier name (DESIGN.md)
+    tier: str = ""  # resolution tier name (docs/contracts.md)
     image_png: bytes | None = None  # normalised raster page (raster inputs only)
     notes: list[str] = Field(default_factory=list)  # what normalise changed and why
 
@@ -140,7 +140,7 @@ ADDED_FIELD_NAMES: tuple[str, ...] = (
     "payment_terms",
     "referenced_invoice",
 )
-"""Fields added to the contract after the first ten (DESIGN.md): same shape, in `fields` too."""
+"""Fields added to the contract after the first ten (docs/contracts.md): same shape, in `fields`."""
 ALL_FIELD_NAMES: tuple[str, ...] = FIELD_NAMES + ADDED_FIELD_NAMES
 AMOUNT_FIELDS: tuple[str, ...] = ("subtotal", "tax_amount", "total")
 DATE_FIELDS: tuple[str, ...] = ("issue_date", "due_date")
@@ -298,3 +298,6 @@ class ManifestEntry(BaseModel):
     # `outputs` all of them in page order, `documents` how many.
     outputs: list[str] | None = None
     documents: int | None = None
+    # Every file written for the input and its size then: a resumed batch tells a result that
+    # was deleted or cut short (a full disk, a copy that stopped) from one listing of OUT.
+    output_bytes: dict[str, int] | None = None

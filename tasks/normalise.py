@@ -19,13 +19,13 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pymupdf
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from mmflow.tasks.errors import Rejection, RejectionCode
 from mmflow.tasks.models import NormalisedDocument, NormalisedPage, ValidatedInput
+from mmflow.tasks.pdf_library import pymupdf
 from mmflow.tasks.validate import PDF_MEDIA_TYPE, PILLOW_PLUGINS, RASTER_FORMATS
 
 DEFAULT_TIERS: dict[str, int] = {"low": 1024, "standard": 2048, "high": 3072}

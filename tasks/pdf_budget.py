@@ -28,9 +28,8 @@ import zlib
 from collections.abc import Iterator
 from typing import Protocol
 
-import pymupdf
-
 from mmflow.tasks.errors import Rejection, RejectionCode
+from mmflow.tasks.pdf_library import pymupdf
 
 MB = 1024 * 1024
 _BLOCK = 256 * 1024

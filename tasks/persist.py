@@ -1,7 +1,8 @@
-"""Writing DESIGN.md's output contracts: `<stem>.json`, `manifest.jsonl`, Parquet tables."""
+"""Writing the output contracts (docs/contracts.md): `<stem>.json`, `manifest.jsonl`, tables."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from typing import Any
 import fsspec
 from pydantic import BaseModel
 
-from mmflow.tasks.errors import InvalidOutputLocation, OutputBusy
+from mmflow.tasks.errors import InvalidOutputLocation, OutputBusy, OutputNotWritten
 from mmflow.tasks.filesystems import require_filesystem
 from mmflow.tasks.models import ManifestEntry
 
@@ -61,20 +62,55 @@ def write_bytes(path: str, data: bytes) -> bytes:
     """Write through a temporary name and rename, so a reader never sees half a file.
 
     Returns the bytes written, so callers can hash what they stored without reading it back.
+    A write that fails (a full disk, a storage error) leaves nothing under `path` but what was
+    there before, and raises `OutputNotWritten` naming the file, its folder and the cause.
     """
     fs, fs_path = fsspec.core.url_to_fs(path)
-    if _is_local(fs):
-        partial = f"{fs_path}.partial-{uuid.uuid4().hex[:8]}"  # unique: runs may overlap
-        try:
-            fs.pipe_file(partial, data)
-            fs.mv(partial, fs_path)
-        except BaseException:
-            with suppress(FileNotFoundError):
-                fs.rm_file(partial)
-            raise
-    else:  # object stores write whole objects atomically already
-        fs.pipe_file(fs_path, data)
+    try:
+        if _is_local(fs):
+            partial = f"{fs_path}.partial-{uuid.uuid4().hex[:8]}"  # unique: runs may overlap
+            try:
+                fs.pipe_file(partial, data)
+                fs.mv(partial, fs_path)
+            except BaseException:
+                with suppress(FileNotFoundError):
+                    fs.rm_file(partial)
+                raise
+        else:  # object stores write whole objects atomically already
+            fs.pipe_file(fs_path, data)
+    except OSError as error:
+        raise not_written(path, error) from error
     return data
+
+
+_CAUSES = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for this process or file system",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+}
+
+
+def lasting(error: OSError) -> bool:
+    """An I/O error a moment's wait does not cure (a full disk, a read-only folder): retrying
+    it only delays the report."""
+    return error.errno in _CAUSES
+
+
+def not_written(path: str, error: OSError) -> OutputNotWritten:
+    """The error to raise when `path` in an output folder could not be written."""
+    if isinstance(error, OutputNotWritten):
+        return error
+    folder = path.rstrip("/").rsplit("/", 1)[0]
+    cause = _CAUSES.get(error.errno or 0) or f"{type(error).__name__}: {error}"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free space there, then run the same command again"
+    elif lasting(error):
+        advice = "make the folder writable, then run the same command again"
+    else:  # a storage error that may pass
+        advice = "run the same command again"
+    return OutputNotWritten(f"could not write {path} (in {folder}): {cause}; {advice}", error.errno)
 
 
 def write_text(path: str, text: str) -> bytes:
@@ -179,6 +215,7 @@ class OutputLock:
         self._fs, self._path = fsspec.core.url_to_fs(join(out_dir, name))
         self._local = _is_local(self._fs)
         self._handle: Any = None
+        self._token = uuid.uuid4().hex  # tells this lock's object from another holder's
         self._refresher: threading.Thread | None = None
         self._released = threading.Event()
 
@@ -210,7 +247,7 @@ class OutputLock:
 
     def _stamp(self) -> bytes:
         owner = f"{os.uname().nodename}:{os.getpid()}"
-        return json.dumps({"owner": owner, "at": time.time()}).encode()
+        return json.dumps({"owner": owner, "at": time.time(), "token": self._token}).encode()
 
     def _refresh(self) -> None:
         while not self._released.wait(self.TTL_S / 4):
@@ -234,7 +271,15 @@ class OutputLock:
                 handle.write(self._stamp())
             return True
         except FileExistsError:
+            if self._is_ours():  # our PUT was done, its answer lost, and the retry refused
+                return True
             self._remove_if_stale()
+            return False
+
+    def _is_ours(self) -> bool:
+        try:
+            return bool(json.loads(self._fs.cat_file(self._path)).get("token") == self._token)
+        except (FileNotFoundError, ValueError):
             return False
 
     def _remove_if_stale(self) -> None:
@@ -307,17 +352,30 @@ class Manifest:
         return entries
 
     def append(self, entry: ManifestEntry) -> None:
+        """Add one whole line, or raise `OutputNotWritten` and leave the manifest as it was.
+
+        Locally the line is one `write` on a file opened for appending, so lines from several
+        processes never interleave and a kill -9 never cuts one. A full disk can still accept
+        part of a line: that part is cut off again (under the folder's lock, if no line came
+        after it), and a line that follows any leftover fragment starts on a line of its own.
+        """
         line = entry.model_dump_json() + "\n"
-        if _is_local(self._fs):
-            with (
-                self._lock,
-                _shared_lock(self._fs_path),
-                open(self._fs_path, "a", encoding="utf-8") as handle,
-            ):
-                handle.write(line)  # one write per line: whole lines even from several processes
-        else:
+        if not _is_local(self._fs):
             name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
-            self._fs.pipe_file(f"{self._parts}/{name}", line.encode())
+            try:
+                self._fs.pipe_file(f"{self._parts}/{name}", line.encode())
+            except OSError as error:
+                raise not_written(self.path, error) from error
+            return
+        with self._lock:
+            with _shared_lock(self._fs_path):
+                fragment = _append_line(self._fs_path, line.encode())
+            if fragment is None:
+                return
+            with suppress(OSError, OutputBusy), OutputLock(self._fs_path.rsplit("/", 1)[0], 5):
+                if os.path.getsize(self._fs_path) == fragment[1]:  # nothing appended after it
+                    os.truncate(self._fs_path, fragment[0])
+            raise not_written(self.path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
 
     def latest(self) -> dict[str, ManifestEntry]:
         """The last line per input: what a re-run into this folder already has."""
@@ -338,6 +396,21 @@ class Manifest:
             if parts:  # folded in above; a crash before this line only leaves lines read twice
                 self._fs.rm(parts)
         return entries
+
+
+def _append_line(path: str, line: bytes) -> tuple[int, int] | None:
+    """Append `line` in one write; returns where a part of it landed when only a part fit (the
+    disk filled up), so the caller can cut it off; raises `OutputNotWritten` when none did."""
+    try:
+        with open(path, "a+b", buffering=0) as handle:  # O_APPEND: each write lands at the end
+            size = os.fstat(handle.fileno()).st_size
+            if size and os.pread(handle.fileno(), 1, size - 1) != b"\n":
+                line = b"\n" + line  # after a fragment left by a full disk: a line of its own
+            written = handle.write(line) or 0
+            end = handle.tell()
+    except OSError as error:
+        raise not_written(path, error) from error
+    return None if written == len(line) else (end - written, end)
 
 
 @contextmanager

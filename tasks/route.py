@@ -12,7 +12,6 @@ import unicodedata
 from decimal import Decimal
 
 import numpy as np
-import pymupdf
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
@@ -23,6 +22,7 @@ from mmflow.tasks.estimate import (
     estimate_vision_call,
 )
 from mmflow.tasks.models import Estimate, NormalisedPage, PageRoute, Route, Usd
+from mmflow.tasks.pdf_library import pymupdf
 
 
 class RouteOptions(BaseModel):

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pymupdf
 from PIL import Image, ImageFilter
 from stdnum import iban as stdnum_iban
 from stdnum import numdb
 from stdnum.eu import vat as eu_vat
 
+from mmflow.tasks.pdf_library import pymupdf
 from mmflow.tasks.sample_vocabulary import (
     COMPANIES,
     COUNTRY,
@@ -532,7 +532,8 @@ def _rate_text(rate: Decimal) -> str:
 
 
 def truth_of(spec: InvoiceSpec) -> dict[str, Any]:
-    """Field values as DESIGN.md's contract reports them, plus the strings as printed.
+    """Field values as the invoice contract (docs/contracts.md) reports them, plus the strings
+    as printed.
 
     A credit note's amounts are negative (as printed, or implied by the document type); the
     generated set's documents state every added field, null where the document has none.

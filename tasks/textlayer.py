@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pymupdf
-
 from mmflow.tasks.models import PageText, Route, Word
+from mmflow.tasks.pdf_library import pymupdf
 
 ENGINE = "pymupdf"
 

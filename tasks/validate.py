@@ -22,7 +22,6 @@ import re
 import zipfile
 from dataclasses import dataclass
 
-import pymupdf
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 from pydantic.json_schema import SkipJsonSchema
@@ -30,6 +29,7 @@ from pydantic.json_schema import SkipJsonSchema
 from mmflow.tasks.errors import Rejection, RejectionCode
 from mmflow.tasks.models import ValidatedInput
 from mmflow.tasks.pdf_budget import check_pdf_budget
+from mmflow.tasks.pdf_library import pymupdf
 
 MB = 1024 * 1024
 

@@ -35,7 +35,15 @@ from mmflow.tasks.models import (
     PageText,
     TaxLine,
 )
-from mmflow.tasks.schemas import line_items_problems
+
+
+def _line_items_problems(items: list[LineItem]) -> list[str]:
+    """The table's pandera rules (tasks/schemas.py), imported here: pandas and pandera take
+    about a second to import, which a document without line items need not pay."""
+    from mmflow.tasks.schemas import line_items_problems
+
+    return line_items_problems(items)
+
 
 UNGROUNDED_FACTOR = 0.3
 """Confidence multiplier when the evidence is missing, not on the page, or contradicts the value."""
@@ -250,12 +258,11 @@ def verify_extraction(extraction: Extraction, text: DocumentText) -> tuple[Extra
         checks.append(Check(name=f"grounding:{name}", status=status, detail=detail))
     items, items_check = _ground_line_items(extraction.line_items, pages)
     checks.append(items_check)
-    problems = line_items_problems(extraction.line_items)
     if not extraction.line_items:
         schema_check = Check(
             name="line_items_schema", status=CheckStatus.SKIPPED, detail="no line items"
         )
-    elif problems:
+    elif problems := _line_items_problems(extraction.line_items):
         schema_check = Check(
             name="line_items_schema", status=CheckStatus.FAIL, detail="; ".join(problems)
         )

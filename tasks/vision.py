@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-import pymupdf
 from pydantic import BaseModel
 
 from mmflow.tasks.caching import Stamped, Step
@@ -52,6 +51,7 @@ from mmflow.tasks.models import (
     Route,
 )
 from mmflow.tasks.normalise import render_page
+from mmflow.tasks.pdf_library import pymupdf
 from mmflow.tasks.provider import Budget, Provider, ProviderResult
 from mmflow.tasks.provider.errors import ProviderError
 from mmflow.tasks.provider.results import Detail

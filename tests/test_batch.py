@@ -20,22 +20,12 @@ from mmflow.flows.runs import RunSettings
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputNames
 from mmflow.tasks.samples import numbered_invoices
+from tests.inboxes import batch_inbox
 
 
 def _entry(uri: str, sha: str | None, status: Status, output: str | None = None) -> ManifestEntry:
     error = None if status is Status.OK else ErrorInfo(code="corrupt", message="x")
     return ManifestEntry(uri=uri, sha256=sha, status=status, error=error, output=output)
-
-
-def _folder(path: Path, documents: int) -> Path:
-    """`documents` distinct invoices, a copy of the first under another name, and two bad files."""
-    path.mkdir(parents=True)
-    for name, data in numbered_invoices(documents):
-        (path / name).write_bytes(data)
-    (path / "zz-copy.pdf").write_bytes((path / "invoice-10000.pdf").read_bytes())
-    (path / "notes.txt").write_text("not an invoice", encoding="utf-8")
-    (path / "empty.pdf").write_bytes(b"")
-    return path
 
 
 def _manifest_lines(out: Path) -> list[dict[str, Any]]:
@@ -128,7 +118,7 @@ def test_manifest_lines_on_s3_are_separate_objects_until_compaction(moto_endpoin
 @pytest.fixture(scope="module")
 def batch_state(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> State[Any]:
     root = tmp_path_factory.mktemp("batch")
-    source = _folder(root / "inbox", 8)
+    source = batch_inbox(root / "inbox", 8)
     return batch_flow(
         source=str(source), out=str(root / "out"), return_state=True, run=RunSettings(group_size=3)
     )
@@ -191,7 +181,7 @@ def test_a_batch_killed_mid_run_completes_when_run_again(
     prefect_server: str, tmp_path: Path
 ) -> None:
     """kill -9 the whole process group mid-batch, run the same command, check exactly-once."""
-    source = _folder(tmp_path / "inbox", 120)
+    source = batch_inbox(tmp_path / "inbox", 120)
     out = tmp_path / "out"
     command = [
         *(sys.executable, "-m", "mmflow.cli", "run", "batch", str(source)),

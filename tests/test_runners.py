@@ -213,7 +213,15 @@ def _comparable(entry: dict[str, Any]) -> dict[str, Any]:
         result.pop("lineage")  # run ids, durations, cache flags
     output = Path(entry["output"]).name if entry["output"] else None
     outputs = [Path(path).name for path in entry.get("outputs") or []]
-    return {**entry, "output": output, "outputs": outputs, "result": result}
+    # Which files were written; their sizes differ with the output folder named in lineage.
+    written = sorted(Path(path).name for path in entry.get("output_bytes") or {})
+    return {
+        **entry,
+        "output": output,
+        "outputs": outputs,
+        "output_bytes": written,
+        "result": result,
+    }
 
 
 @dataclasses.dataclass(frozen=True)

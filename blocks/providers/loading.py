@@ -14,7 +14,8 @@ from typing import cast
 from prefect.blocks.core import Block
 
 # mmflow's own providers register themselves on import.
-from mmflow.blocks.providers import anthropic_provider, openai_provider  # noqa: F401
+import mmflow.blocks.providers.anthropic_provider
+import mmflow.blocks.providers.openai_provider  # noqa: F401
 from mmflow.blocks.providers.base import ProviderBlock, registered_providers
 
 ENTRY_POINT_GROUP = "mmflow.providers"

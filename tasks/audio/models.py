@@ -244,7 +244,7 @@ class MeetingSource(BaseModel):
 
 
 class MeetingResult(BaseModel):
-    """`<stem>.json` of the meeting scenario (DESIGN.md contract: only ever add fields)."""
+    """`<stem>.json` of the meeting scenario (docs/contracts.md: only ever add fields)."""
 
     source: MeetingSource
     language: str | None = None

@@ -18,7 +18,7 @@ from bisect import bisect_right
 from dataclasses import replace
 
 from mmflow.tasks.extraction.labels import BIC, BUYER_TAX_ID, IBAN, TAX_ID, match_labels
-from mmflow.tasks.extraction.layout import Row, Segment
+from mmflow.tasks.extraction.layout import Row, TextRun
 from mmflow.tasks.extraction.pairing import Candidate
 from mmflow.tasks.extraction.parsing import (
     IdentifierMention,
@@ -40,7 +40,7 @@ _ACCOUNT_LABEL = re.compile(
 
 
 def _candidate(
-    field: str, segment: Segment, mention: IdentifierMention, confidence: float, source: str
+    field: str, segment: TextRun, mention: IdentifierMention, confidence: float, source: str
 ) -> Candidate:
     return Candidate(
         field=field,
@@ -53,7 +53,7 @@ def _candidate(
     )
 
 
-def _buyers(segment: Segment, start: int, buyer_block: set[int]) -> bool:
+def _buyers(segment: TextRun, start: int, buyer_block: set[int]) -> bool:
     """The identifier at `start` of `segment` is the buyer's: in its block, or after "your"."""
     return id(segment) in buyer_block or bool(BUYERS_OWN.search(segment.folded[:start]))
 
@@ -100,7 +100,7 @@ class _SegmentFinder:
             tops.append(row.bbox[1])
             page_rows.append(row)
 
-    def __call__(self, cand: Candidate) -> Segment | None:
+    def __call__(self, cand: Candidate) -> TextRun | None:
         tops, page_rows = self.pages.get(cand.page, ([], []))
         at = bisect_right(tops, cand.bbox[1] + 1)
         for row in page_rows[max(0, at - 3) : at + 1]:

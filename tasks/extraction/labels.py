@@ -143,7 +143,7 @@ _LEXICON: dict[str, list[tuple[str, float]]] = {
         (r"leverancier|verkoper|proveedor|emisor|vendedor|sprzedawca", 1.0),
         (r"fornitore|cedente|venditore|emittente|wystawca", 1.0),
     ],
-    # The added fields (DESIGN.md). A bare tax ID label is the issuer's unless it stands in
+    # The added fields (docs/contracts.md). A bare tax ID label is the issuer's unless it stands in
     # the buyer's block (`tasks.extraction.identifiers`); some labels name the buyer's own.
     TAX_ID: [
         (

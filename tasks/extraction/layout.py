@@ -31,7 +31,7 @@ def union(boxes: list[BBox]) -> BBox:
 
 
 @dataclass
-class Segment:
+class TextRun:
     """Words that read as one phrase; `text` joins them with single spaces."""
 
     page: int
@@ -79,7 +79,7 @@ class Segment:
 @dataclass
 class Row:
     page: int
-    segments: list[Segment]
+    segments: list[TextRun]
 
     # a row is asked for its box, height and text many times and never changes once built
     @cached_property
@@ -95,7 +95,7 @@ class Row:
         return " ".join(s.text for s in self.segments)
 
 
-def _split_line(page: int, words: list[Word]) -> list[Segment]:
+def _split_line(page: int, words: list[Word]) -> list[TextRun]:
     words = sorted(words, key=lambda w: w.bbox[0])
     segments: list[list[Word]] = [[words[0]]]
     for prev, word in pairwise(words):
@@ -104,7 +104,7 @@ def _split_line(page: int, words: list[Word]) -> list[Segment]:
             segments.append([word])
         else:
             segments[-1].append(word)
-    return [Segment(page=page, words=ws) for ws in segments]
+    return [TextRun(page=page, words=ws) for ws in segments]
 
 
 def _engine_lines(page: PageText) -> list[list[Word]]:
@@ -132,13 +132,13 @@ class _OpenRow:
     """A row being gathered: its box, its segments' heights (sorted) and x-spans (sorted by x0,
     disjoint), kept up to date so placing a segment costs O(log n), not O(segments on the row)."""
 
-    segments: list[Segment]
+    segments: list[TextRun]
     box: BBox
     heights: list[float]
     spans: list[tuple[float, float]]
 
     @classmethod
-    def of(cls, segment: Segment) -> _OpenRow:
+    def of(cls, segment: TextRun) -> _OpenRow:
         x0, _, x1, _ = segment.bbox
         return cls([segment], segment.bbox, [segment.height], [(x0, x1)])
 
@@ -151,7 +151,7 @@ class _OpenRow:
         mid = n // 2
         return self.heights[mid] if n % 2 else (self.heights[mid - 1] + self.heights[mid]) / 2
 
-    def add(self, segment: Segment) -> None:
+    def add(self, segment: TextRun) -> None:
         self.segments.append(segment)
         self.box = union([self.box, segment.bbox])
         insort(self.heights, segment.height)

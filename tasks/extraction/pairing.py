@@ -24,7 +24,7 @@ from mmflow.tasks.extraction.labels import (
     LabelMatch,
     match_labels,
 )
-from mmflow.tasks.extraction.layout import Row, Segment
+from mmflow.tasks.extraction.layout import Row, TextRun
 from mmflow.tasks.extraction.line_items import is_table_header
 from mmflow.tasks.extraction.parsing import (
     DateOrder,
@@ -89,7 +89,7 @@ class Candidate:
 class Region:
     """A piece of a segment where a value may be: text from `start` to `end`."""
 
-    segment: Segment
+    segment: TextRun
     start: int
     end: int
 
@@ -107,7 +107,7 @@ class Parsed:
 @dataclass
 class LabelledRow:
     row: Row
-    labels: list[tuple[Segment, LabelMatch]]
+    labels: list[tuple[TextRun, LabelMatch]]
 
 
 def label_rows(rows: list[Row]) -> list[LabelledRow]:
@@ -117,12 +117,12 @@ def label_rows(rows: list[Row]) -> list[LabelledRow]:
     ]
 
 
-def _starts_with_label(segment: Segment) -> bool:
+def _starts_with_label(segment: TextRun) -> bool:
     stripped = len(segment.folded) - len(segment.folded.lstrip(" :*#-("))
     return any(m.start <= stripped + 1 for m in match_labels(segment.folded))
 
 
-def right_regions(row: Row, segment: Segment, label: LabelMatch) -> list[Region]:
+def right_regions(row: Row, segment: TextRun, label: LabelMatch) -> list[Region]:
     """Text after the label: rest of its segment, then later segments until a label starts one."""
     own_end = len(segment.text)
     for other in match_labels(segment.folded):
@@ -140,14 +140,14 @@ def right_regions(row: Row, segment: Segment, label: LabelMatch) -> list[Region]
     return regions
 
 
-def _phrase_end(segment: Segment, label: LabelMatch) -> int:
+def _phrase_end(segment: TextRun, label: LabelMatch) -> int:
     for other in match_labels(segment.folded):
         if other.start > label.end and segment.folded[other.end :].lstrip().startswith(":"):
             return other.start
     return len(segment.text)
 
 
-def tilted_regions(rows: list[Row], row_index: int, segment: Segment) -> list[Region]:
+def tilted_regions(rows: list[Row], row_index: int, segment: TextRun) -> list[Region]:
     """Segments to the right that a tilted photo put on the row above or below.
 
     Used only when the label's own row has nothing after it: the value's centre must still lie
@@ -158,7 +158,7 @@ def tilted_regions(rows: list[Row], row_index: int, segment: Segment) -> list[Re
         return []
     x1 = segment.bbox[2]
     centre = (segment.bbox[1] + segment.bbox[3]) / 2
-    found: list[tuple[float, Segment]] = []
+    found: list[tuple[float, TextRun]] = []
     neighbours = [rows[i] for i in (row_index - 1, row_index + 1) if 0 <= i < len(rows)]
     for near in neighbours:
         right = [s for s in near.segments if s.page == segment.page and s.bbox[0] > x1]
@@ -172,7 +172,7 @@ def tilted_regions(rows: list[Row], row_index: int, segment: Segment) -> list[Re
 
 
 def below_regions(
-    rows: list[Row], row_index: int, segment: Segment, label: LabelMatch
+    rows: list[Row], row_index: int, segment: TextRun, label: LabelMatch
 ) -> tuple[int, list[Region]]:
     """Segments of the first row below that overlap the label horizontally.
 
@@ -341,7 +341,7 @@ class _Parsers:
 def _pair(
     rows: list[Row],
     row_index: int,
-    segment: Segment,
+    segment: TextRun,
     label: LabelMatch,
     in_header: bool,
     parsers: _Parsers,

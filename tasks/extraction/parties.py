@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, replace
 
 from mmflow.tasks.extraction.labels import match_labels
-from mmflow.tasks.extraction.layout import Row, Segment, union
+from mmflow.tasks.extraction.layout import Row, TextRun, union
 from mmflow.tasks.extraction.pairing import Candidate
 from mmflow.tasks.extraction.parsing import find_amounts, find_dates
 from mmflow.tasks.extraction.text import text_key
@@ -94,11 +94,11 @@ SHORT_NAME_WORDS = 5  # a name line heading a registration footer is at most thi
 class IssuerGuess:
     candidate: Candidate
     row_index: int
-    segment: Segment
+    segment: TextRun
     rest: str  # text after the name on the same segment ("QualityHosting AG - Uferweg 40")
 
 
-def _is_name_like(segment: Segment) -> bool:
+def _is_name_like(segment: TextRun) -> bool:
     text = segment.folded.strip()
     letters = sum(c.isalpha() for c in text)
     if letters < 3 or TITLE_WORDS.match(text):
@@ -112,7 +112,7 @@ def _is_name_like(segment: Segment) -> bool:
 
 
 def _legal_form_name(
-    segment: Segment, max_words: int | None = MAX_NAME_WORDS * 2
+    segment: TextRun, max_words: int | None = MAX_NAME_WORDS * 2
 ) -> tuple[str, int] | None:
     """The name up to and including its legal form, and where the rest of the text starts.
 
@@ -186,7 +186,7 @@ def guess_issuer(rows: list[Row], excluded: set[int]) -> IssuerGuess | None:
     return tied or _pick_top_line(rows, top_lines) or low_legal
 
 
-def _spaced_name(row: Row) -> list[Segment] | None:
+def _spaced_name(row: Row) -> list[TextRun] | None:
     """A row of single words set far apart ("SWC   ENTERPRISE   SDN   BHD"), as one segment:
     letter-spaced headings are a name, not table cells."""
     segments = row.segments
@@ -196,7 +196,7 @@ def _spaced_name(row: Row) -> list[Segment] | None:
         len(s.words) > 2 or not s.text.replace("&", "").replace(".", "").isalpha() for s in segments
     ):
         return None
-    merged = Segment(page=row.page, words=[w for s in segments for w in s.words])
+    merged = TextRun(page=row.page, words=[w for s in segments for w in s.words])
     return [merged] if LEGAL_FORM.search(merged.folded) else None
 
 
@@ -268,8 +268,8 @@ def _registration_guess(
 
 
 def _name_above(
-    rows: list[Row], index: int, segment: Segment, excluded: set[int]
-) -> tuple[int, Segment] | None:
+    rows: list[Row], index: int, segment: TextRun, excluded: set[int]
+) -> tuple[int, TextRun] | None:
     """A short name line heading the block `segment` is in, over further registration lines."""
     for row_index in range(index - 1, max(-1, index - 4), -1):
         row = rows[row_index]
@@ -337,7 +337,7 @@ def _payee_name_ok(text: str) -> bool:
     return letters >= 2 and digits * 2 < letters and len(text.split()) <= MAX_NAME_WORDS
 
 
-def _tied_guess(segment: Segment, start: int, end: int, source: str, index: int) -> IssuerGuess:
+def _tied_guess(segment: TextRun, start: int, end: int, source: str, index: int) -> IssuerGuess:
     """An issuer name the page ties to the company, read from `segment.text[start:end]`."""
     value = segment.text[start:end].strip(" ,;-–:")
     candidate = Candidate(
@@ -354,7 +354,7 @@ def _tied_guess(segment: Segment, start: int, end: int, source: str, index: int)
 
 
 def _legal_guess(
-    rows: list[Row], index: int, segment: Segment, found: tuple[str, int], near_top: bool
+    rows: list[Row], index: int, segment: TextRun, found: tuple[str, int], near_top: bool
 ) -> IssuerGuess:
     name, end = found
     words = segment.words_in(0, end)
@@ -385,7 +385,7 @@ _TITLE_EDGE = re.compile(
 )
 
 
-def _top_line_guess(index: int, segment: Segment) -> IssuerGuess:
+def _top_line_guess(index: int, segment: TextRun) -> IssuerGuess:
     name = re.sub(r"\s*\(\s*[\w\s./-]*\d[\w\s./-]*\)\s*$", "", segment.text)
     name = _TITLE_EDGE.sub("", name).strip(" ,;-–")
     name, *sender = _SENDER_REST.split(name, maxsplit=1)  # "Acme · Weg 4 · Ort": the name
@@ -408,7 +408,7 @@ def _top_line_guess(index: int, segment: Segment) -> IssuerGuess:
     )
 
 
-def _continues_above(segment: Segment, legal_start: int) -> bool:
+def _continues_above(segment: TextRun, legal_start: int) -> bool:
     """Whether a legal-form line may continue the name on the line above: it is short
     ("CO. (M) SDN BHD"), or it is set in capitals like a heading the line above may start
     ("GHEE HIANG" / "GH DISTRIBUTOR & MARKETING SDN BHD")."""
@@ -416,7 +416,7 @@ def _continues_above(segment: Segment, legal_start: int) -> bool:
 
 
 def _join_line_above(
-    rows: list[Row], index: int, segment: Segment, name: str, words: list[Word]
+    rows: list[Row], index: int, segment: TextRun, name: str, words: list[Word]
 ) -> tuple[str, list[Word]]:
     """'POPULAR BOOK' / 'CO. (M) SDN BHD': a short legal-form line continues the one above."""
     above = rows[index - 1]
@@ -450,11 +450,11 @@ def guess_buyer(rows: list[Row], issuer: IssuerGuess | None) -> Candidate | None
     page_top = min(rows[i].bbox[1] for i in first_page)
     span = max(1.0, max(rows[i].bbox[3] for i in first_page) - page_top)
     issuer_key = text_key(issuer.candidate.value) if issuer else ""
-    beside: Segment | None = None  # the issuer's segment when it heads the page too
+    beside: TextRun | None = None  # the issuer's segment when it heads the page too
     if issuer is not None and (issuer.segment.bbox[1] - page_top) / span <= TOP_LINE_ZONE:
         beside = issuer.segment
     sender = _sender_line_row(rows, first_page, issuer_key) if issuer_key else None
-    column: Segment | None = beside
+    column: TextRun | None = beside
     if issuer is None or _sender_line(issuer) or sender is not None:
         column = None  # the window under a sender line is the recipient's, in any column
     for index in first_page:
@@ -587,7 +587,7 @@ def address_beside(rows: list[Row], issuer: IssuerGuess, excluded: set[int]) -> 
     return best[1] if best else None
 
 
-def _address_line(segment: Segment) -> bool:
+def _address_line(segment: TextRun) -> bool:
     folded = segment.folded.strip()
     if STOP_ADDRESS.search(folded) or TITLE_WORDS.match(folded) or find_dates(segment.text):
         return False
@@ -595,13 +595,13 @@ def _address_line(segment: Segment) -> bool:
 
 
 def address_under(
-    rows: list[Row], row_index: int, anchor: Segment, field: str, source: str
+    rows: list[Row], row_index: int, anchor: TextRun, field: str, source: str
 ) -> Candidate | None:
     """The address lines under a name (`anchor`, on row `row_index`) in the name's column, up
     to the first line that is a phone number, tax ID, date or label."""
     x0, _, x1, bottom = anchor.bbox
     height = anchor.height
-    lines: list[Segment] = []
+    lines: list[TextRun] = []
     for row in rows[row_index + 1 : row_index + 8]:
         if row.page != anchor.page:
             break
@@ -657,7 +657,7 @@ _TRAILING_PHONE = re.compile(
 )
 
 
-def _before_address(segment: Segment) -> bool:
+def _before_address(segment: TextRun) -> bool:
     """A line printed between a name and its address: a registration or tax number, a date."""
     folded = segment.folded.strip()
     return bool(
@@ -669,7 +669,7 @@ def _before_address(segment: Segment) -> bool:
     )
 
 
-def _address_spans(lines: list[Segment]) -> list[tuple[Segment, int, int]]:
+def _address_spans(lines: list[TextRun]) -> list[tuple[TextRun, int, int]]:
     """The address part of each line. Not the address: a shop's or building's name heading
     the block (no number and no street word in it, while lines after have a number), a
     registration number before the street, a telephone or registration number after it."""
@@ -712,7 +712,7 @@ def _not_address(text: str) -> bool:
     return bool(digits >= 7 and not stripped) or bool(_TRAILING_REGISTRATION.fullmatch(text))
 
 
-def segment_at(rows: list[Row], candidate: Candidate) -> tuple[int, Segment] | None:
+def segment_at(rows: list[Row], candidate: Candidate) -> tuple[int, TextRun] | None:
     """The row index and segment a candidate's evidence box lies in."""
     cx = (candidate.bbox[0] + candidate.bbox[2]) / 2
     cy = (candidate.bbox[1] + candidate.bbox[3]) / 2
@@ -747,11 +747,11 @@ def buyer_address(rows: list[Row], buyer: Candidate) -> Candidate | None:
             order=index,
         )
     # the name's own box: the column starts where the name does, not where its label does
-    anchor = Segment(page=segment.page, words=segment.words_in(*_span_of(segment, buyer)))
+    anchor = TextRun(page=segment.page, words=segment.words_in(*_span_of(segment, buyer)))
     return address_under(rows, index, anchor, "buyer_address", "below_buyer")
 
 
-def _span_of(segment: Segment, candidate: Candidate) -> tuple[int, int]:
+def _span_of(segment: TextRun, candidate: Candidate) -> tuple[int, int]:
     start = segment.text.find(candidate.evidence)
     if start < 0:
         return 0, len(segment.text)
