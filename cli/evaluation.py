@@ -39,7 +39,8 @@ def run_tier(
         str | None,
         typer.Option(
             envvar="MMFLOW_EVAL_DATABASE_URL",
-            help="History database URL (default SQLite in mmflow's data folder).",
+            help="History database URL (default: the cost ledger's database, "
+            "ledger.sqlite in mmflow's data folder).",
         ),
     ] = None,
     gate: Annotated[bool, typer.Option(help="Fail on a regression of a primary metric.")] = True,
@@ -79,8 +80,9 @@ def run_tier(
         raise fail("Evaluation could not run", str(outcome), code=1)
     rows = []
     for item in outcome.run.outcomes:
-        if item.error:
-            rows.append([item.dataset, "did not run", item.error, f"{item.seconds:.0f}"])
+        if item.error or item.skipped:
+            what = "did not run" if item.error else "skipped"
+            rows.append([item.dataset, what, item.error or item.skipped, f"{item.seconds:.0f}"])
             continue
         primary = ", ".join(f"{m.name} {m.value:.4f}" for m in item.metrics if m.primary)
         rows.append([item.dataset, item.kind, primary, f"{item.seconds:.0f}"])

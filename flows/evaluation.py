@@ -8,9 +8,10 @@ tier ─► per dataset: prepare (public in place │ generated from a seed) ─
                                                              └─► trend chart + report (artifacts)
 ```
 
-A dataset that cannot run (missing data, no provider for a provider-backed one, a crash) is
-recorded with its reason and fails the gate; a regression of more than the tolerance on a
-primary metric ends the run Failed, its data an `EvalFailed` carrying the run and the gate.
+A dataset that cannot run (missing data, a crash) is recorded with its reason and fails the
+gate; one that needs a model when no provider (or judge) was given is skipped, not gated. A
+regression of more than the tolerance on a primary metric ends the run Failed, its data an
+`EvalFailed` carrying the run and the gate.
 """
 
 from __future__ import annotations
@@ -184,11 +185,13 @@ def evaluate_dataset(
     """Prepare, run and score one dataset; whatever goes wrong is its outcome's `error`."""
     started = time.monotonic()
     outcome = DatasetOutcome(dataset=dataset.name, kind=dataset.kind.value)
+    if dataset.needs_provider and provider is None:
+        outcome.skipped = "needs a provider: give --provider (a saved provider block)"
+    elif dataset.needs_judge and judge is None:
+        outcome.skipped = "needs a judge: give --judge (a saved provider block)"
+    if outcome.skipped:
+        return outcome
     try:
-        if dataset.needs_provider and provider is None:
-            raise DatasetUnavailable("needs a provider: give --provider (a saved provider block)")
-        if dataset.needs_judge and judge is None:
-            raise DatasetUnavailable("needs a judge: give --judge (a saved provider block)")
         prepared = prepare_dataset(dataset, root, folder / "inputs")
         outputs = folder / "outputs"
         if outputs.exists():
@@ -257,7 +260,8 @@ def eval_flow(
         datasets: Only these datasets (any tier's); the gate then checks only them.
         data: Folder of the public sets (default MMFLOW_EVAL_DATA, else ../shared/data).
         baseline: Accepted results to gate against (default: the tier's committed file).
-        history: Database URL of the history (default MMFLOW_EVAL_DATABASE_URL, else SQLite).
+        history: Database URL of the history (default MMFLOW_EVAL_DATABASE_URL, else the cost
+            ledger's database: MMFLOW_LEDGER_URL, else ledger.sqlite in mmflow's data folder).
         gate: Fail the run when a primary metric is worse than accepted by more than 0.02.
         provider: Saved provider block that answers the image datasets (charts, describe).
         judge: Saved provider block that judges descriptions and the labelled pairs.

@@ -50,7 +50,8 @@ def test_the_flow_records_history_gates_and_publishes_a_trend(
         "datasets": ["samples"],
         "history": history,
         "baseline": str(baseline),
-        "run": RunSettings(cache=False),
+        # a fresh cache: the first run computes, the second reuses its steps (same code)
+        "run": RunSettings(cache_dir=str(tmp_path / "cache")),
     }
     first = eval_flow(**common, return_state=True)
     assert first.is_failed() and "no accepted baseline" in (first.message or "")

@@ -142,3 +142,17 @@ def test_the_committed_baseline_covers_every_dataset_of_the_tier(tier: Tier) -> 
     assert baseline.tier is tier
     assert set(baseline.metrics) == set(TIERS[tier])
     assert all(metrics for metrics in baseline.metrics.values())
+
+
+def test_a_skipped_dataset_is_not_gated_unless_the_baseline_has_it(tmp_path: Path) -> None:
+    skipped = DatasetOutcome(dataset="charts", kind="chart", skipped="needs a provider")
+    run = _run(_outcome(field_accuracy=0.95), skipped)
+    without = _baseline(_outcome(field_accuracy=0.95))
+    assert check(run, without, tmp_path / "b", whole_tier=True).passed
+    assert set(accepted_from(run, None, whole_tier=True).metrics) == {"sample-set"}
+    with_charts = _baseline(
+        _outcome(field_accuracy=0.95), _outcome("charts", chart_relaxed_accuracy=0.9)
+    )
+    result = check(run, with_charts, tmp_path / "b", whole_tier=True)
+    [failure] = result.failures
+    assert failure.verdict is Verdict.MISSING and "skipped (needs a provider)" in failure.message

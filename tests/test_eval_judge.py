@@ -207,3 +207,37 @@ def test_the_labelled_set_has_twelve_pairs_with_reasons() -> None:
     assert all(x.reasoning and x.answer_a != x.answer_b for x in labels)
     assert {x.human for x in labels} == {"a", "b", "tie"}
     assert agreement(labels, []).items == 0
+
+
+@pytest.mark.slow
+def test_the_domain_tier_reports_the_judge_s_agreement_through_a_saved_block(
+    prefect_server: str, server: FakeServer, tmp_path: Any
+) -> None:
+    """`mmflow eval run domain --judge NAME --dataset judge-agreement`: the saved block is
+    loaded from the server, asked once per labelled pair, and its agreement recorded."""
+    pytest.importorskip("sqlalchemy")
+    from pydantic import SecretStr
+
+    from mmflow.blocks.providers import OpenAIProvider
+    from mmflow.flows.evaluation import eval_flow
+    from mmflow.tasks.eval.results import Tier
+
+    server.on("POST", OPENAI_CHAT, openai_judge())
+    OpenAIProvider(api_key=SecretStr("sk-judge"), base_url=f"{server.url}/v1", model="gpt-4o").save(
+        "mmflow-test-judge", overwrite=True
+    )
+    outcome = eval_flow(
+        tier=Tier.DOMAIN,
+        out=str(tmp_path / "eval"),
+        datasets=["judge-agreement"],
+        judge="mmflow-test-judge",
+        history=f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+        gate=False,
+    )
+    [judged] = outcome.run.outcomes
+    assert judged.error is None, judged.error
+    figures = {m.name: m.value for m in judged.metrics}
+    assert figures["judge_agreement"] == pytest.approx(_expected_agreement() / 12)
+    assert 0.0 < figures["judge_first_position_rate"] < 1.0
+    assert len(server.sent(OPENAI_CHAT)) == 12
+    assert "judge_agreement" in (tmp_path / "eval" / "domain" / "report.md").read_text()

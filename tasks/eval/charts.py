@@ -43,14 +43,15 @@ class ChartScore(BaseModel):
         return self.right / self.values if self.values else 0.0
 
 
-def _pyplot() -> Any:
+def pyplot(purpose: str) -> Any:
+    """matplotlib's pyplot drawing to files only (no display), or what to install for it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise MissingDependency("matplotlib (the chart set)", "pip install 'mmflow[eval]'") from exc
+        raise MissingDependency(f"matplotlib ({purpose})", "pip install 'mmflow[eval]'") from exc
     return plt
 
 
@@ -71,7 +72,7 @@ def chart_truth(seed: int) -> ChartTruth:
 
 def draw_chart(truth: ChartTruth, path: Path) -> Path:
     """A PNG of the chart, each value written above its mark as a reader would print it."""
-    plt = _pyplot()
+    plt = pyplot("the chart set")
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     names = list(truth.series)
     labels = list(next(iter(truth.series.values())))

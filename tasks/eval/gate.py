@@ -5,8 +5,8 @@ The accepted results live in a file committed with the code (`baselines/<tier>.j
 this module), written by `mmflow eval accept`: a clean clone (CI) has its baseline without any
 database, and a change that moves a figure on purpose shows in review as a change to that file.
 The gate never passes by default: no baseline, a dataset that did not run, a dataset or metric
-the baseline does not know, or one the baseline knows and the run lacks, all fail with a
-message that says what to do.
+the baseline does not know, or one the baseline knows and the run lacks (a skipped dataset
+counts as lacking), all fail with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -113,14 +113,15 @@ def accepted_from(run: EvalRun, previous: Baseline | None, whole_tier: bool) -> 
     """
     if previous is not None and previous.tier != run.tier:
         raise BaselineRefused(f"the baseline is of tier {previous.tier}, the run of {run.tier}")
-    broken = [o for o in run.outcomes if o.error]
+    ran = [o for o in run.outcomes if not o.skipped]
+    broken = [o for o in ran if o.error]
     if broken:
         names = "; ".join(f"{o.dataset}: {o.error}" for o in broken)
         raise BaselineRefused(f"datasets that did not run cannot be accepted ({names})")
-    if not run.outcomes:
+    if not ran:
         raise BaselineRefused("the run evaluated no dataset")
     metrics = {} if whole_tier or previous is None else dict(previous.metrics)
-    for outcome in run.outcomes:
+    for outcome in ran:
         primary = {
             m.name: AcceptedMetric(value=m.value, higher_is_better=m.higher_is_better)
             for m in outcome.metrics
@@ -186,7 +187,8 @@ def check(run: EvalRun, baseline: Baseline | None, path: Path, whole_tier: bool)
         )
     tol = baseline.tolerance
     findings: list[Finding] = []
-    for outcome in run.outcomes:
+    evaluated = [o for o in run.outcomes if not o.skipped]  # skipped: compared as absent
+    for outcome in evaluated:
         accepted = baseline.metrics.get(outcome.dataset)
         if outcome.error:
             findings.append(
@@ -236,18 +238,19 @@ def check(run: EvalRun, baseline: Baseline | None, path: Path, whole_tier: bool)
                     )
                 )
     if whole_tier:
-        ran = {o.dataset for o in run.outcomes}
+        ran = {o.dataset for o in evaluated}
+        skipped = {o.dataset: o.skipped for o in run.outcomes if o.skipped}
         for dataset in sorted(set(baseline.metrics) - ran):
-            findings.append(
-                Finding(
-                    dataset=dataset,
-                    metric=None,
-                    verdict=Verdict.MISSING,
-                    message=f"{dataset} is in the baseline but not in tier {run.tier}: accept "
-                    "a run of the whole tier to drop it",
-                )
+            message = (
+                f"{dataset} was skipped ({skipped[dataset]}), but the baseline has it"
+                if dataset in skipped
+                else f"{dataset} is in the baseline but not in tier {run.tier}: accept a run "
+                "of the whole tier to drop it"
             )
-    if not run.outcomes:
+            findings.append(
+                Finding(dataset=dataset, metric=None, verdict=Verdict.MISSING, message=message)
+            )
+    if not evaluated:
         return GateResult(
             passed=False, baseline=where, summary="the run evaluated no dataset", findings=[]
         )

@@ -1,11 +1,12 @@
 """The evaluation history: every figure of every run, kept as a time series in one table.
 
 One row per (run, dataset, metric), with the tier, the code version and whether the run was
-accepted as the baseline. The database is SQLite by default (a file under mmflow's data
-folder) or PostgreSQL in production, named by one setting, `MMFLOW_EVAL_DATABASE_URL` (a
-SQLAlchemy URL: `sqlite:////var/lib/mmflow/eval.sqlite`,
-`postgresql+psycopg://user:password@host/mmflow`). The table is `eval_results` and nothing else
-in mmflow writes it, so the same database can hold other tables (a cost ledger) beside it.
+accepted as the baseline. It lives in the same database as the cost ledger, in its own table
+`eval_results`: by default the SQLite file `ledger.sqlite` in mmflow's data folder, or the
+database `MMFLOW_LEDGER_URL` names; `MMFLOW_EVAL_DATABASE_URL` puts the history elsewhere. Any
+SQLAlchemy URL works (`sqlite:////var/lib/mmflow/ledger.sqlite`,
+`postgresql+psycopg://user:password@host/mmflow`). Nothing else writes `eval_results`, so the
+ledger's tables and this one sit side by side without knowing of each other.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.eval.results import EvalRun, Tier
 
 DATABASE_URL_ENV = "MMFLOW_EVAL_DATABASE_URL"
+LEDGER_URL_ENV = "MMFLOW_LEDGER_URL"  # the cost ledger's database: the history's default
 TABLE_NAME = "eval_results"
 INSTALL = "pip install 'mmflow[eval]'"
 
@@ -37,11 +39,12 @@ def data_dir() -> Path:
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The URL given, else `MMFLOW_EVAL_DATABASE_URL`, else SQLite in mmflow's data folder."""
-    url = explicit or os.environ.get(DATABASE_URL_ENV)
+    """The URL given, else `MMFLOW_EVAL_DATABASE_URL`, else the ledger's database
+    (`MMFLOW_LEDGER_URL`, else `ledger.sqlite` in mmflow's data folder)."""
+    url = explicit or os.environ.get(DATABASE_URL_ENV) or os.environ.get(LEDGER_URL_ENV)
     if url:
         return url
-    return f"sqlite:///{data_dir() / 'eval-history.sqlite'}"
+    return f"sqlite:///{data_dir() / 'ledger.sqlite'}"
 
 
 class HistoryRow(BaseModel):

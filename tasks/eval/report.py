@@ -41,9 +41,13 @@ def render_markdown(
     for outcome in run.outcomes:
         lines.append(f"## {outcome.dataset} ({outcome.kind}, {outcome.seconds:.0f} s)")
         lines.append("")
-        if outcome.error:
-            lines.append(f"**Did not run:** {outcome.error}")
-            lines.append("")
+        if outcome.error or outcome.skipped:
+            why = (
+                f"**Did not run:** {outcome.error}"
+                if outcome.error
+                else f"Skipped: {outcome.skipped}"
+            )
+            lines += [why, ""]
             continue
         accepted = (baseline.metrics.get(outcome.dataset) or {}) if baseline else {}
         lines.append("| metric | value | accepted | change | verdict | over |")

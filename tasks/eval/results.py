@@ -34,7 +34,8 @@ class DatasetOutcome(BaseModel):
     dataset: str
     kind: str
     metrics: list[Metric] = Field(default_factory=list)
-    error: str | None = None  # it did not run (missing data, a missing provider, a crash)
+    error: str | None = None  # it could not run (missing data, a crash): the gate fails
+    skipped: str | None = None  # left out on purpose (no provider given): not gated
     seconds: float = 0.0
     notes: list[str] = Field(default_factory=list)  # what a reader should know (misses, …)
 

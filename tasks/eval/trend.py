@@ -7,22 +7,9 @@ import io
 import math
 from collections.abc import Sequence
 
-from mmflow.tasks.errors import MissingDependency
+from mmflow.tasks.eval.charts import pyplot
 from mmflow.tasks.eval.gate import Baseline
 from mmflow.tasks.eval.history import HistoryRow
-
-
-def _pyplot():  # type: ignore[no-untyped-def]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise MissingDependency(
-            "matplotlib (the trend chart)", "pip install 'mmflow[eval]'"
-        ) from exc
-    return plt
 
 
 def trend_png(
@@ -30,7 +17,7 @@ def trend_png(
 ) -> bytes:
     """One panel per (dataset, primary metric): its value per run (accepted runs filled), the
     accepted value as a dashed line and the gate's tolerance as a shaded band."""
-    plt = _pyplot()
+    plt = pyplot("the trend chart")
     primary = [r for r in rows if r.is_primary]
     run_order: dict[str, int] = {}
     for row in primary:
