@@ -47,7 +47,7 @@ def test_the_flow_records_history_gates_and_publishes_a_trend(
     common = {
         "tier": Tier.CORE,
         "out": str(tmp_path / "eval"),
-        "datasets": ["samples"],
+        "datasets": ["sample-set"],  # the quickest flow-run set: 60 text PDFs
         "history": history,
         "baseline": str(baseline),
         # a fresh cache: the first run computes, the second reuses its steps (same code)
@@ -61,7 +61,7 @@ def test_the_flow_records_history_gates_and_publishes_a_trend(
     [outcome] = run.outcomes
     assert outcome.error is None, outcome.error
     figures = {m.name: m for m in outcome.metrics}
-    assert figures["inputs_ok"].value == 1.0 and figures["inputs_ok"].count == 5
+    assert figures["inputs_ok"].value == 1.0 and figures["inputs_ok"].count == 60
     assert figures["schema_compliance"].value == 1.0
     assert 0.5 < figures["field_accuracy"].value <= 1.0 and figures["field_accuracy"].primary
 
@@ -76,7 +76,7 @@ def test_the_flow_records_history_gates_and_publishes_a_trend(
     store = HistoryStore(history)
     rows = store.rows(Tier.CORE)
     assert store.run_ids(Tier.CORE) == [run.run_id, outcome_two.run.run_id]
-    assert {r.dataset for r in rows} == {"samples"}
+    assert {r.dataset for r in rows} == {"sample-set"}
     assert all(r.mmflow_version and r.git_commit for r in rows)
     store.close()
     folder = tmp_path / "eval" / "core"

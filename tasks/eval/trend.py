@@ -12,6 +12,10 @@ from mmflow.tasks.eval.gate import Baseline
 from mmflow.tasks.eval.history import HistoryRow
 
 
+def _code_label(row: HistoryRow) -> str:
+    return (row.git_commit or row.mmflow_version)[:7]
+
+
 def trend_png(
     rows: Sequence[HistoryRow], baseline: Baseline | None, title: str, last_runs: int = 30
 ) -> bytes:
@@ -59,7 +63,8 @@ def trend_png(
                 else (reference.value, reference.value + tolerance)
             )
             ax.axhspan(low, high, color="tab:green", alpha=0.12)
-        ax.set_xlabel("run", fontsize=7)
+        ax.set_xticks(xs, [_code_label(p) for p in points], rotation=45, ha="right")
+        ax.set_xlabel("run (commit)", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
