@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -30,7 +30,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from pydantic import BaseModel
 
-from mmflow.flows.runs import RunSettings, as_is
+from mmflow.flows.runs import RunFailed, RunSettings, as_is
 from mmflow.tasks.errors import MmflowError
 from mmflow.tasks.eval import gate as gating
 from mmflow.tasks.eval import scoring
@@ -164,13 +164,28 @@ def publish_report(
 # ---------------------------------------------------------------- one dataset
 
 
-def _run_scenario(name: str, prepared: PreparedDataset, outputs: Path, **parameters: Any) -> None:
-    """The scenario's own flow as a subflow; its Failed state (some input failed) is a result
-    here, scored like any other (`inputs_ok` says how many ended ok)."""
+def _run_scenario(
+    name: str, prepared: PreparedDataset, outputs: Path, **parameters: Any
+) -> str | None:
+    """The scenario's own flow as a subflow. Its Failed state because some input failed is a
+    result here, scored like any other (`inputs_ok` says how many ended ok); a run that broke
+    otherwise (a crash after the inputs, in what the run writes as a whole) is returned as a
+    note for the report, since the inputs' own results are still scored."""
     from mmflow.flows import registry
 
     scenario_flow = registry.get(name).load_flow()
-    scenario_flow(inputs=prepared.inputs, out=str(outputs), return_state=True, **parameters)
+    state = cast(
+        "State[Any]",
+        scenario_flow(inputs=prepared.inputs, out=str(outputs), return_state=True, **parameters),
+    )
+    if state.is_completed():
+        return None
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, RunFailed):
+        return None
+    why = f"{type(data).__name__}: {data}" if isinstance(data, BaseException) else state.message
+    first_line = str(why).strip().splitlines()[0] if why else ""
+    return f"the {name} flow run ended {state.type.value}, not because of an input: {first_line}"
 
 
 def evaluate_dataset(
@@ -196,15 +211,16 @@ def evaluate_dataset(
         outputs = folder / "outputs"
         if outputs.exists():
             shutil.rmtree(outputs)
+        broke: str | None = None
         if dataset.kind in (DatasetKind.INVOICE, DatasetKind.BAD_INPUTS):
-            _run_scenario("invoice", prepared, outputs, run=run)
+            broke = _run_scenario("invoice", prepared, outputs, run=run)
         elif dataset.kind is DatasetKind.MEETING:
-            _run_scenario("meeting", prepared, outputs, run=run)
+            broke = _run_scenario("meeting", prepared, outputs, run=run)
         elif dataset.kind in (DatasetKind.CHART, DatasetKind.DESCRIBE):
             from mmflow.tasks.image import ImageTask
 
             task_name = ImageTask.CHART if dataset.kind is DatasetKind.CHART else ImageTask.DESCRIBE
-            _run_scenario(
+            broke = _run_scenario(
                 "image",
                 prepared,
                 outputs,
@@ -219,7 +235,7 @@ def evaluate_dataset(
             metrics, notes = scoring.score_judge_agreement(prepared, judge, budget)
         else:
             metrics, notes = score_dataset(prepared, outputs, as_is(judge), as_is(budget))
-        outcome.metrics, outcome.notes = metrics, notes
+        outcome.metrics, outcome.notes = metrics, ([broke] if broke else []) + notes
     except DatasetUnavailable as missing:
         outcome.error = str(missing)
     except Exception as error:  # a defect: recorded, the other datasets still run

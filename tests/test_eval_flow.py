@@ -159,3 +159,35 @@ def test_a_broken_extractor_fails_the_gate_against_the_committed_baseline(
     figures = {m["name"]: m["value"] for m in outcome["metrics"]}
     assert figures["accuracy.issue_date"] == 0.0
     assert figures["inputs_ok"] == 1.0  # every input still ends ok: only the gate notices
+
+
+def test_a_scenario_run_that_breaks_after_its_inputs_is_noted_in_the_outcome(
+    prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stress tier's degraded scans once broke the invoice run's line-items table after
+    every input had ended ok: the inputs are scored, and the report says the run broke."""
+    import mmflow.flows.invoice as invoice
+    from mmflow.flows.evaluation import evaluate_dataset
+    from mmflow.flows.runs import RunSettings
+    from mmflow.tasks.eval.datasets import data_root
+    from mmflow.tasks.provider import Budget
+
+    def broken_table(out: str, fresh: object) -> None:
+        raise ValueError("description must not be blank")
+
+    monkeypatch.setattr(invoice, "reconcile", broken_table)
+    outcome = evaluate_dataset(
+        DATASETS["bad-inputs"],
+        data_root(),
+        tmp_path / "bad-inputs",
+        RunSettings(cache=False),
+        provider=None,
+        judge=None,
+        budget=Budget(),
+    )
+    assert outcome.error is None, outcome.error
+    assert outcome.notes[0] == (
+        "the invoice flow run ended FAILED, not because of an input: "
+        "ValueError: description must not be blank"
+    )
+    assert {m.name for m in outcome.metrics} >= {"expected_outcome_rate", "not_failed_rate"}
