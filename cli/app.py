@@ -70,6 +70,9 @@ def main(
     ] = 0,
 ) -> None:
     """Multimodal document, image and audio processing on Prefect."""
+    from mmflow.tasks.redaction import install
+
+    install()  # no log line of any command shows a secret (docs/security.md)
     Verbosity.level = -1 if quiet else verbose
     if verbose:
         level = "DEBUG" if verbose > 1 else "INFO"

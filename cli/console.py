@@ -23,6 +23,7 @@ from rich.table import Table
 
 from mmflow.flows.progress import ItemDone, listening
 from mmflow.tasks.models import Status
+from mmflow.tasks.redaction import redact
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # one error, one line, whatever the width
@@ -37,7 +38,7 @@ class Verbosity:
 
 def fail(kind: str, message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error (`kind: message`) and return the exit to raise."""
-    errors.print(f"[red]{escape(kind)}:[/] {escape(message)}")
+    errors.print(f"[red]{escape(kind)}:[/] {escape(redact(message))}")
     return typer.Exit(code)
 
 
@@ -93,7 +94,7 @@ def print_counts(statuses: list[Status], out: str) -> None:
     counts = {s: statuses.count(s) for s in Status}
     console.print(
         f"{counts[Status.OK]} ok, {counts[Status.REJECTED]} rejected, "
-        f"{counts[Status.FAILED]} failed · manifest: {escape(out)}/manifest.jsonl",
+        f"{counts[Status.FAILED]} failed · manifest: {escape(redact(out))}/manifest.jsonl",
         soft_wrap=True,
     )
 
@@ -105,5 +106,5 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(redact(cell) if isinstance(cell, str) else cell for cell in row))
     console.print(table)

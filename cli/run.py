@@ -463,7 +463,9 @@ def run_meeting(
     from mmflow.tasks.audio.outputs import parse_formats
     from mmflow.tasks.audio.speakers import DiarisationBackend
     from mmflow.tasks.meeting import DenoiseMode, MeetingOptions
+    from mmflow.tasks.redaction import register_secret
 
+    register_secret(hf_token)  # never echoed, whatever fails below
     try:
         formats = list(parse_formats(output_format))
         options = MeetingOptions(

@@ -33,6 +33,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from mmflow.deployments.webhook_state import Delivery, DeliveryState, WebhookState
+from mmflow.tasks.redaction import redact
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -91,7 +92,9 @@ def failure_kind(error: BaseException) -> str:
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    """The failure's first line for logs and /v1/status, redacted (an API URL may carry a
+    password, an error may quote a key)."""
+    text = redact(str(error)).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {text}"[:300] if text else type(error).__name__
 
 

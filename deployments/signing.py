@@ -4,7 +4,7 @@ The signature covers everything that decides what the receiver does with a reque
 checked from the headers alone, before a byte of the body is read (docs/webhook.md):
 
     canonical = METHOD "\\n" PATH "\\n" TIMESTAMP "\\n" BODY_SHA256      (UTF-8, no final newline)
-    X-Mmflow-Signature: sha256=<hex HMAC-SHA256(secret, canonical)>
+    X-Mmflow-Signature: v2=<hex HMAC-SHA256(secret, canonical)>
 
 - METHOD: `POST` or `GET`, upper case;
 - PATH: the request path as the receiver sees it, e.g. `/v1/ingest/invoice` (no scheme, host or
@@ -12,6 +12,11 @@ checked from the headers alone, before a byte of the body is read (docs/webhook.
 - TIMESTAMP: unix seconds in ASCII digits, also sent as `X-Mmflow-Timestamp`;
 - BODY_SHA256: lower-case hex SHA-256 of the body (of no bytes for a GET), also sent as
   `X-Mmflow-Content-SHA256`; the receiver streams the body and refuses it when its hash differs.
+
+The `v2=` prefix names the scheme. The first scheme (`sha256=<HMAC of TIMESTAMP.BODY>`) signed
+neither the method nor the path, so a request could be moved to another scenario; a signature in
+that form, or of any version but v2, is refused with `unsupported_signature_version`, which tells
+an old client what changed instead of a bare "bad signature".
 
 The secret is shared by the receiver and its callers; `secret_weakness` refuses ones that a
 guess or a typo could produce.
@@ -37,12 +42,14 @@ FILENAME_HEADER = "X-Mmflow-Filename"  # not signed: a display name only (docs/w
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MIN_SECRET_BYTES = 32
 MIN_DISTINCT_SECRET_BYTES = 8  # random 32 bytes, hex or base64 use far more than this
+SIGNATURE_VERSION = "v2"
 SCHEME_HELP = (
     f"sign METHOD\\nPATH\\nTIMESTAMP\\nBODY_SHA256 with HMAC-SHA256 and send {TIMESTAMP_HEADER}, "
-    f"{CONTENT_SHA256_HEADER} and {SIGNATURE_HEADER}: sha256=<hex> (docs/webhook.md)"
+    f"{CONTENT_SHA256_HEADER} and {SIGNATURE_HEADER}: {SIGNATURE_VERSION}=<hex> (docs/webhook.md)"
 )
 
-_SIGNATURE = re.compile(r"sha256=([0-9a-f]{64})")
+_SIGNATURE = re.compile(rf"{SIGNATURE_VERSION}=([0-9a-f]{{64}})")
+_VERSIONED = re.compile(r"(sha256|v[0-9]+)=")  # the form of every scheme, past or future
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII only: str.isdigit() also accepts "²"
 
@@ -55,7 +62,7 @@ def canonical_request(method: str, path: str, timestamp: str, body_sha256: str) 
 def sign(secret: bytes, method: str, path: str, timestamp: str, body_sha256: str) -> str:
     """The `X-Mmflow-Signature` value for a request."""
     canonical = canonical_request(method, path, timestamp, body_sha256)
-    return "sha256=" + hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}=" + hmac.new(secret, canonical, hashlib.sha256).hexdigest()
 
 
 def signed_headers(
@@ -124,6 +131,16 @@ def read_signed_headers(headers: Mapping[str, str], now: float, window_s: int) -
     signature = headers.get(SIGNATURE_HEADER)
     if not stamp or not body_sha256 or not signature:
         raise Refused(401, "missing_signature", SCHEME_HELP)
+    scheme = _VERSIONED.match(signature)
+    if scheme and scheme.group(1) != SIGNATURE_VERSION:
+        version = scheme.group(1)
+        raise Refused(
+            401,
+            "unsupported_signature_version",
+            f"{SIGNATURE_HEADER} is a {version}= signature; this receiver checks "
+            f"{SIGNATURE_VERSION}= signatures only, which also cover the method and path: "
+            f"{SCHEME_HELP}",
+        )
     if (
         not _SIGNATURE.fullmatch(signature)
         or not _DIGITS.fullmatch(stamp)

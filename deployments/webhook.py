@@ -8,14 +8,14 @@ docs/webhook.md):
 
     X-Mmflow-Timestamp:      <unix seconds>
     X-Mmflow-Content-SHA256: <hex SHA-256 of the body; of no bytes for a GET>
-    X-Mmflow-Signature:      sha256=<hex HMAC-SHA256(secret, METHOD\\nPATH\\nTIMESTAMP\\nBODY_SHA)>
+    X-Mmflow-Signature:      v2=<hex HMAC-SHA256(secret, METHOD\\nPATH\\nTIMESTAMP\\nBODY_SHA)>
     X-Mmflow-Filename:       <original file name, percent-encoded UTF-8>   (optional, unsigned)
 
 Order of work, and why:
 1. Refusals that need no body, so a forged request costs the receiver nothing: unknown scenario
    (404); missing, malformed, stale (401) or wrong (401) signature, checked over method, path,
    timestamp and the declared body hash; a signature already used (409); an unsupported
-   Content-Type (415); a declared Content-Length over the limit (413).
+   Content-Type (415); no Content-Length (411) or one over the limit (413).
 2. The body is streamed under a deadline (408), hashed, spooled, cut off past the limit (413);
    a hash other than the signed one is 401. Only then is the signature recorded as used, in the
    state file, so replay memory survives a restart.
@@ -38,8 +38,8 @@ The event a `DeploymentEventTrigger` matches (extend, never rename):
               mmflow.sha256       = <sha256>
               mmflow.filename     = the sanitised original file name (the sha256 when none given)
     payload:  sha256, scenario, uri, size, media_type, source (the URI it was fetched from, or
-              "body"), out (where the status endpoint looks for outputs: <outputs>/<scenario>),
-              filename (as the label)
+              "body"; redacted), out (where the status endpoint looks for outputs:
+              <outputs>/<scenario>), filename (as the label)
 
 A trigger on the invoice deployment (prefect.yaml):
 
@@ -106,6 +106,7 @@ from mmflow.deployments.upload_names import filename_from_headers, filename_from
 from mmflow.deployments.uri_inputs import SPOOL_IN_MEMORY, UriAllowList, fetch
 from mmflow.deployments.webhook_state import Delivery, DeliveryState, WebhookState
 from mmflow.flows import registry
+from mmflow.tasks import redaction
 from mmflow.tasks.models import ManifestEntry
 from mmflow.tasks.persist import Manifest, join
 
@@ -238,7 +239,9 @@ def upload_event(upload: Upload, occurred: datetime | None = None) -> dict[str, 
             "mmflow.sha256": upload.sha256,
             "mmflow.filename": name,
         },
-        payload=upload.model_dump(mode="json") | {"filename": name},
+        # `source` is the URI a caller named, which may carry credentials; never sent as is
+        payload=upload.model_dump(mode="json")
+        | {"filename": name, "source": redaction.redact(upload.source)},
     )
     return event.model_dump(mode="json")
 
@@ -404,9 +407,19 @@ def _media_type(headers: Mapping[str, str]) -> str:
 
 
 def _check_length(headers: Mapping[str, str], limit: int) -> None:
+    """A POST declares its size up front, so an oversized one is refused before it is read.
+
+    A signed caller hashed the whole body before sending it, so it knows its length: a chunked
+    body (no Content-Length, or Transfer-Encoding, which overrides it) is refused with 411
+    instead of being read up to the limit.
+    """
     declared = headers.get("content-length")
-    if declared is None:
-        return
+    if declared is None or "transfer-encoding" in headers:
+        raise Refused(
+            411,
+            "length_required",
+            f"send the body with a Content-Length header (not chunked); the limit is {limit} bytes",
+        )
     if not declared.isascii() or not declared.isdigit():
         raise Refused(400, "bad_length", "Content-Length is not a number")
     if int(declared) > limit:
@@ -500,6 +513,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The receiver; `sink` and `clock` are seams for tests (the Prefect API and time.time)."""
+    redaction.install()  # its logs; the secret, wherever it might be echoed, is redacted too
+    redaction.register_secret(settings.secret)
+    # Imported now, not by the first upload's `upload_event`: the import takes seconds, and on
+    # the event loop it would stall every connection (deadlines included) meanwhile.
+    import prefect.events  # noqa: F401
+
     if _is_local(settings.storage):  # a worker elsewhere must find the stored path
         local = Path(settings.storage.removeprefix("file://")).resolve()
         settings = settings.model_copy(update={"storage": str(local)})

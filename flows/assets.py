@@ -44,6 +44,7 @@ from prefect.states import Completed
 from pydantic import BaseModel, Field
 
 from mmflow.tasks.models import LineageStep, Status
+from mmflow.tasks.redaction import redact_data
 
 MATERIALIZED_BY = "mmflow"
 MAX_KEY_LENGTH = 512  # prefect.types.names.MAX_ASSET_KEY_LENGTH
@@ -194,7 +195,8 @@ def _by_upstream(outputs: Sequence[OutputAsset]) -> dict[str, list[OutputAsset]]
 
 
 def _payload(output: OutputAsset) -> dict[str, Any]:
-    return output.metadata.model_dump(mode="json")
+    """What the event carries (engines name providers): redacted, as everything sent."""
+    return redact_data(output.metadata.model_dump(mode="json"))
 
 
 def emit_materializations(outputs: Sequence[OutputAsset]) -> None:

@@ -43,8 +43,15 @@ from mmflow.flows.runs import (
     result_storage,
     run_groups,
 )
+from mmflow.tasks import redaction
 from mmflow.tasks.errors import RejectionCode
-from mmflow.tasks.inputs import expand_inputs, forget_input, hash_input, sha256_of
+from mmflow.tasks.inputs import (
+    MAX_INPUT_BYTES,
+    expand_inputs,
+    forget_input,
+    hash_input,
+    sha256_of,
+)
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import (
     Manifest,
@@ -66,12 +73,16 @@ class BatchPlan(BaseModel):
     redo: dict[str, str] = Field(default_factory=dict)  # ended before, result lost: why redone
 
 
-def hash_inputs(uris: list[str], threads: int = HASH_THREADS) -> dict[str, str | None]:
-    """sha256 of each input's bytes; None where it cannot be read (its run records why)."""
+def hash_inputs(
+    uris: list[str], max_bytes: int = MAX_INPUT_BYTES, threads: int = HASH_THREADS
+) -> dict[str, str | None]:
+    """sha256 of each input's bytes; None where it cannot be read or is over `max_bytes` (its
+    run records why). Planning holds the scenario's bound too: a sparse 3 GB file given to the
+    invoice flow (50 MB) is judged from its size, not streamed for half a minute first."""
 
     def digest(uri: str) -> str | None:
         try:
-            return hash_input(uri)  # streamed: 8 threads never hold 8 whole inputs
+            return hash_input(uri, max_bytes)  # streamed: 8 threads never hold 8 whole inputs
         except Exception:
             return None
 
@@ -267,7 +278,14 @@ def check_source(source: str) -> str:
     return cleaned
 
 
-@flow(name="batch", log_prints=True, flow_run_name="batch {scenario} {source}")
+def batch_run_name() -> str:
+    """`batch <scenario> <source>`, redacted: a source URL may carry a key or a signature."""
+    parameters = flow_run.parameters or {}
+    scenario, source = parameters.get("scenario", "invoice"), parameters.get("source", "")
+    return redaction.redact(f"batch {scenario} {source}")
+
+
+@flow(name="batch", log_prints=True, flow_run_name=batch_run_name)
 def batch_flow(
     source: str,
     out: str,
@@ -289,6 +307,7 @@ def batch_flow(
         run: Workers, caching, timeouts and strictness of the run.
     """
     started = time.perf_counter()
+    redaction.install()  # logs of this run, and the secrets of its environment
     source = check_source(source)
     pipeline = batch_pipeline(scenario, options)
     check_output_location(out)
@@ -296,8 +315,8 @@ def batch_flow(
         report = _run_batch(pipeline, source, out, run, started)
     create_markdown_artifact(
         key=f"{pipeline.name}-batch-report",
-        markdown=_report_markdown(report),
-        description=f"batch {pipeline.name}: {source}",
+        markdown=redaction.redact(_report_markdown(report)),
+        description=redaction.redact(f"batch {pipeline.name}: {source}"),
     )
     publish_results(report.scenario, report.out, report.inputs)
     return final_state(report)
@@ -309,7 +328,7 @@ def _run_batch(
     uris = expand_inputs([source])
     manifest = Manifest(out)
     before = manifest.latest()
-    hashes = hash_inputs(uris)
+    hashes = hash_inputs(uris, getattr(pipeline, "max_input_bytes", MAX_INPUT_BYTES))
     plan = plan_batch(uris, hashes, before, existing_outputs(out))
 
     names = OutputNames()

@@ -184,6 +184,11 @@ class ImagePipeline:
     synthesise: bool = True
     name: str = "image"
 
+    @property
+    def max_input_bytes(self) -> int:
+        """Larger inputs are refused from their size before they are hashed."""
+        return self.options.limits.max_bytes
+
     def process(self, uri: str, sha256: str, steps: StepRunner, run_id: str) -> BaseModel:
         local = local_steps(uri, sha256, steps, self.options)
         answer = ask_vision(

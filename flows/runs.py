@@ -10,7 +10,8 @@ the rest, the same way for every scenario:
   swamp it. Both ways use the same step cache (tasks/caching.py);
 - an input that does not end within `input_timeout_s` ends `failed: timeout` and the rest go on;
   once a stop is asked (flows/stopping.py), no new input starts and the running ones get a grace
-  period; either way every input has its manifest line;
+  period (with an input timeout; without one they end on their own); either way every input has
+  its manifest line;
 - a missing input is the operator's mistake, not bad content: it ends `failed: not_found`, and
   a run with any failed input ends in Prefect's Failed state (Cancelled when it was stopped), so
   a typo never shows as a green run.
@@ -41,10 +42,11 @@ from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
 from mmflow.blocks.storage import storage_for
-from mmflow.flows import stopping
+from mmflow.flows import engine_exit, stopping
 from mmflow.flows.assets import output_assets, record_outputs
 from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
+from mmflow.tasks import redaction
 from mmflow.tasks.caching import Stopped
 from mmflow.tasks.errors import (
     FailureCode,
@@ -64,6 +66,8 @@ from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputNames, check_output_location, json_safe
 
 R = TypeVar("R")
+
+engine_exit.install()  # every flow that runs inputs ends with its body (flows/engine_exit.py)
 
 
 class Pipeline(Protocol):
@@ -247,7 +251,13 @@ def display_name(uri: str) -> str:
 def _bounded(call: Callable[[], R], timeout_s: float | None, label: str) -> R:
     """`call()` in a thread of its own, given up after `timeout_s`, or once a stop was asked and
     the grace period is over. A thread given up on runs to its end unobserved: Python cannot
-    kill a thread; its result is dropped and the input is recorded as timed out."""
+    kill a thread; its result is dropped and the input is recorded as timed out.
+
+    Without a timeout, `call()` runs here: a thread per input cost ~5 ms of handing the GIL
+    back and forth in a batch of small inputs (docs/performance.md), and an input already
+    running when a stop is asked then ends on its own (a second Ctrl-C stops at once)."""
+    if timeout_s is None:
+        return call()
     box: Future[R] = Future()
     context = contextvars.copy_context()  # the flow (or task) run this input belongs to
 
@@ -502,6 +512,7 @@ def run_scenario(
     Returns the report, or a Failed (some input failed) or Cancelled (a stop was asked) state
     that carries it, so the flow run's state says what happened.
     """
+    redaction.install()  # logs of this run, and the secrets of its environment
     check_output_location(out)
     uris = expand_inputs(inputs)
     run = RunContext(
@@ -530,8 +541,8 @@ def publish_results(scenario: str, out: str, inputs: list[InputSummary]) -> None
     """The run's table artifact: one row per input."""
     create_table_artifact(
         key=f"{scenario}-results",
-        table=[summary_row(s) for s in inputs],
-        description=f"{scenario}: {len(inputs)} inputs → {out}",
+        table=redaction.redact_data([summary_row(s) for s in inputs]),
+        description=redaction.redact(f"{scenario}: {len(inputs)} inputs → {out}"),
     )
 
 
@@ -574,6 +585,6 @@ def run_name(scenario: str) -> Callable[[], str]:
         labels = input_labels(inputs, parameters.get("names"))
         first = labels.get(inputs[0], "") if inputs else ""
         more = f" (+{len(inputs) - 1})" if len(inputs) > 1 else ""
-        return f"{scenario} {first}{more}".strip()
+        return redaction.redact(f"{scenario} {first}{more}".strip())
 
     return name

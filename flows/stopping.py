@@ -1,6 +1,8 @@
 """Stopping a run gently: asked once, a run starts no new input; what is running gets a grace
 period to end, and every input still ends in the manifest (as `failed: interrupted` if it could
-not finish), so running the same command again completes the rest.
+not finish), so running the same command again completes the rest. The grace period is kept
+when the run has an input timeout (each input then runs in a thread of its own, flows/runs.py);
+without one, an input already running ends on its own.
 
 The command line asks on the first Ctrl-C and stops at once on the second (cli/app.py); a flow
 run cancelled from the Prefect UI is ended by Prefect itself.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from mmflow.tasks.redaction import redact
+
 
 class RejectionCode(StrEnum):
     """Stable codes written to `manifest.jsonl`; other tools match on them, so only add."""
@@ -49,7 +51,11 @@ class FailureCode(StrEnum):
 
 
 class MmflowError(Exception):
-    """Root of mmflow's exceptions."""
+    """Root of mmflow's exceptions; their text never shows a secret (tasks/redaction.py), so
+    neither does a Prefect state message, a log line or a manifest line made from one."""
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class Rejection(MmflowError):

@@ -54,7 +54,7 @@ from mmflow.tasks.audio.normalise import normalise_audio
 from mmflow.tasks.audio.notes import extract_notes
 from mmflow.tasks.audio.outputs import build_meeting_result
 from mmflow.tasks.audio.profiles import load_profiles
-from mmflow.tasks.audio.speech_checks import speech_found_check
+from mmflow.tasks.audio.speech_checks import samples_repaired_check, speech_found_check
 from mmflow.tasks.audio.transcribe import WhisperEngine, default_whisper, load_whisper, transcribe
 from mmflow.tasks.audio.vad import chunk_speech, detect_speech, regions_to_diarise
 from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, validate_audio
@@ -129,6 +129,8 @@ class PreparedAudio(BaseModel):
     gain_db: float
     layout: ChannelLayout
     non_finite_samples: int = 0  # NaN/Inf samples normalise replaced by silence
+    out_of_range_samples: int = 0  # rare samples beyond +24 dBFS normalise made silence
+    phase_inverted: bool = False  # the channels cancelled in a plain mix; one was inverted
     notes: list[str] = Field(default_factory=list)
     denoise_mode: DenoiseMode | None = None  # None: not through denoise yet
     denoise: DenoiseDecision | None = None
@@ -230,6 +232,8 @@ def _normalise(source: ValidatedAudio) -> PreparedAudio:
         gain_db=audio.gain_db,
         layout=audio.layout,
         non_finite_samples=audio.non_finite_samples,
+        out_of_range_samples=audio.out_of_range_samples,
+        phase_inverted=audio.phase_inverted,
         notes=audio.notes,
     )
 
@@ -361,6 +365,8 @@ def assemble_meeting(
             "gain_db": round(audio.gain_db, 2),
             "layout": audio.layout.value,
             "non_finite_samples": audio.non_finite_samples,
+            "out_of_range_samples": audio.out_of_range_samples,
+            "phase_inverted": audio.phase_inverted,
             "notes": audio.notes,
         },
         "denoise": audio.denoise.model_dump(mode="json") if audio.denoise else {"applied": False},
@@ -395,7 +401,17 @@ def assemble_meeting(
         notes.value,
         language=heard.language or None,
         processing=processing,
-    ).model_copy(update={"lineage": lineage, "checks": [_speech_found(audio, segments.value)]})
+    ).model_copy(
+        update={
+            "lineage": lineage,
+            "checks": [
+                _speech_found(audio, segments.value),
+                samples_repaired_check(
+                    audio.non_finite_samples, audio.out_of_range_samples, audio.phase_inverted
+                ),
+            ],
+        }
+    )
     return MeetingOutcome(result=result, diarisation=diarisation.value)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from mmflow.tasks.errors import printable
+from mmflow.tasks.redaction import redact
 
 Usd = Annotated[Decimal, Field(ge=0), WithJsonSchema({"type": "number", "minimum": 0})]
 """An amount of US dollars: a Decimal in code, a plain number in forms (not "number | string")."""
@@ -282,8 +283,9 @@ class ErrorInfo(BaseModel):
     @field_validator("message")
     @classmethod
     def _json_safe(cls, message: str) -> str:
-        """An exception's text may quote a file name that is not UTF-8; JSON refuses those."""
-        return printable(message)
+        """An exception's text may quote a file name that is not UTF-8 (JSON refuses those) or
+        a secret (a provider echoing its key, a URL with a password): neither is kept."""
+        return redact(printable(message))
 
 
 class ManifestEntry(BaseModel):

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from mmflow.tasks.errors import InvalidOutputLocation, OutputBusy, OutputNotWritten
 from mmflow.tasks.filesystems import require_filesystem
 from mmflow.tasks.models import ManifestEntry
+from mmflow.tasks.redaction import redact
 
 
 def join(out_dir: str, name: str) -> str:
@@ -114,7 +115,8 @@ def not_written(path: str, error: OSError) -> OutputNotWritten:
 
 
 def write_text(path: str, text: str) -> bytes:
-    return write_bytes(path, text.encode("utf-8"))
+    """Every text output (result JSON, RTTM, SRT, the manifest) is redacted as it is written."""
+    return write_bytes(path, redact(text).encode("utf-8"))
 
 
 def write_model(path: str, model: BaseModel) -> bytes:
@@ -359,7 +361,7 @@ class Manifest:
         part of a line: that part is cut off again (under the folder's lock, if no line came
         after it), and a line that follows any leftover fragment starts on a line of its own.
         """
-        line = entry.model_dump_json() + "\n"
+        line = redact(entry.model_dump_json()) + "\n"
         if not _is_local(self._fs):
             name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
             try:

@@ -208,6 +208,12 @@ def _pdf_nested(depth: int, dictionaries: bool) -> bytes:
     )
 
 
+def _pdf_nested_in_content(depth: int) -> bytes:
+    """A marked-content property list nested `depth` deep inside the page's content stream."""
+    content = _stream(b"", b"/P " + b"<</A " * depth + b">>" * depth + b" BDC EMC")
+    return pdf_with_objects([_CATALOG, _ONE_KID, _page(b"/Contents 4 0 R"), content])
+
+
 def _pdf_broken_xref() -> bytes:
     """Every offset in the cross-reference table is wrong: MuPDF must rebuild it."""
     data = pdf_with_objects(_text_page())
@@ -426,6 +432,14 @@ def _with_non_finite(speech: np.ndarray) -> tuple[int, np.ndarray]:
     return 16_000, samples
 
 
+def _with_spikes(speech: np.ndarray) -> tuple[int, np.ndarray]:
+    """Speech with a few float samples of 1e6 (decoder garbage): on their own they set the
+    gain to -110 dB and the trim, and every word was lost while the run said `ok`."""
+    samples = speech.copy()
+    samples[1000::20011] = 1e6
+    return 16_000, samples
+
+
 def _surround_96k(speech: np.ndarray) -> tuple[int, np.ndarray]:
     upsampled = np.repeat(speech, 6)  # 16 kHz → 96 kHz, crude but real samples
     channels = np.stack([upsampled * (0.3 + 0.1 * c) for c in range(6)], axis=1)
@@ -567,6 +581,13 @@ def hostile_cases() -> list[HostileCase]:
             OK,
             "dictionaries nested 100,000 deep (d06)",
             _written("nested-dicts.pdf", lambda: _pdf_nested(100_000, dictionaries=True)),
+        ),
+        c(
+            "nested-in-content.pdf",
+            doc,
+            "corrupt",
+            "content stream holding a dictionary nested 100,000 deep",
+            _written("nested-in-content.pdf", lambda: _pdf_nested_in_content(100_000)),
         ),
         c(
             "broken-xref.pdf",
@@ -820,6 +841,13 @@ def hostile_cases() -> list[HostileCase]:
             OK,
             "float WAV with NaN and ±Inf samples",
             _wav("nan-inf.wav", _with_non_finite),
+        ),
+        c(
+            "spikes.wav",
+            audio,
+            OK,
+            "float WAV with a few samples of 1e6 (+120 dBFS)",
+            _wav("spikes.wav", _with_spikes),
         ),
         c(
             "surround-96k.wav",

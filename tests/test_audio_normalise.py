@@ -122,3 +122,55 @@ def test_stereo_with_the_same_mix_on_both_channels_is_plain_stereo(tmp_path: Pat
     audio = normalise_audio(dual)
     assert audio.layout is ChannelLayout.STEREO_MIXED
     assert audio.channel_samples is None
+
+
+SPEECH_44K = Path(__file__).parents[2] / "shared" / "data" / "audio" / "speech" / "jfk.flac"
+
+
+def _jfk_float_wav(path: Path, transform: object) -> Path:
+    """A real speech clip at its own 44.1 kHz as a float WAV, after `transform(samples)`."""
+    import soundfile
+
+    samples, rate = soundfile.read(SPEECH_44K, dtype="float32")
+    samples = samples.mean(axis=1) if samples.ndim > 1 else samples
+    soundfile.write(path, transform(samples), rate, subtype="FLOAT")  # type: ignore[operator]
+    return path
+
+
+def _with_garbage(samples: np.ndarray) -> np.ndarray:
+    damaged = samples.copy()
+    damaged[1000::20011] = 1e6  # 25 garbage samples in 11 s: as loud as +120 dBFS
+    damaged[5000] = 1e25  # float32 squares of this overflow to Inf
+    return damaged
+
+
+@pytest.mark.skipif(not SPEECH_44K.exists(), reason="needs ../shared/data/audio/speech")
+def test_rare_samples_far_beyond_full_scale_are_clipped_and_the_speech_kept(
+    tmp_path: Path,
+) -> None:
+    """A few float samples of 1e6 set the DC offset, the gain (-110 dB) and the trim (0.2 s
+    kept of 11 s): the run said `ok` and found no speech. Clipped to full scale before FFmpeg
+    resamples them, they cost nothing: the level and length are those of the clean clip."""
+    clean = normalise_audio(_jfk_float_wav(tmp_path / "clean.wav", lambda s: s))
+    damaged = normalise_audio(_jfk_float_wav(tmp_path / "garbage.wav", _with_garbage))
+    assert damaged.out_of_range_samples > 0
+    assert damaged.gain_db == pytest.approx(clean.gain_db, abs=1.0)
+    assert damaged.duration_s == pytest.approx(clean.duration_s, abs=0.5)
+    assert any("clipped" in note and "+24 dBFS" in note for note in damaged.notes)
+    speech_s = sum(r.duration for r in detect_speech(damaged))
+    assert speech_s > 0.7 * sum(r.duration for r in detect_speech(clean))
+
+
+@pytest.mark.skipif(not SPEECH_44K.exists(), reason="needs ../shared/data/audio/speech")
+def test_a_float_file_holding_integer_scaled_samples_is_levelled_not_clipped(
+    tmp_path: Path,
+) -> None:
+    """Floats holding 16-bit values (×32768) are out of range everywhere: a scaled file, not
+    garbage; the gain brings it back and nothing is clipped."""
+    clean = normalise_audio(_jfk_float_wav(tmp_path / "clean.wav", lambda s: s))
+    scaled = normalise_audio(_jfk_float_wav(tmp_path / "scaled.wav", lambda s: s * 32768))
+    assert scaled.out_of_range_samples == 0
+    assert not any("clipped" in note for note in scaled.notes)
+    level = float(np.sqrt(np.mean(scaled.samples.astype(np.float64) ** 2)))
+    reference = float(np.sqrt(np.mean(clean.samples.astype(np.float64) ** 2)))
+    assert level == pytest.approx(reference, rel=0.1)

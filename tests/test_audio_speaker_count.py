@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from mmflow.tasks.audio.diarise_segments import cannot_link_clustering, cluster_local_speakers
+from mmflow.tasks.audio.diarise_segments import (
+    cannot_link_clustering,
+    cluster_local_speakers,
+    clusters_to_keep,
+    reconstruct,
+)
+from mmflow.tasks.audio.segmentation import LocalSegmentation
 from mmflow.tasks.audio.speakers import DiarisationSettings
 
 WINDOWS = 12
@@ -128,3 +134,51 @@ def test_points_of_one_window_never_share_a_cluster() -> None:
     for cluster in np.unique(labels):
         members = windows[labels == cluster]
         assert len(set(members.tolist())) == len(members)
+
+
+def _two_windows_three_voices() -> LocalSegmentation:
+    """Two 10 s windows 5 s apart. Voices 0 and 1 talk throughout both; voice 2 talks for 2 s
+    in the second window only, under them: averaged over the windows it is never among the
+    two most active of a frame."""
+    frames = 100
+    activity = np.zeros((2, frames, 3), dtype=np.float32)
+    activity[:, :, 0] = activity[:, :, 1] = 1.0
+    activity[1, 40:60, 2] = 1.0
+    return LocalSegmentation(
+        starts=np.array([0.0, 5.0]),
+        activity=activity,
+        duration_s=15.0,
+        window_s=10.0,
+        frame_step_s=0.1,
+        frame_duration_s=0.1,
+    )
+
+
+def test_a_given_count_is_honoured_in_the_turns_not_only_in_the_clusters() -> None:
+    """A quiet third person the clustering kept (because the user said three) must not vanish
+    when the turns are drawn: it gets the frames where it is most active."""
+    segmentation = _two_windows_three_voices()
+    labels = np.array([[0, 1, -1], [0, 1, 2]])
+    assert {c for *_, c in reconstruct(segmentation, labels)} == {0, 1}  # left to itself
+    turns = reconstruct(segmentation, labels, keep=3)
+    assert {c for *_, c in turns} == {0, 1, 2}
+    third = [(start, end) for start, end, c in turns if c == 2]
+    assert third and all(start >= 9.0 - 0.2 and end <= 11.0 + 0.2 for start, end in third)
+    # Never more than two at once: the third took the weakest one's place.
+    grid = np.zeros((150, 3), dtype=bool)
+    for start, end, c in turns:
+        grid[round(start * 10) : round(end * 10), c] = True
+    assert grid.sum(axis=1).max() <= 2
+
+
+def test_a_cluster_with_half_a_second_of_speech_is_kept_though_it_never_leads_a_frame() -> None:
+    """Automatic count: the clustering found three people; the third (0.6 s of speech, under
+    two louder voices) is kept in the turns; a 0.3 s cluster must win frames to count."""
+    settings = DiarisationSettings()
+    assert clusters_to_keep(settings, [13.8, 2.4, 0.6]) == 3
+    assert clusters_to_keep(settings, [13.8, 2.4, 0.3]) == 2
+    assert clusters_to_keep(DiarisationSettings(num_speakers=4), [13.8, 2.4, 0.3, 0.1]) == 4
+    segmentation = _two_windows_three_voices()
+    labels = np.array([[0, 1, -1], [0, 1, 2]])
+    keep = clusters_to_keep(settings, [15.0, 15.0, 0.6])
+    assert {c for *_, c in reconstruct(segmentation, labels, keep=keep)} == {0, 1, 2}

@@ -164,6 +164,7 @@ def test_the_document_corpus_ends_as_documented_in_one_grouped_invoice_batch(
 
 MEETING_SUBSET = [
     "nan-inf.wav",
+    "spikes.wav",
     "phase-inverted.wav",
     "dc-offset.wav",
     "tag-only.mp3",
@@ -176,8 +177,9 @@ MEETING_SUBSET = [
 def test_bad_recordings_end_as_documented_and_no_speech_is_lost(
     prefect_server: str, tmp_path: Path
 ) -> None:
-    """NaN/Inf samples made the gain NaN and a phase-inverted stereo file cancelled to silence:
-    both ended `ok` with no segment. A FIFO hung the meeting flow (killed after 90 s)."""
+    """NaN/Inf samples made the gain NaN, a few samples of 1e6 made it -110 dB and a
+    phase-inverted stereo file cancelled to silence: each ended `ok` with no segment. A FIFO
+    hung the meeting flow (killed after 90 s). Each repair is named by a `warn` check."""
     from mmflow.flows.meeting import meeting_flow
 
     folder = tmp_path / "in"
@@ -197,13 +199,19 @@ def test_bad_recordings_end_as_documented_and_no_speech_is_lost(
         paths[uri].name: (line["error"] or {}).get("code", "ok") for uri, line in lines.items()
     }
     assert ended == {c.name: c.expected for c in cases}
-    for name in ("nan-inf.wav", "phase-inverted.wav", "dc-offset.wav"):
+    repaired = {"nan-inf.wav": "NaN/Inf", "spikes.wav": "beyond full scale"}
+    repaired["phase-inverted.wav"] = "phase-inverted"
+    for name in ("nan-inf.wav", "spikes.wav", "phase-inverted.wav", "dc-offset.wav"):
         (line,) = [v for k, v in lines.items() if paths[k].name == name]
         result = json.loads(Path(line["output"]).read_text())
         words = " ".join(s["text"] for s in result["segments"]).lower()
         assert "invoice" in words or "friday" in words, (name, words)
-        non_finite = result["processing"]["normalise"]["non_finite_samples"]
-        assert (non_finite > 0) == (name == "nan-inf.wav"), (name, non_finite)
+        normalise = result["processing"]["normalise"]
+        assert (normalise["non_finite_samples"] > 0) == (name == "nan-inf.wav"), name
+        assert (normalise["out_of_range_samples"] > 0) == (name == "spikes.wav"), name
+        [check] = [c for c in result["checks"] if c["name"] == "samples_repaired"]
+        assert check["status"] == ("warn" if name in repaired else "pass"), (name, check)
+        assert repaired.get(name, "none needed") in check["detail"], (name, check)
 
 
 PEAK_MEETING_SILENCE_MB = 1024

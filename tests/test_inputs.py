@@ -200,3 +200,22 @@ def test_hashing_an_unchanged_file_again_reads_nothing_and_a_change_is_seen(
     path.write_bytes(b"second!")  # another size (and time): the digest is read again
     assert hash_input(str(path)) == sha256_of(b"second!")
     assert reads == [str(path)]
+
+
+def test_an_s3_object_is_judged_from_its_listing_before_it_is_read(moto_endpoint: str) -> None:
+    """Issue 15: the object store's size and type decide first, as `stat` does locally: an
+    object over the bound is `too_large` and a prefix is `not_a_file`, for every reader."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=moto_endpoint)
+    fs.mkdir("mmflow-limits")
+    fs.pipe_file("mmflow-limits/in/big.pdf", b"%PDF-1.7\n" + bytes(2 * inputs.MB))
+    fs.pipe_file("mmflow-limits/in/folder/inner.pdf", b"%PDF-1.7\n")
+    big = "s3://mmflow-limits/in/big.pdf"
+    for read in (inputs.read_input, inputs.hash_input):
+        with pytest.raises(Rejection) as refused:
+            read(big, inputs.MB)
+        assert refused.value.code == "too_large" and "2.0 MB" in refused.value.message
+        with pytest.raises(Rejection) as prefix:
+            read("s3://mmflow-limits/in/folder", inputs.MB)
+        assert prefix.value.code == "not_a_file"

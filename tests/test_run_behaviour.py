@@ -176,21 +176,25 @@ def _context(pipeline: Any, out: Path, settings: RunSettings) -> RunContext:
     return RunContext(pipeline, str(out), None, "t", Manifest(str(out)), OutputNames(), settings)
 
 
-class _Stuck:
-    """A pipeline whose first input never ends (a decoder stuck on a crafted file)."""
-
-    name = "stuck"
+class _Wrapping:
+    """A pipeline that is another one, but for what a subclass changes."""
 
     def __init__(self, real: object) -> None:
         self.real = real
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+class _Stuck(_Wrapping):
+    """A pipeline whose first input never ends (a decoder stuck on a crafted file)."""
+
+    name = "stuck"
 
     def process(self, uri: str, sha256: str, steps: object, run_id: str) -> object:
         if uri.endswith("-0.pdf") or "10000" in uri:
             time.sleep(30)
         return self.real.process(uri, sha256, steps, run_id)  # type: ignore[attr-defined]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.real, name)
 
 
 def test_an_input_past_the_timeout_ends_failed_and_the_others_go_on(
@@ -207,6 +211,36 @@ def test_an_input_past_the_timeout_ends_failed_and_the_others_go_on(
     assert summaries[0].status.value == "failed" and summaries[0].error is not None
     assert summaries[0].error.code == "timeout"
     assert [s.status.value for s in summaries[1:]] == ["ok", "ok"]
+
+
+class _Where(_Wrapping):
+    """A pipeline that notes which thread processed each input."""
+
+    name = "where"
+
+    def __init__(self, real: object) -> None:
+        super().__init__(real)
+        self.threads: list[threading.Thread] = []
+
+    def process(self, uri: str, sha256: str, steps: object, run_id: str) -> object:
+        self.threads.append(threading.current_thread())
+        return self.real.process(uri, sha256, steps, run_id)  # type: ignore[attr-defined]
+
+
+def test_without_a_timeout_an_input_runs_in_the_calling_thread(
+    invoices: list[Path], tmp_path: Path
+) -> None:
+    """A thread per input only pays for itself when there is a timeout to enforce: in a batch
+    of small inputs it cost ~5 ms each (docs/performance.md)."""
+    from mmflow.flows.invoice import InvoicePipeline
+
+    out = tmp_path / "out"
+    out.mkdir()
+    where = _Where(InvoicePipeline())
+    run = _context(where, out, RunSettings())
+    summary = run_input(str(invoices[0]), InlineSteps(None, "t"), run)
+    assert summary.status.value == "ok"
+    assert where.threads == [threading.current_thread()]
 
 
 def _invoice_whose_total_does_not_add_up() -> bytes:

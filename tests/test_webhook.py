@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
@@ -32,7 +34,9 @@ from benchmarks.webhook_load import (
     serving,
     wait_until_drained,
 )
+from benchmarks.webhook_slow_clients import hold_half_sent, signed_request_head
 from mmflow.deployments.delivery import DeliveryPolicy, PrefectEventSink
+from mmflow.deployments.refused import REFUSAL_CODES, Refused
 from mmflow.deployments.signing import (
     CONTENT_SHA256_HEADER,
     SIGNATURE_HEADER,
@@ -42,6 +46,7 @@ from mmflow.deployments.signing import (
     signed_headers,
 )
 from mmflow.deployments.upload_names import MAX_FILENAME_BYTES, sanitise_filename
+from mmflow.deployments.uri_inputs import UriAllowList
 from mmflow.deployments.webhook import (
     EVENT_NAME,
     WeakSecret,
@@ -252,6 +257,35 @@ def test_a_malformed_signature_header_is_refused_with_401(client: TestClient, pd
     assert _post(client, pdf, headers).status_code == 401
 
 
+def test_signatures_carry_their_scheme_version() -> None:
+    headers = signed_headers(SECRET, "POST", INGEST, b"%PDF")
+    assert headers[SIGNATURE_HEADER].startswith("v2=")
+
+
+def _first_scheme_signature(body: bytes, stamp: str) -> str:
+    """How callers signed before v2: HMAC of `TIMESTAMP.BODY`, neither method nor path."""
+    return "sha256=" + hmac.new(SECRET, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("version", ["sha256", "v1", "v3"])
+def test_a_signature_of_another_scheme_version_is_refused_saying_so(
+    client: TestClient, sink: CountingSink, pdf: bytes, version: str
+) -> None:
+    headers = _headers(pdf)
+    stamp = headers[TIMESTAMP_HEADER]
+    if version == "sha256":
+        headers[SIGNATURE_HEADER] = _first_scheme_signature(pdf, stamp)
+    else:
+        headers[SIGNATURE_HEADER] = headers[SIGNATURE_HEADER].replace("v2=", f"{version}=")
+    response = _post(client, pdf, headers)
+    assert (response.status_code, response.json()["error"]) == (
+        401,
+        "unsupported_signature_version",
+    )
+    assert "v2=" in response.json()["message"] and "docs/webhook.md" in response.json()["message"]
+    assert sink.events == []
+
+
 def test_a_signature_older_than_the_window_is_refused_with_401(
     client: TestClient, pdf: bytes
 ) -> None:
@@ -341,10 +375,11 @@ def test_a_forged_signature_is_refused_before_a_byte_of_the_body_is_read(
     assert reads == []
 
 
-def test_an_undeclared_oversized_stream_is_cut_off_at_the_limit(
-    settings: WebhookSettings, sink: CountingSink
+@pytest.mark.parametrize("framing", [{}, {"Transfer-Encoding": "chunked"}])
+def test_a_body_without_a_content_length_is_refused_with_411_before_a_byte_is_read(
+    settings: WebhookSettings, sink: CountingSink, framing: dict[str, str]
 ) -> None:
-    """Chunked upload without Content-Length: reading stops at the first chunk past the limit."""
+    """A chunked upload is refused from its headers, not read up to the limit first."""
     chunk, chunks = b"x" * 64_000, 100  # 6.4 MB offered against a 200 kB limit
     consumed: list[int] = []
 
@@ -352,7 +387,27 @@ def test_an_undeclared_oversized_stream_is_cut_off_at_the_limit(
         consumed.append(len(chunk))
         return {"type": "http.request", "body": chunk, "more_body": len(consumed) < chunks}
 
-    sent = _asgi_request(create_app(settings, sink=sink), _headers(chunk * chunks), receive)
+    headers = _headers(chunk * chunks) | framing
+    sent = _asgi_request(create_app(settings, sink=sink), headers, receive)
+    assert sent[0]["status"] == 411
+    assert json.loads(sent[1]["body"])["error"] == "length_required"
+    assert consumed == []
+    assert _uploads(settings) == [] and sink.events == []
+
+
+def test_a_stream_longer_than_its_declared_length_is_cut_off_at_the_limit(
+    settings: WebhookSettings, sink: CountingSink
+) -> None:
+    """Should a server in front ever pass more than declared, reading still stops at the limit."""
+    chunk, chunks = b"x" * 64_000, 100
+    consumed: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        consumed.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": len(consumed) < chunks}
+
+    headers = _headers(chunk * chunks) | {"Content-Length": str(len(chunk))}
+    sent = _asgi_request(create_app(settings, sink=sink), headers, receive)
     assert sent[0]["status"] == 413
     assert sum(consumed) <= LIMIT + len(chunk)
     assert _uploads(settings) == [] and sink.events == []
@@ -372,7 +427,8 @@ def test_a_body_that_stops_arriving_is_refused_with_408_after_the_body_timeout(
         raise AssertionError
 
     started = time.monotonic()
-    sent = _asgi_request(app, _headers(pdf), stalls_after_one_chunk)
+    headers = _headers(pdf) | {"Content-Length": str(len(pdf))}
+    sent = _asgi_request(app, headers, stalls_after_one_chunk)
     assert sent[0]["status"] == 408
     assert time.monotonic() - started < 10
     assert _uploads(settings) == []
@@ -384,10 +440,8 @@ def test_a_half_sent_body_over_a_real_connection_gets_408_and_the_connection_clo
     app = create_app(settings.model_copy(update={"body_timeout_s": 0.5}), sink=CountingSink())
     with serving(app) as url:
         port = int(url.rsplit(":", 1)[1])
-        head = "".join(f"{k}: {v}\r\n" for k, v in _headers(pdf).items())
-        request = f"POST {INGEST} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(pdf)}\r\n{head}\r\n"
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(request.encode() + pdf[:100])
+            conn.sendall(signed_request_head(SECRET, pdf) + pdf[:100])
             answer = _read_until_closed(conn)
     assert answer.startswith(b"HTTP/1.1 408")
 
@@ -402,6 +456,29 @@ def test_a_connection_that_never_finishes_its_headers_is_closed(
             started = time.monotonic()
             assert _read_until_closed(conn) == b""
             assert time.monotonic() - started < 5
+
+
+def test_half_sent_requests_on_many_connections_are_all_answered_or_closed_in_time(
+    settings: WebhookSettings,
+) -> None:
+    """Slow or stalled clients cannot hold connections: each kind ends within its deadline.
+
+    Unsigned requests that declare a large body and send a little are refused from their
+    headers at once; signed ones whose body stalls get 408 after the body timeout; requests
+    whose headers never end are closed after the header timeout. A good upload sent meanwhile
+    is accepted (benchmarks/webhook_slow_clients.py runs the same with 500 connections).
+    """
+    app = create_app(settings.model_copy(update={"body_timeout_s": 0.5}), sink=CountingSink())
+    with serving(app, header_timeout_s=0.5) as url:
+        result = hold_half_sent(url, per_kind=10, wait_s=10, secret=SECRET)
+    assert result.answers == {
+        "unsigned": {"HTTP/1.1 401 Unauthorized": 10},
+        "signed, body stalls": {"HTTP/1.1 408 Request Timeout": 10},
+        "headers never end": {"closed, no answer": 10},
+    }
+    assert result.still_open == 0
+    assert max(result.longest_open_s.values()) < 5  # 0.5 s deadlines, side by side
+    assert result.good_upload_status == 202
 
 
 def _read_until_closed(conn: socket.socket) -> bytes:
@@ -448,6 +525,15 @@ def test_an_empty_body_is_refused_with_400(client: TestClient) -> None:
 def test_an_unknown_scenario_is_refused_with_404(client: TestClient, pdf: bytes) -> None:
     path = "/v1/ingest/payroll"
     assert _post(client, pdf, _headers(pdf, path=path), path).status_code == 404
+
+
+def test_every_refusal_code_is_documented_for_callers() -> None:
+    """The codes are a contract: the answers table in docs/webhook.md lists each one."""
+    docs = (Path(__file__).parents[1] / "docs" / "webhook.md").read_text(encoding="utf-8")
+    answers = docs.split("## Answers", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in answers.splitlines() if re.match(r"\| [45]\d\d \|", line)]
+    documented = {code for row in rows for code in re.findall(r"`([a-z_]+)`", row.split("|")[2])}
+    assert documented == set(REFUSAL_CODES)
 
 
 # ---------------------------------------------------------------- the secret
@@ -607,6 +693,56 @@ def test_a_fifo_in_an_allowed_folder_is_refused_without_hanging(tmp_path: Path) 
 def test_a_uri_that_does_not_exist_is_refused_with_400(tmp_path: Path) -> None:
     response = _post_uri(_uri_settings(tmp_path, str(tmp_path)), str(tmp_path / "missing.pdf"))
     assert (response.status_code, response.json()["error"]) == (400, "not_found")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://bucket/data/in/../secrets/key.pem",
+        "s3://bucket/data/in/%2E%2E/secrets/key.pem",
+        "s3://bucket/data/in/./a.pdf",
+        "s3://bucket/data/in//a.pdf",
+        "s3://bucket/data/inbox/a.pdf",  # "/data/in" is a string prefix of "/data/inbox"
+        "s3://other-bucket/data/in/a.pdf",
+        "/etc/passwd",
+        "file:///etc/passwd",
+    ],
+)
+def test_s3_uris_are_refused_unless_every_segment_stays_under_the_allowed_prefix(
+    uri: str,
+) -> None:
+    allowed = UriAllowList(["s3://bucket/data/in"])
+    assert allowed.resolve("s3://bucket/data/in/2026/a.pdf").path == "bucket/data/in/2026/a.pdf"
+    with pytest.raises(Refused) as refused:
+        allowed.resolve(uri)
+    assert (refused.value.status, refused.value.code) == (403, "uri_not_allowed")
+
+
+def test_local_uris_are_checked_on_their_real_path_whatever_their_spelling(
+    tmp_path: Path, pdf: bytes
+) -> None:
+    inbox, outside = tmp_path / "data" / "in", tmp_path / "data" / "inbox"
+    inbox.mkdir(parents=True)
+    outside.mkdir()
+    (outside / "a.pdf").write_bytes(pdf)
+    (inbox / "a.pdf").write_bytes(pdf)
+    (inbox / "elsewhere").symlink_to(outside)  # a symlinked folder inside the allowed one
+    (tmp_path / "in-link").symlink_to(inbox)  # the allowed folder under another name
+    allowed = UriAllowList([str(inbox)])
+    for good in (f"{inbox}/a.pdf", f"file://{inbox}/a.pdf", f"{inbox}/../in/a.pdf"):
+        assert allowed.resolve(good).path == str(inbox / "a.pdf"), good
+    assert allowed.resolve(f"{tmp_path}/in-link/a.pdf").path == str(inbox / "a.pdf")
+    for bad in (
+        f"{inbox}/../inbox/a.pdf",
+        f"file://{inbox}/../inbox/a.pdf",
+        f"{inbox}/elsewhere/a.pdf",
+        f"{outside}/a.pdf",
+        f"{inbox}/../../../../../../etc/passwd",
+        f"file://{inbox}/../../../../../../proc/self/environ",
+    ):
+        with pytest.raises(Refused) as refused:
+            allowed.resolve(bad)
+        assert (refused.value.status, refused.value.code) == (403, "uri_not_allowed"), bad
 
 
 # ---------------------------------------------------------------- file names

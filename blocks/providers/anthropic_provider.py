@@ -54,7 +54,7 @@ class AnthropicProvider(ProviderBlock):
     def _build_client(self) -> Any:
         return _sdk().Anthropic(
             api_key=self.api_key.get_secret_value() if self.api_key else None,
-            base_url=self.base_url,
+            base_url=self.endpoint,
             timeout=self.timeout_s,
             max_retries=0,  # our policy (resilience.py) is the one in force
         )

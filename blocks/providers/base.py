@@ -18,7 +18,15 @@ from decimal import Decimal
 from typing import Any, ClassVar, TypeVar, cast
 
 from prefect.blocks.core import Block
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from mmflow.blocks.providers.cache import CachedReply, ResponseCache, response_cache_key
 from mmflow.blocks.providers.resilience import (
@@ -53,6 +61,13 @@ from mmflow.tasks.provider.results import (
     Detail,
     ProviderResult,
     Usage,
+)
+from mmflow.tasks.redaction import (
+    redact,
+    register_secret,
+    register_url_credentials,
+    split_userinfo,
+    with_userinfo,
 )
 
 T = TypeVar("T", bound=BaseModel)
@@ -154,6 +169,11 @@ class ProviderBlock(Block, ABC):
         description="row of tasks/prices.toml to price this model as (default: the model name)",
     )
     base_url: str | None = Field(default=None, description="API base URL; None for the default")
+    base_url_credentials: SecretStr | None = Field(
+        default=None,
+        description="user:password of an authenticating proxy or gateway before the API; a "
+        "base URL given with them (http://user:password@host/v1) is kept without them",
+    )
     timeout_s: float = Field(default=60.0, gt=0, description="per-request client timeout")
     max_concurrency: int = Field(default=4, ge=1, description="requests in flight at once")
     max_output_tokens: int = Field(default=1024, ge=1, description="max tokens asked for")
@@ -170,6 +190,24 @@ class ProviderBlock(Block, ABC):
     cache_dir: str | None = Field(
         default=None, description="folder or fsspec URL for the response cache; None = off"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_the_url(cls, data: Any) -> Any:
+        """A password in `base_url` would be stored and shown in plain: Prefect keeps only
+        secret fields hidden (the block page, its events), so it moves to a secret field."""
+        if isinstance(data, dict) and isinstance(data.get("base_url"), str):
+            url, userinfo = split_userinfo(data["base_url"])
+            if userinfo:
+                data = {**data, "base_url": url, "base_url_credentials": SecretStr(userinfo)}
+        return data
+
+    @property
+    def endpoint(self) -> str | None:
+        """The base URL the SDK client is given, with the gateway's credentials."""
+        if self.base_url is None or self.base_url_credentials is None:
+            return self.base_url
+        return with_userinfo(self.base_url, self.base_url_credentials.get_secret_value())
 
     _family: ClassVar[ProviderFamily]
     _wire_name: ClassVar[str]
@@ -264,7 +302,21 @@ class ProviderBlock(Block, ABC):
 
     @property
     def label(self) -> str:
-        return f"{self._wire_name}:{self.model}@{self.base_url or 'default'}"
+        """`family:model@endpoint`; a password in the base URL never shows (tasks/redaction.py)."""
+        return f"{self._wire_name}:{self.model}@{redact(self.base_url or 'default')}"
+
+    def block_initialization(self) -> None:
+        """Prefect's hook after a block is made or loaded: its secrets become live ones."""
+        self.register_secrets()
+
+    def register_secrets(self) -> None:
+        """Every secret field (API keys) and the base URL's userinfo are redacted from whatever
+        this process writes or sends while the block is in use (tasks/redaction.py)."""
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, (SecretStr, SecretBytes)):
+                register_secret(value)
+        register_url_credentials(self.endpoint)
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -283,6 +335,7 @@ class ProviderBlock(Block, ABC):
     def client(self) -> Any:
         with self._rt.lock:
             if self._rt.sdk is None:
+                self.register_secrets()  # fields may have been set since the block was made
                 self._rt.sdk = self._build_client()
             return self._rt.sdk
 

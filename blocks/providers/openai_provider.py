@@ -68,7 +68,7 @@ class OpenAIProvider(ProviderBlock):
         return _sdk().OpenAI(
             api_key=self._api_key(),
             organization=self.organization,
-            base_url=self.base_url,
+            base_url=self.endpoint,
             timeout=self.timeout_s,
             max_retries=0,  # our policy (resilience.py) is the one in force
         )

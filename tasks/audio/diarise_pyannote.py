@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from mmflow.tasks.audio.models import Diarisation, NormalisedAudio, SpeechRegion
 from mmflow.tasks.audio.speakers import DiarisationBackend, DiarisationSettings, named_turns
 from mmflow.tasks.errors import MissingDependency, MmflowError
+from mmflow.tasks.redaction import register_secret
 
 PYANNOTE_INSTALL = (
     "pip install 'mmflow[pyannote]' in a virtualenv of its own: it pins torch==2.9.1 and "
@@ -135,6 +136,7 @@ def load_pipeline(
         pipeline = Pipeline.from_pretrained(source.location)
     else:
         secret = token or os.environ.get("HF_TOKEN") or None
+        register_secret(secret)  # a hub error quoting it is redacted wherever it goes
         try:
             pipeline = Pipeline.from_pretrained(
                 source.location, revision=source.revision, token=secret, cache_dir=cache_dir

@@ -264,9 +264,13 @@ def _big_clusters_only(
 
 
 def reconstruct(
-    segmentation: LocalSegmentation, labels: np.ndarray, max_overlap: int = 2
+    segmentation: LocalSegmentation, labels: np.ndarray, max_overlap: int = 2, keep: int = 0
 ) -> list[tuple[float, float, int]]:
-    """Turns (start, end, global speaker) in seconds from the start of the segmented audio."""
+    """Turns (start, end, global speaker) in seconds from the start of the segmented audio.
+
+    At least `keep` clusters get turns (the count the caller gave, or its minimum): a cluster
+    that is never among the most active of a frame would otherwise vanish, and a user who said
+    "four people" would get three."""
     clusters = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
     if clusters == 0:
         return []
@@ -288,6 +292,7 @@ def reconstruct(
         rows = np.flatnonzero(count >= n)
         active[rows, ranked[rows, n - 1]] = True
     active &= activation > 0
+    _keep_clusters(active, activation, keep, max_overlap)
     step = segmentation.frame_step_s
     centre = segmentation.frame_duration_s / 2
     turns: list[tuple[float, float, int]] = []
@@ -300,6 +305,34 @@ def reconstruct(
             end = min(segmentation.duration_s, (last - 1) * step + centre + step / 2)
             turns.append((start, end, c))
     return turns
+
+
+def clusters_to_keep(settings: DiarisationSettings, speech_s_per_cluster: list[float]) -> int:
+    """How many clusters the turns must show: the count the caller gave (or its minimum), and
+    every cluster with `min_speaker_speech_s` of speech, which is a person even if it never
+    leads a frame (a quiet voice under a louder one: ami-train trn00's third person). Smaller
+    clusters count only if they win frames of their own."""
+    voiced = sum(s >= settings.min_speaker_speech_s for s in speech_s_per_cluster)
+    return max(settings.num_speakers or settings.min_speakers, voiced)
+
+
+def _keep_clusters(active: np.ndarray, activation: np.ndarray, keep: int, max_overlap: int) -> None:
+    """Give turns to silent clusters, most active first, until `keep` clusters have some: each
+    takes the frames where it is at least half as active as at its peak, in place of the
+    weakest speaker there when the frame would hold more than `max_overlap`."""
+    heard = np.asarray(active.any(axis=0))
+    silent = [
+        c
+        for c in np.argsort(-activation.sum(axis=0))
+        if not heard[c] and activation[:, c].max() > 0
+    ]
+    for c in silent[: max(0, keep - int(heard.sum()))]:
+        frames = np.flatnonzero(activation[:, c] >= activation[:, c].max() / 2)
+        for f in frames:
+            if active[f].sum() >= max_overlap:
+                others = np.flatnonzero(active[f])
+                active[f, others[np.argmin(activation[f, others])]] = False
+            active[f, c] = True
 
 
 def diarise_segments(
@@ -326,7 +359,8 @@ def diarise_segments(
     detail.update({"windows": len(segmentation.starts), "window_step_s": round(step, 3)})
     spans = np.array([(r.start, r.end) for r in regions])
     turns = []
-    for start, end, speaker in reconstruct(segmentation, labels):
+    keep = clusters_to_keep(settings, detail.get("speech_s_per_cluster", []))
+    for start, end, speaker in reconstruct(segmentation, labels, keep=keep):
         start, end = start + audio.offset_s, end + audio.offset_s
         if len(spans) and ((spans[:, 0] < end) & (spans[:, 1] > start)).any():
             turns.append((start, end, speaker))

@@ -54,6 +54,8 @@ class NormalisedAudio(BaseModel):
     channel_correlation: float | None = None
     channel_dominance: float | None = None  # share of voiced frames one channel dominates
     non_finite_samples: int = 0  # NaN/Inf samples in the file, replaced by silence
+    out_of_range_samples: int = 0  # rare samples beyond +24 dBFS, replaced by silence
+    phase_inverted: bool = False  # channels cancelled in a plain mix: one was inverted first
     notes: list[str] = Field(default_factory=list)
 
     @property

@@ -15,6 +15,9 @@ of gigabytes: a file in which nothing sounds keeps only its first MAX_SILENT_KEP
 Hostile samples are made harmless before anything is measured: NaN and ±Inf become silence (and
 are counted), a DC offset is removed, and a stereo file whose channels are phase-inverted
 copies is mixed with one channel inverted, where the plain average would cancel to silence.
+Rare float samples far beyond full scale (decoder garbage: a few samples of 1e6 set the DC
+offset, the gain to -110 dB and the trim, and every word was lost) are clipped to full scale
+before FFmpeg resamples, where they would ring into their neighbours.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ BLOCK_S = 20.0  # seconds of decoded audio in memory at a time
 MAX_SILENT_KEPT_S = 10.0  # a file in which nothing sounds keeps this much
 DC_OFFSET_MIN = 0.01  # a mean below this (-40 dBFS) is left alone
 CANCELLATION_DB = 10.0  # the plain stereo mix this much below the channels: they cancel
+# A float sample beyond +24 dBFS is no sound a recording chain makes. Confined to a few 10 ms
+# frames it is garbage, clipped to full scale; in many frames the whole file is merely scaled
+# (floats holding 16-bit integer values) and the gain brings it back unclipped.
+OUT_OF_RANGE = 16.0
+GARBAGE_FRAMES = 0.1  # share of all 10 ms frames
+CLIP_FILTER = "asoftclip=type=hard:threshold=1"  # before resampling; NaN/Inf come out finite
 
 # Channels are "different speakers" when they are not copies of each other and, where there is
 # sound, one channel is usually far louder than the other.
@@ -50,11 +59,16 @@ SPEAKER_CHANNEL_MIN_DOMINANCE = 0.6
 
 
 def pcm_blocks(
-    path: str | Path, channels: int, max_duration_s: float, sample_rate: int = SAMPLE_RATE
+    path: str | Path,
+    channels: int,
+    max_duration_s: float,
+    sample_rate: int = SAMPLE_RATE,
+    clip: bool = False,
 ) -> Generator[np.ndarray, None, None]:
     """Decoded samples as writable float32 blocks shaped (n, channels), at most BLOCK_S seconds
     each and a whole number of 10 ms frames except the last; decoding stops at
-    `max_duration_s`. Closing the iterator early stops FFmpeg."""
+    `max_duration_s`; `clip` clips to full scale at the file's own rate. Closing the iterator
+    early stops FFmpeg."""
     command = [
         require_tool("ffmpeg"),
         "-nostdin",
@@ -64,6 +78,7 @@ def pcm_blocks(
         str(path),
         "-map",
         "0:a:0",
+        *(["-af", CLIP_FILTER] if clip else []),
         "-ac",
         str(channels),
         "-ar",
@@ -166,6 +181,8 @@ class _Sums:
     highest: np.ndarray  # max of [x] (mono) or [l+r, l-r] (stereo)
     lowest: np.ndarray
     non_finite: int
+    out_of_range: int = 0  # samples beyond OUT_OF_RANGE
+    out_of_range_frames: int = 0  # 10 ms frames holding any
 
     @property
     def samples(self) -> int:
@@ -180,9 +197,10 @@ def _frame_sums(block: np.ndarray) -> tuple[np.ndarray, ...]:
     counts = np.full(frames, STEP, dtype=np.int64)
     counts[-1] = len(block) - (frames - 1) * STEP
     linear = shaped.sum(axis=1, dtype=np.float64)
-    squares = np.square(shaped).sum(axis=1, dtype=np.float64)
+    wide = shaped.astype(np.float64)  # float32 squares of samples over 1e19 would be Inf
+    squares = np.square(wide).sum(axis=1)
     if block.shape[1] == 2:
-        cross = (shaped[:, :, 0] * shaped[:, :, 1]).sum(axis=1, dtype=np.float64)
+        cross = (wide[:, :, 0] * wide[:, :, 1]).sum(axis=1)
         mixes = np.stack([block[:, 0] + block[:, 1], block[:, 0] - block[:, 1]], axis=1)
     else:
         cross = np.zeros(frames)
@@ -190,11 +208,15 @@ def _frame_sums(block: np.ndarray) -> tuple[np.ndarray, ...]:
     return counts, linear, squares, cross, mixes.max(axis=0), mixes.min(axis=0)
 
 
-def _measure(path: str | Path, channels: int, max_duration_s: float) -> _Sums:
+def _measure(path: str | Path, channels: int, max_duration_s: float, clip: bool) -> _Sums:
     parts: list[tuple[np.ndarray, ...]] = []
-    non_finite = 0
-    for block in pcm_blocks(path, channels, max_duration_s):
+    non_finite = out_of_range = out_of_range_frames = 0
+    for block in pcm_blocks(path, channels, max_duration_s, clip=clip):
         non_finite += _sanitise(block)
+        beyond = (np.abs(block) > OUT_OF_RANGE).any(axis=1)
+        if beyond.any():
+            out_of_range += int(beyond.sum())
+            out_of_range_frames += len(np.unique(np.flatnonzero(beyond) // STEP))
         parts.append(_frame_sums(block))
     width = 2 if channels == 2 else 1
     if not parts:
@@ -213,6 +235,8 @@ def _measure(path: str | Path, channels: int, max_duration_s: float) -> _Sums:
         highest=np.max(np.stack(highs), axis=0),
         lowest=np.min(np.stack(lows), axis=0),
         non_finite=non_finite,
+        out_of_range=out_of_range,
+        out_of_range_frames=out_of_range_frames,
     )
 
 
@@ -393,13 +417,14 @@ def _kept_samples(
     mix: _Mix,
     factor: np.float32,
     span: tuple[int, int],
+    clip: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     start, end = span
     mono = np.empty(end - start, dtype=np.float32)
     keep_channels = mix.layout is ChannelLayout.STEREO_SPEAKERS
     both = np.empty((channels, end - start), dtype=np.float32) if keep_channels else None
     offset = 0
-    blocks = pcm_blocks(path, channels, max_duration_s)
+    blocks = pcm_blocks(path, channels, max_duration_s, clip=clip)
     try:
         for block in blocks:
             begin, stop = max(start, offset), min(end, offset + len(block))
@@ -434,12 +459,26 @@ def normalise_audio(
     else:
         path, channels, max_duration_s = str(source), count_channels(source), DEFAULT_MAX_DURATION_S
     channels = 2 if channels >= 2 else 1
-    sums = _measure(path, channels, max_duration_s)
+    sums = _measure(path, channels, max_duration_s, clip=False)
+    frames = max(len(sums.counts), 1)
+    clip = 0 < sums.out_of_range_frames <= GARBAGE_FRAMES * frames
+    out_of_range, garbage_frames = (sums.out_of_range, sums.out_of_range_frames) if clip else (0, 0)
+    non_finite = sums.non_finite
+    if clip:  # measured again, clipped before resampling
+        sums = _measure(path, channels, max_duration_s, clip=True)
+    non_finite = max(non_finite, sums.non_finite)
     total = sums.samples
     mix, energy = _choose_mix(sums, channels)
     notes = list(mix.notes)
-    if sums.non_finite:
-        notes.insert(0, f"replaced {sums.non_finite:,} non-finite samples (NaN/Inf) with silence")
+    if clip:
+        notes.insert(
+            0,
+            f"clipped {out_of_range:,} samples beyond {20 * np.log10(OUT_OF_RANGE):+.0f} dBFS "
+            f"(decoder garbage in {garbage_frames:,} of {frames:,} 10 ms frames, "
+            "not sound) to full scale",
+        )
+    if non_finite:
+        notes.insert(0, f"replaced {non_finite:,} non-finite samples (NaN/Inf) with silence")
 
     gain_db = _gain_db(_level_rms(energy, sums), _peak(sums, mix), target_dbfs)
     factor = np.float32(10 ** (gain_db / 20))
@@ -468,7 +507,7 @@ def normalise_audio(
                     f"{(total - end) / SAMPLE_RATE:.2f} s of trailing silence"
                 )
     mono, kept_channels = _kept_samples(
-        path, channels, max_duration_s, mix, factor, (start, max(start, end))
+        path, channels, max_duration_s, mix, factor, (start, max(start, end)), clip
     )
     return NormalisedAudio(
         uri=path,
@@ -480,6 +519,8 @@ def normalise_audio(
         channel_samples=kept_channels,
         channel_correlation=mix.correlation,
         channel_dominance=mix.dominance,
-        non_finite_samples=sums.non_finite,
+        non_finite_samples=non_finite,
+        out_of_range_samples=out_of_range,
+        phase_inverted=bool(mix.weights[0] * mix.weights[-1] < 0),
         notes=notes,
     )

@@ -52,6 +52,10 @@ class DiarisationSettings(BaseModel):
     # not a speaker. ami-train scores the same from 0 to 0.1 and loses a real 1.2 s speaker at
     # 0.2 (trn03: heard in one window, 0.11 s).
     min_cluster_speech_s: float = Field(default=0.1, ge=0)
+    # A cluster with at least this much speech gets turns even if it is never among the most
+    # active speakers of a frame (docs/diarisation.md, reconstruction). ami-train: the same
+    # count from 0.4 to 0.6 s; trn00's quiet third person (a 0.6 s cluster) is lost at 0.8.
+    min_speaker_speech_s: float = Field(default=0.5, ge=0)
     min_embedding_speech_s: float = Field(default=0.2, gt=0)  # less: too short to embed
     min_tree_speech_s: float = Field(default=0.5, gt=0)  # less: matched afterwards only
     # pyannote backend: a pipeline folder (absolute path) or a Hugging Face id, and the hash of

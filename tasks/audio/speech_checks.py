@@ -1,5 +1,9 @@
 """Checks on what the meeting pipeline heard, reported in `<stem>.json` under `checks`.
 
+A recording normalise had to repair (NaN/Inf or garbage samples made silence, channels that
+cancel each other in a plain mix) gets a `warn` check saying so: its status stays `ok`, since
+the speech was recovered, but the file itself is damaged and someone may want the original.
+
 "No speech found" is a clean result only when the recording is quiet. When it holds sustained
 sound in the voice band (300-3400 Hz, where speech carries its energy), the speech may have
 been too quiet or too far from the microphone for the detector: that ends as a `warn` check,
@@ -20,20 +24,30 @@ VOICE_BAND_HZ = (300.0, 3400.0)
 MIN_LEVEL_DBFS = -55.0
 ABOVE_FLOOR_DB = 12.0
 SUSTAINED_S = 2.0
+CHUNK_FRAMES = 1200  # one minute of 50 ms frames per spectrum
 
 
 def voice_band_seconds(audio: NormalisedAudio) -> float:
-    """Seconds of frames with voice-band sound clearly above the recording's noise floor."""
+    """Seconds of frames with voice-band sound clearly above the recording's noise floor.
+
+    The spectra are taken CHUNK_FRAMES at a time: at once, an hour of room tone with no words
+    (the only case that reaches here with a long recording) cost 1.2 GB of float64 frames and
+    their spectra (docs/bad-inputs.md); per chunk it costs a few MB.
+    """
     frame = int(FRAME_S * audio.sample_rate)
     n = len(audio.samples) // frame
     if n == 0:
         return 0.0
-    frames = audio.samples[: n * frame].reshape(n, frame).astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(frames * np.hanning(frame), axis=1)) ** 2
+    window = np.hanning(frame)
     freqs = np.fft.rfftfreq(frame, 1 / audio.sample_rate)
     band = (freqs >= VOICE_BAND_HZ[0]) & (freqs <= VOICE_BAND_HZ[1])
-    # Parseval: mean power of the band-limited frame, as dBFS of a full-scale sine's power.
-    power = 2 * spectrum[:, band].sum(axis=1) / (frame * np.sum(np.hanning(frame) ** 2))
+    power = np.empty(n)
+    for first in range(0, n, CHUNK_FRAMES):
+        last = min(n, first + CHUNK_FRAMES)
+        frames = audio.samples[first * frame : last * frame].reshape(-1, frame)
+        spectrum = np.abs(np.fft.rfft(frames.astype(np.float64) * window, axis=1)) ** 2
+        # Parseval: mean power of the band-limited frame, as dBFS of a full-scale sine's power.
+        power[first:last] = 2 * spectrum[:, band].sum(axis=1) / (frame * np.sum(window**2))
     level = 10 * np.log10(power + 1e-12) + 3.0
     floor = np.percentile(level, 10)
     loud = (level >= MIN_LEVEL_DBFS) & (level >= floor + ABOVE_FLOOR_DB)
@@ -63,4 +77,25 @@ def speech_found_check(audio: NormalisedAudio | None, segments: list[Segment]) -
         name="speech_found",
         status=CheckStatus.PASS,
         detail="no speech found, and the recording holds no sustained voice-band sound",
+    )
+
+
+def samples_repaired_check(non_finite: int, out_of_range: int, phase_inverted: bool) -> Check:
+    """`warn` naming each repair normalise made to the samples, `pass` when none was needed."""
+    repairs = []
+    if non_finite:
+        repairs.append(f"{non_finite:,} NaN/Inf samples made silence")
+    if out_of_range:
+        repairs.append(f"{out_of_range:,} samples far beyond full scale made silence")
+    if phase_inverted:
+        repairs.append(
+            "the channels are phase-inverted copies that cancel in a plain mix: one was "
+            "inverted before mixing"
+        )
+    if not repairs:
+        return Check(name="samples_repaired", status=CheckStatus.PASS, detail="none needed")
+    return Check(
+        name="samples_repaired",
+        status=CheckStatus.WARN,
+        detail="; ".join(repairs) + " (the recording itself is damaged; check its source)",
     )

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from mmflow.tasks.errors import MmflowError
+from mmflow.tasks.redaction import redact
 
 
 class FailureKind(StrEnum):
@@ -48,6 +49,9 @@ class ProviderCallFailed(ProviderError):
         retryable: bool | None = None,
         attempts: int = 0,
     ) -> None:
+        # A provider's error body may echo the key it was sent (OpenAI-compatible servers do on
+        # 401) or the URL it was reached at: the text is redacted before anything keeps it.
+        message = redact(message)
         super().__init__(f"{kind.value}" + (f" (HTTP {status})" if status else "") + f": {message}")
         self.kind = kind
         self.message = message
