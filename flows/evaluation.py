@@ -52,6 +52,7 @@ from mmflow.tasks.models import Usd
 from mmflow.tasks.provider import Budget
 
 Scored = tuple[list[Metric], list[str]]
+NOTE_CHARS = 300  # how much of a broken run's message a note keeps
 
 
 class EvalOutcome(BaseModel):
@@ -184,8 +185,10 @@ def _run_scenario(
     if isinstance(data, RunFailed):
         return None
     why = f"{type(data).__name__}: {data}" if isinstance(data, BaseException) else state.message
-    first_line = str(why).strip().splitlines()[0] if why else ""
-    return f"the {name} flow run ended {state.type.value}, not because of an input: {first_line}"
+    said = " ".join(str(why or "").split())  # a multi-line message (a schema's report) as one
+    if len(said) > NOTE_CHARS:
+        said = said[:NOTE_CHARS] + " …"
+    return f"the {name} flow run ended {state.type.value}, not because of an input: {said}"
 
 
 def evaluate_dataset(
