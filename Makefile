@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # PostgreSQL (the production Prefect database; deployments/postgres.sh and its test).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng ffmpeg espeak-ng sox postgresql redis-server prometheus
 
-.PHONY: demo test lint typecheck unit test-pyannote .venv-pyannote system-deps clean prefect-yaml alert-rules
+.PHONY: demo test lint typecheck unit test-pyannote .venv-pyannote system-deps clean prefect-yaml alert-rules eval-core
 
 $(BIN)/.installed-core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(BIN)/.installed-dev: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, exactly: anything else would let pip pick a multi-GB CUDA build.
 	$(BIN)/pip install --quiet 'torch==2.13.0'
-	$(BIN)/pip install --quiet -e '.[dev,audio]'
+	$(BIN)/pip install --quiet -e '.[dev,audio,eval]'
 	touch $@ $(BIN)/.installed-core
 
 # pyannote.audio needs torch 2.9.1 (its torchaudio must match torch; none exists for 2.13), so
@@ -67,6 +67,12 @@ test-pyannote: $(PYANNOTE_BIN)/.installed-pyannote system-deps
 
 ## Everything CI runs: lint, types, the whole test suite (and the pyannote backend in its venv).
 test: lint typecheck unit test-pyannote
+
+## The core evaluation tier, gated against its committed baseline (docs/evaluation.md); CI runs
+## it after the tests. EVAL_OUT holds its report.md, trend.png and results.json.
+EVAL_OUT ?= out/eval
+eval-core: $(BIN)/.installed-dev system-deps
+	HF_HUB_OFFLINE=1 $(BIN)/mmflow eval run core --out $(EVAL_OUT)
 
 ## deployments/prefect.yaml from the scenario registry (a test checks it is current).
 prefect-yaml: $(BIN)/.installed-core

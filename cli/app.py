@@ -25,6 +25,7 @@ from rich.table import Table
 
 from mmflow.cli.console import Verbosity, console, fail, print_table
 from mmflow.cli.costs import costs
+from mmflow.cli.evaluation import accept, run_tier, show_history
 from mmflow.cli.run import print_invoice_report, run_app
 
 app = typer.Typer(
@@ -32,7 +33,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-eval_app = typer.Typer(help="Score outputs against ground truth.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Score outputs against ground truth; run, gate and accept evaluation tiers.",
+    no_args_is_help=True,
+)
 server_app = typer.Typer(
     help="The local Prefect server mmflow starts when PREFECT_API_URL is not set.",
     no_args_is_help=True,
@@ -41,6 +45,9 @@ app.add_typer(run_app, name="run")
 app.add_typer(eval_app, name="eval")
 app.add_typer(server_app, name="server")
 app.command("costs")(costs)
+eval_app.command("run")(run_tier)
+eval_app.command("accept")(accept)
+eval_app.command("history")(show_history)
 
 
 def _print_version(value: bool) -> None:

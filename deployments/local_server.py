@@ -33,6 +33,8 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from mmflow.tasks.data_folder import data_dir
+
 DEFAULT_IDLE_S = 3600.0  # an hour without a command or a running flow
 START_TIMEOUT_S = 180.0  # a busy 2-core machine needs 10-20 s; give it room
 PORTS = range(4200, 4300)
@@ -48,13 +50,6 @@ class ServerInfo(BaseModel):
     home: str  # PREFECT_HOME of the server: its SQLite database lives there
     idle_s: float
     started_at: float
-
-
-def data_dir() -> Path:
-    if os.environ.get("MMFLOW_HOME"):
-        return Path(os.environ["MMFLOW_HOME"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "mmflow"
 
 
 def server_dir() -> Path:

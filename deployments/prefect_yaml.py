@@ -18,14 +18,22 @@ import yaml
 
 from mmflow.deployments.webhook import EVENT_NAME, UPLOAD_PARAMETERS
 from mmflow.flows import registry
+from mmflow.tasks.eval.results import Tier
 
 POOL = "mmflow-process"
 BATCH_SCENARIO = "invoice"
 BATCH_CRON = "0 2 * * *"
+EVAL_CRON: dict[Tier, str] = {Tier.DOMAIN: "0 3 * * *"}  # nightly, after the batch
+EVAL_WHEN = {
+    Tier.CORE: "on every change (CI runs it too: `mmflow eval run core`)",
+    Tier.DOMAIN: "nightly",
+    Tier.STRESS: "before a release",
+}
 
 HEADER = """\
 # mmflow deployments: one per scenario, started by uploads (deployments/webhook.py), plus a
-# nightly invoice batch over a configured folder or s3:// prefix.
+# nightly invoice batch over a configured folder or s3:// prefix, and the evaluation tiers
+# (core, domain nightly, stress) gated against their committed baselines (docs/evaluation.md).
 # Written by `python -m mmflow.deployments.prefect_yaml` from the scenario registry
 # (flows/registry.py): edit the registry, not this file.
 #
@@ -40,6 +48,8 @@ HEADER = """\
 # and says so). Change `out` here, per run, or in the UI form (an s3:// prefix works).
 # Parameters are the flows' Pydantic-typed arguments, so the UI renders a form per deployment
 # and the server refuses values the models reject (enforce_parameter_schema).
+# The evaluation reads the public sets from MMFLOW_EVAL_DATA and records its history in
+# MMFLOW_EVAL_DATABASE_URL, both read from the worker's environment when a run starts.
 """
 
 
@@ -91,7 +101,25 @@ def document() -> dict[str, Any]:
             "schedules": [{"cron": BATCH_CRON, "timezone": "UTC", "active": True}],
         }
     )
+    deployments += [eval_deployment(tier) for tier in Tier]
     return {"name": "mmflow", "prefect-version": "3.9.1", "deployments": deployments}
+
+
+def eval_deployment(tier: Tier) -> dict[str, Any]:
+    """The evaluation of one tier; the domain tier on a nightly schedule."""
+    deployment: dict[str, Any] = {
+        "name": f"eval-{tier.value}",
+        "entrypoint": "mmflow.flows.evaluation.eval_flow",
+        "description": f"Evaluate the {tier.value} tier against its gold data, {EVAL_WHEN[tier]}; "
+        "fails on a regression against the accepted baseline.",
+        "tags": ["mmflow", "eval", tier.value],
+        "work_pool": {"name": POOL, "job_variables": {}},
+        "enforce_parameter_schema": True,
+        "parameters": {"tier": tier.value, "out": "{{ $PWD }}/out/eval"},
+    }
+    if tier in EVAL_CRON:
+        deployment["schedules"] = [{"cron": EVAL_CRON[tier], "timezone": "UTC", "active": True}]
+    return deployment
 
 
 def render() -> str:

@@ -18,16 +18,8 @@ inherits it, and none of it changes what a step computes. docs/observability.md 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-
-def data_dir() -> Path:
-    """mmflow's data folder: MMFLOW_HOME, else $XDG_DATA_HOME/mmflow, else ~/.local/share/mmflow
-    (the local Prefect server keeps its database there too)."""
-    if os.environ.get("MMFLOW_HOME"):
-        return Path(os.environ["MMFLOW_HOME"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "mmflow"
+from mmflow.tasks.data_folder import data_dir
 
 
 def _set(name: str) -> str | None:

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NAMES = ("invoice/invoice", "meeting/meeting", "image/image", "batch/invoice-batch")
+EVAL_TIERS = ("core", "domain", "stress")
 
 
 def _environment(api_url: str, home: Path, **extra: str) -> dict[str, str]:
@@ -105,6 +106,18 @@ def test_batch_deployment_runs_nightly_over_the_configured_source(
     assert batch.parameters["source"] == str(batch_source)
     assert batch.parameters["out"] == f"{ROOT}/out/invoice-batch"  # absolute, not the worker's
     assert not deployed["invoice/invoice"].schedules
+
+
+def test_the_evaluation_tiers_are_deployed_the_domain_tier_nightly(
+    client: SyncPrefectClient, deployed: dict[str, DeploymentResponse]
+) -> None:
+    tiers = {tier: client.read_deployment_by_name(f"eval/eval-{tier}") for tier in EVAL_TIERS}
+    assert {tier: d.parameters["tier"] for tier, d in tiers.items()} == {t: t for t in EVAL_TIERS}
+    assert all(str(d.entrypoint) == "mmflow.flows.evaluation.eval_flow" for d in tiers.values())
+    assert all(d.work_pool_name == "mmflow-process" for d in tiers.values())
+    nightly = [s.schedule.model_dump().get("cron") for s in tiers["domain"].schedules]
+    assert nightly == ["0 3 * * *"]
+    assert not tiers["core"].schedules and not tiers["stress"].schedules
 
 
 def test_parameter_schemas_carry_the_option_models_for_the_ui_form(
@@ -225,6 +238,17 @@ def test_a_process_worker_runs_the_batch_deployment_to_completion(
         deployment.id,
         parameters={"source": str(inbox), "out": str(out), "run": {"cache": False}},
     )
+    state, log = _worker_runs(client, run.id, prefect_server, tmp_path)
+    assert state.type is StateType.COMPLETED, log
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all('"status":"ok"' in line for line in lines)
+
+
+def _worker_runs(
+    client: SyncPrefectClient, run_id: Any, prefect_server: str, tmp_path: Path
+) -> tuple[Any, str]:
+    """Start `prefect worker start --pool mmflow-process` until the flow run ends; its final
+    state and the worker's log."""
     log = tmp_path / "worker.log"
     with log.open("w") as output:
         worker = subprocess.Popen(
@@ -237,17 +261,47 @@ def test_a_process_worker_runs_the_batch_deployment_to_completion(
         )
     try:
         deadline = time.monotonic() + 300
-        state = client.read_flow_run(run.id).state
+        state = client.read_flow_run(run_id).state
         while state is None or not state.is_final():
             assert worker.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"still {state} after 5 minutes"
             time.sleep(1)
-            state = client.read_flow_run(run.id).state
+            state = client.read_flow_run(run_id).state
     finally:
         _stop(worker)
-    assert state.type is StateType.COMPLETED, log.read_text()
-    lines = (out / "manifest.jsonl").read_text().splitlines()
-    assert len(lines) == 3 and all('"status":"ok"' in line for line in lines)
+    return state, log.read_text()
+
+
+def test_a_process_worker_runs_the_core_evaluation_into_history_and_a_trend_chart(
+    prefect_server: str,
+    client: SyncPrefectClient,
+    deployed: dict[str, DeploymentResponse],
+    tmp_path: Path,
+) -> None:
+    """The eval-core deployment, one of its datasets (the generated PDFs: the quickest), with
+    the gate off (the tests' history has no accepted run)."""
+    from prefect.client.schemas.objects import StateType
+
+    from mmflow.tasks.eval.history import HistoryStore
+
+    history = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    deployment = client.read_deployment_by_name("eval/eval-core")
+    parameters = {
+        "out": str(tmp_path / "eval"),
+        "datasets": ["sample-set"],
+        "history": history,
+        "gate": False,
+    }
+    run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+    state, log = _worker_runs(client, run.id, prefect_server, tmp_path)
+    assert state.type is StateType.COMPLETED, log
+    store = HistoryStore(history)
+    rows = store.rows("core")
+    store.close()
+    figures = {r.metric: r.value for r in rows if r.dataset == "sample-set"}
+    assert {r.run_id for r in rows} == {str(run.id)} and len(figures) == len(rows)
+    assert figures["inputs_ok"] == 1.0 and figures["field_accuracy"] > 0.9
+    assert (tmp_path / "eval" / "core" / "trend.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_mmflow_serve_registers_the_deployments(
