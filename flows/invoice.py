@@ -204,6 +204,8 @@ class InvoicePipeline:
         totals: dict[str, Any] = {"line_items": reconciled.rows}
         if reconciled.unreadable:  # results deleted or cut short since their run: no rows
             totals["line_items_unreadable"] = reconciled.unreadable
+        if reconciled.invalid:  # items that break the table's rules (their results say so)
+            totals["line_items_invalid"] = reconciled.invalid
         return totals
 
 

@@ -125,6 +125,9 @@ class Reconciled(BaseModel):
 
     rows: int
     unreadable: dict[str, str] = Field(default_factory=dict)
+    # `ok` inputs whose items break the table's rules (their result says so in the failed
+    # `line_items_schema` check): left out of the table, by uri with the reason.
+    invalid: dict[str, str] = Field(default_factory=dict)
 
 
 def reconcile(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> Reconciled:
@@ -136,7 +139,7 @@ def reconcile(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> Reconciled
     """
     import pyarrow as pa
 
-    from mmflow.tasks.schemas import line_items_table
+    from mmflow.tasks.schemas import line_items_table, line_items_table_of_valid
 
     path = join(out, FILENAME)
     with OutputLock(out):
@@ -167,13 +170,18 @@ def reconcile(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> Reconciled
             except (OSError, ValueError) as error:  # deleted, cut short, not an invoice result
                 unreadable[entry.uri] = f"{type(error).__name__}: {str(error)[:200]}"
                 logger.warning("line items of %s not read back: %s", entry.uri, error)
-        added = pa.Table.from_pandas(line_items_table(documents), preserve_index=False)
+        valid, left_out = line_items_table_of_valid(documents)
+        invalid = {doc.uri: reason for doc, reason in left_out}
+        for uri, reason in invalid.items():
+            logger.warning("line items of %s left out of %s: %s", uri, FILENAME, reason)
+        added = pa.Table.from_pandas(valid, preserve_index=False)
         tables = [added.cast(schema)]
         if current is not None:
             mask = pa.array([key in keep for key in _keys(current)], type=pa.bool_())
             tables.insert(0, current.filter(mask).cast(schema))
         table = pa.concat_tables(tables)
         with_rows = set(_keys(table))
-        without_rows = [k for k in ended_ok if k not in with_rows and k[0] not in unreadable]
+        not_held = unreadable.keys() | invalid.keys()
+        without_rows = [k for k in ended_ok if k not in with_rows and k[0] not in not_held]
         _write_table(path, table, sorted(without_rows))
-    return Reconciled(rows=table.num_rows, unreadable=unreadable)
+    return Reconciled(rows=table.num_rows, unreadable=unreadable, invalid=invalid)

@@ -134,6 +134,32 @@ def line_items_table(documents: list[DocumentItems]) -> pd.DataFrame:
     return LineItemsSchema.validate(frame, lazy=True)
 
 
+def line_items_table_of_valid(
+    documents: list[DocumentItems],
+) -> tuple[pd.DataFrame, list[tuple[DocumentItems, str]]]:
+    """The validated table of the documents whose items pass the schema, and the others with
+    what is wrong. An input whose items fail (a description OCR left blank) already carries a
+    failed `line_items_schema` check; it must not stop the table of every other input."""
+    try:
+        return line_items_table(documents), []
+    except SchemaErrors as errors:
+        failing = {int(i) for i in errors.failure_cases["index"].dropna()}
+    bad: dict[int, list[str]] = {}
+    first = 0
+    for number, doc in enumerate(documents):
+        rows = range(first, first + len(doc.items))
+        problems = [f"line {row - first + 1}" for row in rows if row in failing]
+        if problems:
+            bad[number] = problems
+        first += len(doc.items)
+    good = [doc for number, doc in enumerate(documents) if number not in bad]
+    left_out = [
+        (documents[number], "line items fail the table's schema: " + ", ".join(lines))
+        for number, lines in bad.items()
+    ]
+    return line_items_table(good), left_out
+
+
 def line_items_problems(items: list[LineItem]) -> list[str]:
     """What is wrong with the items by the table's rules, one readable line per failure."""
     try:

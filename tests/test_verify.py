@@ -359,3 +359,34 @@ def test_a_misread_total_on_a_real_invoice_is_flagged(coolblue_text: DocumentTex
     result, checks = verify_extraction(extraction, coolblue_text)
     assert _status(checks, "grounding:total").status is CheckStatus.FAIL
     assert result.fields["total"].value == "717.79"
+
+
+def test_one_input_with_a_blank_description_does_not_stop_the_folders_table(
+    tmp_path: Path,
+) -> None:
+    """Degraded scans gave a line item whose description OCR left blank: its input ends `ok`
+    with a failed `line_items_schema` check, and the table once refused the whole run's rows
+    (the run crashed after every input had ended). Now that input is left out, with the
+    reason, and every other input's rows are written."""
+    import pyarrow.parquet as pq
+
+    from mmflow.tasks.line_items_table import FILENAME, reconcile
+    from mmflow.tasks.models import ManifestEntry, Status
+    from mmflow.tasks.persist import Manifest
+
+    out = str(tmp_path)
+    good, blank = ("in/good.pdf", "a" * 64), ("in/blank.pdf", "b" * 64)
+    manifest = Manifest(out)
+    for uri, sha in (good, blank):
+        manifest.append(
+            ManifestEntry(uri=uri, sha256=sha, status=Status.OK, output=f"{out}/{sha}.json")
+        )
+    fresh = {
+        good: [{"description": "Consulting", "amount": "240.00", "confidence": 0.9}],
+        blank: [{"description": "  ", "amount": "12.00", "confidence": 0.4}],
+    }
+    reconciled = reconcile(out, fresh)
+    assert reconciled.rows == 1
+    assert reconciled.invalid == {"in/blank.pdf": "line items fail the table's schema: line 1"}
+    table = pq.read_table(tmp_path / FILENAME).to_pydict()
+    assert table["uri"] == ["in/good.pdf"]
