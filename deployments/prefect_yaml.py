@@ -18,6 +18,7 @@ import yaml
 
 from mmflow.deployments.webhook import EVENT_NAME, UPLOAD_PARAMETERS
 from mmflow.flows import registry
+from mmflow.flows.observe import ALERT_EVENT
 from mmflow.tasks.eval.results import Tier
 
 POOL = "mmflow-process"
@@ -119,7 +120,23 @@ def eval_deployment(tier: Tier) -> dict[str, Any]:
     }
     if tier in EVAL_CRON:
         deployment["schedules"] = [{"cron": EVAL_CRON[tier], "timezone": "UTC", "active": True}]
+    if tier is Tier.CORE:
+        deployment["triggers"] = [error_rate_automation()]
     return deployment
+
+
+def error_rate_automation() -> dict[str, Any]:
+    """The example automation on mmflow's per-run alert events (docs/observability.md): a run
+    whose failed inputs cross the error-rate threshold starts the core evaluation, so a
+    regression in the code shows in the gate (and its report) next to the failing run."""
+    return {
+        "type": "event",
+        "name": "mmflow error rate: run the core evaluation",
+        "enabled": True,
+        "expect": [f"{ALERT_EVENT}.firing"],
+        "match": {"prefect.resource.id": "mmflow.alert.error_rate"},
+        "parameters": {"tier": Tier.CORE.value, "out": "{{ $PWD }}/out/eval"},
+    }
 
 
 def render() -> str:

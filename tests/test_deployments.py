@@ -202,6 +202,39 @@ def test_an_upload_event_starts_a_run_of_the_deployed_scenario_with_its_uri(
     assert runs[0].parameters["run"] == {"tenant": "acme", "feature": ""}
 
 
+def test_an_error_rate_alert_starts_the_core_evaluation(
+    deployed: dict[str, DeploymentResponse], client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """The example automation in prefect.yaml: a run's `mmflow.alert.firing` event for the
+    error rate (flows/observe.py emits it when a run ends) schedules the core evaluation."""
+    from prefect.events import emit_event
+
+    core = client.read_deployment_by_name("eval/eval-core")
+    query = DeploymentFilter(id=DeploymentFilterId(any_=[core.id]))
+    before = {r.id for r in client.read_flow_runs(deployment_filter=query)}
+    emit_event(
+        event="mmflow.alert.firing",
+        resource={
+            "prefect.resource.id": "mmflow.alert.error_rate",
+            "prefect.resource.name": "MmflowErrorRateHigh",
+        },
+        payload={"rule": "error_rate", "value": 0.5, "threshold": 0.02, "run_id": str(tmp_path)},
+    )
+    runs: list[Any] = []
+    for _ in range(240):  # the automation fires once the server has the event
+        runs = [r for r in client.read_flow_runs(deployment_filter=query) if r.id not in before]
+        if runs:
+            break
+        time.sleep(0.5)
+    try:
+        assert len(runs) == 1
+        assert runs[0].parameters["tier"] == "core"
+        assert runs[0].parameters["out"] == f"{ROOT}/out/eval"
+    finally:  # no worker here; the worker tests below must not pick it up
+        for run in runs:
+            client.delete_flow_run(run.id)
+
+
 def _stop(process: subprocess.Popen[str]) -> None:
     """Ctrl-C, then again (the runner waits out its first), then kill; every wait bounded."""
     for sent in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
