@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.eval.results import EvalRun, Tier
+from mmflow.tasks.ledger import engine_url
 from mmflow.tasks.telemetry_settings import ledger_url
 
 DATABASE_URL_ENV = "MMFLOW_EVAL_DATABASE_URL"
@@ -91,7 +92,7 @@ class HistoryStore:
         if self.url.startswith("sqlite:///"):
             Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self._sa = sa
-        self._engine = sa.create_engine(self.url)
+        self._engine = sa.create_engine(engine_url(self.url))  # PostgreSQL through psycopg
         metadata = sa.MetaData()
         self._table = _table(sa, metadata)
         metadata.create_all(self._engine)
