@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from benchmarks.database_load import VENV_BIN, free_port, postgres_cluster, postgres_installed
+from benchmarks.database_load import VENV_BIN, free_port, postgres_cluster
 from mmflow.tasks.eval.history import HistoryStore
 from mmflow.tasks.eval.results import CodeVersion, DatasetOutcome, EvalRun, Metric, Tier
 from mmflow.tasks.ledger import CostGrouping, CostLedger, LedgerRow
+from tests.postgres import postgres_work_folder
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    if not postgres_installed():
-        if os.environ.get("CI"):
-            pytest.fail("CI installs Debian's postgresql, but no initdb was found")
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    work = Path(tempfile.mkdtemp(prefix="mmflow-pg-ledger-"))
-    work.chmod(0o755)  # the server runs as its own system user
+    work = postgres_work_folder("mmflow-pg-ledger-")
     with postgres_cluster(work / "postgres", free_port()) as url:
         yield url
 

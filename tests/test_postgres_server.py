@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,11 +26,11 @@ from benchmarks.database_load import (
     VENV_BIN,
     free_port,
     postgres_cluster,
-    postgres_installed,
     postgres_psql,
     prefect_server,
 )
 from mmflow.tasks.samples import SPECS, invoice_pdf
+from tests.postgres import postgres_work_folder
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +47,7 @@ class RecordedRun:
 @pytest.fixture(scope="module")
 def invoice_run_on_postgres() -> Iterator[RecordedRun]:
     """Two text-PDF invoices run by `mmflow run invoice` against a PostgreSQL-backed server."""
-    if not postgres_installed():
-        if os.environ.get("CI"):
-            pytest.fail("CI installs Debian's postgresql, but no initdb was found")
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    # Under /tmp, not pytest's private tmp folder: the server runs as its own system user.
-    work = Path(tempfile.mkdtemp(prefix="mmflow-pg-test-"))
-    work.chmod(0o755)
+    work = postgres_work_folder("mmflow-pg-test-")
     try:
         inputs = work / "inputs"
         inputs.mkdir()
