@@ -308,11 +308,12 @@ def batch_flow(
     """
     started = time.perf_counter()
     redaction.install()  # logs of this run, and the secrets of its environment
-    source = check_source(source)
-    pipeline = batch_pipeline(scenario, options)
-    check_output_location(out)
-    with OutputLock(out, timeout_s=0, name=".mmflow-batch.lock"):
-        report = _run_batch(pipeline, source, out, run, started)
+    with redaction.secrets_kept_out_of_errors():  # the run's state message is stored
+        source = check_source(source)
+        pipeline = batch_pipeline(scenario, options)
+        check_output_location(out)
+        with OutputLock(out, timeout_s=0, name=".mmflow-batch.lock"):
+            report = _run_batch(pipeline, source, out, run, started)
     create_markdown_artifact(
         key=f"{pipeline.name}-batch-report",
         markdown=redaction.redact(_report_markdown(report)),

@@ -548,6 +548,17 @@ def run_scenario(
     that carries it, so the flow run's state says what happened.
     """
     redaction.install()  # logs of this run, and the secrets of its environment
+    with redaction.secrets_kept_out_of_errors():  # the run's state message is stored
+        return _run_scenario(pipeline, inputs, out, settings, names)
+
+
+def _run_scenario(
+    pipeline: Pipeline,
+    inputs: list[str],
+    out: str,
+    settings: RunSettings,
+    names: list[str] | None,
+) -> RunReport | State[Any]:
     check_output_location(out)
     uris = expand_inputs(inputs)
     run = RunContext(

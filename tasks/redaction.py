@@ -25,7 +25,8 @@ import os
 import re
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -215,3 +216,24 @@ def install() -> None:
 
         logging.setLogRecordFactory(factory)
         _factory_installed = True
+
+
+class RedactedError(Exception):
+    """Raised in place of an unexpected error whose text held a secret, with that text
+    redacted: Prefect stores a failed run's state message as the exception's type and text."""
+
+
+@contextmanager
+def secrets_kept_out_of_errors() -> Iterator[None]:
+    """A flow body's boundary: an exception escaping it whose `Type: text` would carry a
+    secret (a storage library's error quoting an endpoint with its password) is replaced by a
+    `RedactedError` saying the same without it; the original stays chained for the logs, which
+    are redacted where they are made. Errors without a secret pass unchanged."""
+    try:
+        yield
+    except Exception as error:
+        text = f"{type(error).__name__}: {error}"
+        clean = redact(text)
+        if clean == text:
+            raise
+        raise RedactedError(clean) from error

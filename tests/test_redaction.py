@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -240,3 +241,36 @@ def test_a_provider_block_keeps_base_url_credentials_in_a_secret_field() -> None
     assert block.endpoint == f"http://gw:{password}@proxy:3128/v1"
     assert str(block._build_client().base_url).startswith(f"http://gw:{password}@proxy:3128/v1")
     assert block.label == "openai:gpt-4o@http://proxy:3128/v1"
+
+
+@pytest.mark.parametrize("flow_name", ["invoice", "batch"])
+def test_a_secret_in_an_unexpected_error_stays_out_of_the_stored_run_state(
+    prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flow_name: str
+) -> None:
+    """An error that is not mmflow's escapes a flow body quoting an endpoint with its password:
+    Prefect stores the run's state message (`Type: text`) in its database. The boundary
+    replaces it with the same text, redacted; the old code stored the password."""
+    from prefect import get_client
+    from prefect.states import StateType
+
+    import mmflow.flows.batch as batch
+    import mmflow.flows.runs as runs
+    from mmflow.flows.invoice import invoice_flow
+
+    password = "canary-" + secrets.token_hex(8)
+
+    def unreachable(_: list[str]) -> list[str]:
+        raise OSError(f"cannot list https://mmflow:{password}@storage.example/bucket")
+
+    monkeypatch.setattr(runs if flow_name == "invoice" else batch, "expand_inputs", unreachable)
+    out = str(tmp_path / "out")
+    if flow_name == "invoice":
+        state = invoice_flow(inputs=["a.pdf"], out=out, return_state=True)
+    else:
+        state = batch.batch_flow(source=str(tmp_path), out=out, return_state=True)
+    assert state.type is StateType.FAILED
+    with get_client(sync_client=True) as client:
+        stored = client.read_flow_run(state.state_details.flow_run_id).state
+    assert stored is not None and stored.message is not None
+    assert password not in stored.message, stored.message
+    assert "RedactedError" in stored.message and "storage.example" in stored.message
