@@ -171,8 +171,20 @@ def usd(value: float | None) -> Decimal | None:
 # ---------------------------------------------------------------- checks before a run
 
 
+def refuse_credentials_now(locations: list[str], what: str) -> None:
+    """A location with credentials in it is refused before a run is created: Prefect would
+    store it with the run's parameters (docs/security.md)."""
+    from mmflow.tasks.inputs import CredentialsInLocation, refuse_credentials
+
+    try:
+        refuse_credentials(locations, what)
+    except CredentialsInLocation as error:
+        raise fail("Credentials in a location", str(error)) from error
+
+
 def resolved_out(out: str) -> str:
     """OUT as the flow gets it: an absolute folder or a storage URI, never an existing file."""
+    refuse_credentials_now([out], "OUT")
     if "://" in out and not out.startswith("file://"):
         return out.rstrip("/")
     path = Path(out.removeprefix("file://")).expanduser().resolve()
@@ -186,6 +198,7 @@ def expanded_inputs(inputs: list[str]) -> list[str]:
     still end in the manifest, as `failed: not_found`, and make the exit status 1)."""
     from mmflow.tasks.inputs import expand_inputs
 
+    refuse_credentials_now(inputs, "the input")
     try:
         uris = expand_inputs(inputs)
     except MissingDependency as error:

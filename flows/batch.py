@@ -50,6 +50,7 @@ from mmflow.tasks.inputs import (
     expand_inputs,
     forget_input,
     hash_input,
+    refuse_credentials,
     sha256_of,
 )
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
@@ -309,6 +310,8 @@ def batch_flow(
     started = time.perf_counter()
     redaction.install()  # logs of this run, and the secrets of its environment
     with redaction.secrets_kept_out_of_errors():  # the run's state message is stored
+        refuse_credentials([source], "the batch source")
+        refuse_credentials([out], "OUT")
         source = check_source(source)
         pipeline = batch_pipeline(scenario, options)
         check_output_location(out)

@@ -61,6 +61,7 @@ from mmflow.tasks.inputs import (
     forget_input,
     hash_input,
     open_input,
+    refuse_credentials,
 )
 from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status, TraceRecord
 from mmflow.tasks.persist import Manifest, OutputNames, check_output_location, json_safe
@@ -559,6 +560,8 @@ def _run_scenario(
     settings: RunSettings,
     names: list[str] | None,
 ) -> RunReport | State[Any]:
+    refuse_credentials(inputs, "the input")
+    refuse_credentials([out], "OUT")
     check_output_location(out)
     uris = expand_inputs(inputs)
     run = RunContext(

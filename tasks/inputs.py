@@ -31,6 +31,7 @@ import fsspec
 
 from mmflow.tasks.errors import Rejection, RejectionCode
 from mmflow.tasks.filesystems import require_filesystem
+from mmflow.tasks.redaction import redact
 
 MB = 1024 * 1024
 # Ceiling of one read into memory. The real limit of a document is ValidationLimits.max_bytes
@@ -63,6 +64,26 @@ def local_file(uri: str) -> Path | None:
     if _is_remote(uri):
         return None
     return Path(uri)
+
+
+class CredentialsInLocation(ValueError):
+    """An input, OUT or batch source written with credentials in it (a password in the URL, a
+    key or signature query parameter). A flow run's parameters are stored as given in Prefect's
+    database, so such a location is refused before any work; credentials go in the environment
+    or a storage block (docs/security.md)."""
+
+
+def refuse_credentials(locations: list[str], what: str) -> None:
+    """Raise `CredentialsInLocation` naming the first location that carries credentials."""
+    for location in locations:
+        shown = redact(location)
+        if shown != location:
+            raise CredentialsInLocation(
+                f"{what} {shown} carries credentials (a password in the URL, or a key or "
+                "signature parameter), which Prefect would store with the run's parameters; "
+                "give storage credentials through the environment (AWS_ACCESS_KEY_ID, …) or a "
+                "storage block instead"
+            )
 
 
 def expand_inputs(locations: list[str]) -> list[str]:

@@ -274,3 +274,54 @@ def test_a_secret_in_an_unexpected_error_stays_out_of_the_stored_run_state(
     assert stored is not None and stored.message is not None
     assert password not in stored.message, stored.message
     assert "RedactedError" in stored.message and "storage.example" in stored.message
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["invoice", "s3://reader:{secret}@bucket/a.pdf", "--out", "{out}"], "s3://[REDACTED]@"),
+        (["invoice", "{out}/a.pdf", "--out", "s3://bucket/out?X-Amz-Signature={secret}"], "OUT"),
+        (["batch", "s3://reader:{secret}@bucket/in/", "--out", "{out}"], "[REDACTED]"),
+    ],
+)
+def test_a_location_with_credentials_is_refused_before_a_run_is_created(
+    prefect_server: str, tmp_path: Path, args: list[str], shown: str
+) -> None:
+    """Prefect stores a flow run's parameters as given: a password or a signature written into
+    an input, OUT or a batch source would land in its database. The CLI refuses the command
+    (exit 2), naming the location without its credentials, and creates no run."""
+    from prefect import get_client
+    from typer.testing import CliRunner
+
+    from mmflow.cli.app import app
+
+    secret = "canary-" + secrets.token_hex(8)
+    with get_client(sync_client=True) as client:
+        before = len(client.read_flow_runs())
+        result = CliRunner().invoke(
+            app, ["run", *(a.format(secret=secret, out=tmp_path) for a in args)]
+        )
+        after = len(client.read_flow_runs())
+    assert result.exit_code == 2, result.output
+    assert "carries credentials" in result.output and shown in result.output
+    assert secret not in result.output
+    assert after == before
+
+
+def test_a_flow_started_elsewhere_with_credentials_in_a_location_does_no_work(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """A run created with such parameters (the UI, the API) fails at once, saying why, and
+    reads nothing; its parameters are what the caller stored."""
+    from prefect.states import StateType
+
+    from mmflow.flows.invoice import invoice_flow
+
+    secret = "canary-" + secrets.token_hex(8)
+    out = tmp_path / "out"
+    state = invoice_flow(
+        inputs=[f"s3://reader:{secret}@bucket/a.pdf"], out=str(out), return_state=True
+    )
+    assert state.type is StateType.FAILED
+    assert "carries credentials" in str(state.message) and secret not in str(state.message)
+    assert not out.exists()
