@@ -33,6 +33,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from mmflow.deployments.refused import Refused
+from mmflow.tasks.redaction import redact
 
 MB = 1024 * 1024
 SPOOL_IN_MEMORY = 8 * MB  # larger inputs spill to a temporary file, not RAM
@@ -110,6 +111,8 @@ class UriAllowList:
             raise self._refusal(uri, "")
         if not uri or any(ord(ch) < 32 or ord(ch) == 127 for ch in uri):
             raise Refused(400, "malformed", "the uri is empty or holds control characters")
+        if redact(uri) != uri:  # it would be stored with the run's parameters (docs/security.md)
+            raise self._refusal(redact(uri), "credentials in a URI are not accepted")
         fs, path = _url_to_fs(uri)
         if isinstance(fs, LocalFileSystem):
             real = os.path.realpath(path)  # `..` and every symlink resolved

@@ -216,7 +216,7 @@ def _comparable(entry: dict[str, Any]) -> dict[str, Any]:
     # Which files were written; their sizes differ with the output folder named in lineage.
     written = sorted(Path(path).name for path in entry.get("output_bytes") or {})
     return {
-        **entry,
+        **{k: v for k, v in entry.items() if k != "trace"},  # trace and run ids, latency
         "output": output,
         "outputs": outputs,
         "output_bytes": written,

@@ -718,6 +718,22 @@ def test_s3_uris_are_refused_unless_every_segment_stays_under_the_allowed_prefix
     assert (refused.value.status, refused.value.code) == (403, "uri_not_allowed")
 
 
+def test_a_uri_with_credentials_is_refused_even_under_an_allowed_prefix() -> None:
+    """It would reach the run's parameters, which Prefect stores as given (docs/security.md)."""
+    allowed = UriAllowList(["s3://bucket/data/in", "https://files.example/in"])
+    for uri in (
+        "s3://reader:hunter2hunter2@bucket/data/in/a.pdf",
+        "https://files.example/in/a.pdf?X-Amz-Signature=0123456789abcdef",
+    ):
+        with pytest.raises(Refused) as refused:
+            allowed.resolve(uri)
+        assert (refused.value.status, refused.value.code) == (403, "uri_not_allowed")
+        assert "credentials" in str(refused.value.message)
+        assert "hunter2" not in str(refused.value.message) and "0123456789" not in str(
+            refused.value.message
+        )
+
+
 def test_local_uris_are_checked_on_their_real_path_whatever_their_spelling(
     tmp_path: Path, pdf: bytes
 ) -> None:
