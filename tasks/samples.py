@@ -470,9 +470,10 @@ def rasterise(pdf: bytes, dpi: int, grey: bool = True) -> list[Image.Image]:
     return images
 
 
-def _scanned(image: Image.Image, rng: np.random.Generator, skew_deg: float) -> Image.Image:
-    """A flatbed look: slight skew, toner blur, paper noise, grey not quite white."""
-    tilted = image.rotate(skew_deg, resample=Image.Resampling.BILINEAR, fillcolor=255)
+def scanned(image: Image.Image, rng: np.random.Generator, skew_deg: float = 0.5) -> Image.Image:
+    """A flatbed scan of a clean page: slight skew, toner blur, paper noise, off-white paper
+    (also the base of the evaluation's degraded scans, tasks/eval/degrade.py)."""
+    tilted = image.convert("L").rotate(skew_deg, resample=Image.Resampling.BILINEAR, fillcolor=255)
     blurred = tilted.filter(ImageFilter.GaussianBlur(0.6))
     pixels = np.asarray(blurred, dtype=np.float32) * 0.93 + 8
     pixels += rng.normal(0.0, 7.0, pixels.shape).astype(np.float32)
@@ -638,7 +639,7 @@ def make_samples(out_dir: Path) -> list[Path]:
     write("northwind-invoice.pdf", invoice_pdf(spec), {"form": "text_pdf", "pages": 1})
 
     spec = SPECS["brenner-rechnung-scan"]
-    scan = _scanned(rasterise(invoice_pdf(spec), dpi=200)[0], rng, skew_deg=0.7)
+    scan = scanned(rasterise(invoice_pdf(spec), dpi=200)[0], rng, skew_deg=0.7)
     write(
         "brenner-rechnung-scan.pdf",
         _image_pdf([scan], A4, quality=75),
@@ -680,7 +681,7 @@ def make_samples(out_dir: Path) -> list[Path]:
     )
 
     spec = SPECS["brenner-rechnung-rotated"]
-    upright_scan = _scanned(rasterise(invoice_pdf(spec), dpi=150)[0], rng, skew_deg=-0.4)
+    upright_scan = scanned(rasterise(invoice_pdf(spec), dpi=150)[0], rng, skew_deg=-0.4)
     sideways = upright_scan.transpose(Image.Transpose.ROTATE_90)  # text runs bottom to top
     buffer = io.BytesIO()
     sideways.save(buffer, format="PNG", optimize=False)

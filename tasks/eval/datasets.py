@@ -297,8 +297,7 @@ def _single_documents(count_per_language: int) -> list[tuple[str, InvoiceSpec]]:
 def _scan_text(dataset: Dataset, root: Path, work: Path) -> PreparedDataset:
     """Each chosen document's first page as a 150 dpi scan (PNG) and its PDF beside it: the
     scorer reads the gold text from the PDF's text layer."""
-    from mmflow.tasks.eval.degrade import scanned
-    from mmflow.tasks.samples import generated_pdf, rasterise
+    from mmflow.tasks.samples import generated_pdf, rasterise, scanned
 
     rng = np.random.default_rng(150)
     inputs = []
@@ -387,8 +386,7 @@ def _describe(dataset: Dataset, root: Path, work: Path) -> PreparedDataset:
     """Four charts and two scanned invoices; what each shows is written beside it
     (`<stem>.shows.txt`) for the judge."""
     from mmflow.tasks.eval.charts import chart_truth, draw_chart
-    from mmflow.tasks.eval.degrade import scanned
-    from mmflow.tasks.samples import generated_pdf, rasterise, truth_of
+    from mmflow.tasks.samples import generated_pdf, rasterise, scanned, truth_of
 
     inputs = []
     for seed in (60, 61, 62, 63):

@@ -13,17 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from mmflow.tasks.samples import scanned
+
 TURNS = (0, 90, 180, 270)  # clockwise turn a reader must undo
-
-
-def scanned(image: Image.Image, rng: np.random.Generator, skew_deg: float = 0.5) -> Image.Image:
-    """A flatbed scan of a clean page: slight skew, toner blur, paper noise, off-white paper."""
-    grey = image.convert("L")
-    tilted = grey.rotate(skew_deg, resample=Image.Resampling.BILINEAR, fillcolor=255)
-    blurred = tilted.filter(ImageFilter.GaussianBlur(0.6))
-    pixels = np.asarray(blurred, dtype=np.float32) * 0.93 + 8
-    pixels += rng.normal(0.0, 7.0, pixels.shape).astype(np.float32)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
 
 
 def badly_scanned(image: Image.Image, rng: np.random.Generator) -> Image.Image:
