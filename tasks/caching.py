@@ -84,9 +84,11 @@ def _imported_names(
 ) -> Iterator[tuple[str, str]]:
     """(name bound in the importing module, the module it comes from) for one import.
 
-    Telling a submodule from a name needs `find_spec`, which imports the parent package: for a
-    lazy import inside a function (OCR engines, pandas) `first_party_only` skips third-party
-    ones, so computing a cache key never loads a library the step itself does not."""
+    Telling a submodule from a name needs `find_spec`, which imports the parent: it is asked
+    only when the parent is a package (a name from a plain module is never a submodule), and
+    `first_party_only` skips third-party imports, so computing a cache key never loads a
+    library (or a first-party module) the step itself does not. Only first-party modules enter
+    a version, so callers lose nothing by skipping the others."""
     if isinstance(node, ast.Import):
         for alias in node.names:
             yield (alias.asname or alias.name).split(".")[0], alias.name
@@ -97,9 +99,12 @@ def _imported_names(
         base = ".".join(filter(None, [*anchor, base]))
     if first_party_only and not base.startswith(FIRST_PARTY):
         return
+    base_file = _module_file(base)
+    is_package = base_file is not None and base_file.name == "__init__.py"
     for alias in node.names:
         submodule = f"{base}.{alias.name}"
-        yield alias.asname or alias.name, submodule if _module_file(submodule) else base
+        is_submodule = is_package and _module_file(submodule) is not None
+        yield alias.asname or alias.name, submodule if is_submodule else base
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,19 @@ class _ModuleSource:
     definitions: dict[str, str]  # def/class/assignment name → its source
     imported: dict[str, str]  # name → module it was imported from (top level)
     imports: frozenset[str]  # every first-party module imported anywhere (lazy ones too)
+    declares_data_files: bool  # has a top-level `DATA_FILES` (read by importing the module)
+
+
+def _segment(lines: list[str], node: ast.stmt) -> str:
+    """The exact source of a top-level statement (as `ast.get_source_segment`, which splits
+    the whole file again on every call: ~1 s per command over the invoice steps' modules)."""
+    end = node.end_lineno or node.lineno
+    first, last = lines[node.lineno - 1], lines[end - 1]
+    if node.lineno == end:
+        return first.encode()[node.col_offset : node.end_col_offset].decode()
+    head = first.encode()[node.col_offset :].decode()
+    tail = last.encode()[: node.end_col_offset].decode()
+    return "".join([head, *lines[node.lineno : end - 1], tail])
 
 
 @cache
@@ -118,20 +136,21 @@ def _parse(name: str) -> _ModuleSource | None:
         return None
     text = path.read_text(encoding="utf-8")
     tree = ast.parse(text)
+    lines = text.splitlines(keepends=True)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     definitions: dict[str, str] = {}
     imported: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            definitions[node.name] = ast.get_source_segment(text, node) or ""
+            definitions[node.name] = _segment(lines, node)
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 for leaf in ast.walk(target):
                     if isinstance(leaf, ast.Name):
-                        definitions[leaf.id] = ast.get_source_segment(text, node) or ""
+                        definitions[leaf.id] = _segment(lines, node)
         elif isinstance(node, ast.Import | ast.ImportFrom):
-            imported.update(_imported_names(node, package))
+            imported.update(_imported_names(node, package, first_party_only=True))
     everywhere = {
         module
         for node in ast.walk(tree)
@@ -139,7 +158,7 @@ def _parse(name: str) -> _ModuleSource | None:
         for _, module in _imported_names(node, package, first_party_only=True)
         if module.startswith(FIRST_PARTY) and _module_file(module) is not None
     }
-    return _ModuleSource(definitions, imported, frozenset(everywhere))
+    return _ModuleSource(definitions, imported, frozenset(everywhere), "DATA_FILES" in definitions)
 
 
 def _names_in(source: str) -> set[str]:
@@ -208,12 +227,16 @@ def dependency_files(modules: set[str] | Sequence[str]) -> list[Path]:
         path = _module_file(name)
         if path is not None:
             files.append(path)
-            files += _data_files(name, path)
+            parsed = _parse(name)
+            if parsed is not None and parsed.declares_data_files:
+                files += _data_files(name, path)
     return files
 
 
 def _data_files(name: str, path: Path) -> list[Path]:
-    """Files a module declares it reads (`DATA_FILES`, names relative to the module)."""
+    """Files a module declares it reads (`DATA_FILES`, names relative to the module). Only
+    modules that declare them are imported: importing every dependency to look would load
+    pandas and more into a command that needs none of it."""
     declared = getattr(importlib.import_module(name), "DATA_FILES", ())
     return [path.parent / file for file in declared]
 

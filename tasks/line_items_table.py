@@ -9,6 +9,10 @@ folder's lock, instead of writing only its own inputs:
 - any other `ok` input the table lacks (a run that crashed before reconciling, a deleted table,
   one written by an older mmflow with other columns) is read from its result JSON files.
 Inputs with no line items are listed in the file's metadata, so "no rows" is not "missing".
+Rows are checked against the table's rules (tasks/line_item_rules.py) and written with pyarrow,
+without building a pandas DataFrame or importing pandera (a few hundred milliseconds per
+command); the file carries pandas' own metadata, so `pd.read_parquet` gives the same frame as
+before (tests/test_line_item_rules.py).
 A result that cannot be read back (deleted or cut short since its run) is reported by the run,
 never fatal; a batch over its source recomputes it (flows/batch.py), and the next
 reconciliation picks it up.
@@ -19,18 +23,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import fsspec
 from pydantic import BaseModel, Field
 
+from mmflow.tasks.line_item_rules import (
+    DECIMAL_PRECISION,
+    DECIMAL_SCALE,
+    TABLE_RULES,
+    ColumnRule,
+    DocumentItems,
+    problems,
+)
 from mmflow.tasks.models import FieldValue, InvoiceResult, LineItem, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputLock, join, write_bytes
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from mmflow.tasks.schemas import DocumentItems
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +76,6 @@ def _read_table(path: str) -> tuple[pa.Table | None, set[Key]]:
 
 def _read_documents(entry: ManifestEntry) -> list[DocumentItems]:
     """The line items an earlier run wrote into this input's results (one file per document)."""
-    from mmflow.tasks.schemas import DocumentItems
-
     documents = []
     for number, path in enumerate(entry.outputs or [entry.output], start=1):
         assert path is not None
@@ -88,8 +97,6 @@ def _read_documents(entry: ManifestEntry) -> list[DocumentItems]:
 def _fresh_documents(key: Key, rows: list[dict[str, Any]]) -> list[DocumentItems]:
     """This run's line items of one input, as the runner's details carry them (one row per
     item, each naming the document it belongs to)."""
-    from mmflow.tasks.schemas import DocumentItems
-
     by_document: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         by_document.setdefault(int(row.get("document", 1)), []).append(row)
@@ -104,6 +111,72 @@ def _fresh_documents(key: Key, rows: list[dict[str, Any]]) -> list[DocumentItems
         )
         for number, items in sorted(by_document.items())
     ]
+
+
+def _pandas_column(rule: ColumnRule) -> dict[str, Any]:
+    """How pandas should read one column back (its metadata format, as pyarrow writes it)."""
+    pandas_type, numpy_type, metadata = {
+        "string": ("object", "string", None),  # pandas' StringDtype
+        "int": ("int64", "Int64" if rule.nullable else "int64", None),
+        "decimal": ("decimal", "object", {"precision": DECIMAL_PRECISION, "scale": DECIMAL_SCALE}),
+        "float": ("float64", "float64", None),
+    }[rule.kind]
+    return {
+        "name": rule.name,
+        "field_name": rule.name,
+        "pandas_type": pandas_type,
+        "numpy_type": numpy_type,
+        "metadata": metadata,
+    }
+
+
+def _installed(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""
+
+
+def table_schema() -> pa.Schema:
+    """The table's Arrow schema, with the metadata pandas reads its dtypes from."""
+    import pyarrow as pa
+
+    types = {
+        "string": pa.large_string(),
+        "int": pa.int64(),
+        "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+        "float": pa.float64(),
+    }
+    pandas_metadata = {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": [_pandas_column(rule) for rule in TABLE_RULES],
+        "attributes": {},
+        "creator": {"library": "pyarrow", "version": pa.__version__},
+        "pandas_version": _installed("pandas"),
+    }
+    return pa.schema(
+        [pa.field(rule.name, types[rule.kind], nullable=True) for rule in TABLE_RULES],
+        metadata={b"pandas": json.dumps(pandas_metadata).encode()},
+    )
+
+
+def valid_rows(
+    documents: list[DocumentItems],
+) -> tuple[list[dict[str, Any]], list[tuple[DocumentItems, str]]]:
+    """The rows of the documents whose items keep the table's rules, and the others with what
+    is wrong. An input whose items fail (a description OCR left blank) already carries a
+    failed `line_items_schema` check; it must not stop the table of every other input."""
+    rows: list[dict[str, Any]] = []
+    left_out: list[tuple[DocumentItems, str]] = []
+    for doc in documents:
+        doc_rows = doc.rows()
+        broken = [f"line {row['line_no']}: {p}" for row in doc_rows for p in problems(row)]
+        if broken:
+            left_out.append((doc, "line items fail the table's rules: " + "; ".join(broken)))
+        else:
+            rows += doc_rows
+    return rows, left_out
 
 
 def _write_table(path: str, table: pa.Table, without: list[Key]) -> None:
@@ -139,8 +212,6 @@ def reconcile(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> Reconciled
     """
     import pyarrow as pa
 
-    from mmflow.tasks.schemas import line_items_table, line_items_table_of_valid
-
     path = join(out, FILENAME)
     with OutputLock(out):
         ended_ok = {
@@ -149,8 +220,7 @@ def reconcile(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> Reconciled
             if e.status is Status.OK and e.sha256 and e.output
         }
         current, without = _read_table(path)
-        added_rows = line_items_table([])  # the table's columns, as this mmflow writes them
-        schema = pa.Table.from_pandas(added_rows, preserve_index=False).schema
+        schema = table_schema()  # the table's columns, as this mmflow writes them
         if current is not None and not current.schema.remove_metadata().equals(
             schema.remove_metadata()
         ):
@@ -170,12 +240,11 @@ def reconcile(out: str, fresh: Mapping[Key, list[dict[str, Any]]]) -> Reconciled
             except (OSError, ValueError) as error:  # deleted, cut short, not an invoice result
                 unreadable[entry.uri] = f"{type(error).__name__}: {str(error)[:200]}"
                 logger.warning("line items of %s not read back: %s", entry.uri, error)
-        valid, left_out = line_items_table_of_valid(documents)
+        valid, left_out = valid_rows(documents)
         invalid = {doc.uri: reason for doc, reason in left_out}
         for uri, reason in invalid.items():
             logger.warning("line items of %s left out of %s: %s", uri, FILENAME, reason)
-        added = pa.Table.from_pandas(valid, preserve_index=False)
-        tables = [added.cast(schema)]
+        tables = [pa.Table.from_pylist(valid, schema=schema)]
         if current is not None:
             mask = pa.array([key in keep for key in _keys(current)], type=pa.bool_())
             tables.insert(0, current.filter(mask).cast(schema))

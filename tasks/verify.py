@@ -22,6 +22,7 @@ from itertools import product
 from mmflow.tasks.extraction.parsing import amount_readings, currency_readings, date_readings
 from mmflow.tasks.extraction.tax_lines import SUM_JOINER
 from mmflow.tasks.extraction.text import plain, text_key
+from mmflow.tasks.line_item_rules import row_problems
 from mmflow.tasks.models import (
     AMOUNT_FIELDS,
     DATE_FIELDS,
@@ -35,15 +36,6 @@ from mmflow.tasks.models import (
     PageText,
     TaxLine,
 )
-
-
-def _line_items_problems(items: list[LineItem]) -> list[str]:
-    """The table's pandera rules (tasks/schemas.py), imported here: pandas and pandera take
-    about a second to import, which a document without line items need not pay."""
-    from mmflow.tasks.schemas import line_items_problems
-
-    return line_items_problems(items)
-
 
 UNGROUNDED_FACTOR = 0.3
 """Confidence multiplier when the evidence is missing, not on the page, or contradicts the value."""
@@ -262,7 +254,7 @@ def verify_extraction(extraction: Extraction, text: DocumentText) -> tuple[Extra
         schema_check = Check(
             name="line_items_schema", status=CheckStatus.SKIPPED, detail="no line items"
         )
-    elif problems := _line_items_problems(extraction.line_items):
+    elif problems := row_problems(extraction.line_items):
         schema_check = Check(
             name="line_items_schema", status=CheckStatus.FAIL, detail="; ".join(problems)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -65,8 +66,9 @@ def test_changed_step_recomputes_from_that_step_on(tmp_path: Path, toy_steps) ->
     steps, calls = toy_steps
     storage = LocalFileSystem(basepath=str(tmp_path / "cache"))
     _run_chain(steps, InlineSteps(storage, "run-1"), "b" * 64)
-    module = sys.modules[steps[1].modules[0]]
-    Path(module.__file__).write_text("V = 'second, edited'\n")
+    spec = importlib.util.find_spec(steps[1].modules[0])
+    assert spec is not None and spec.origin is not None
+    Path(spec.origin).write_text("V = 'second, edited'\n")
     edited = [steps[0], Step(steps[1].name, steps[1].fn, modules=steps[1].modules), steps[2]]
     _run_chain(edited, InlineSteps(storage, "run-2"), "b" * 64)
     assert calls == {"first": 1, "second": 2, "third": 2}
@@ -161,3 +163,12 @@ def test_lineage_names_the_engine_that_read_the_pages_not_the_configured_one(
         )
     assert engines["text.pdf"].startswith("pymupdf ")
     assert engines["scan.png"].startswith("rapidocr ")
+
+
+def test_a_version_is_computed_without_importing_the_modules_it_hashes(tmp_path: Path) -> None:
+    """Versions read source files: importing every dependency to look for `DATA_FILES` loaded
+    pandas and pandera into every command, about a second (docs/performance.md)."""
+    name = _module(tmp_path, "toy_never_imported", "raise RuntimeError('imported')\n")
+    step = Step("toy", lambda value: value, modules=(name,))
+    assert len(step.version) == 16
+    assert name not in sys.modules
