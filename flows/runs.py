@@ -63,7 +63,7 @@ from mmflow.tasks.inputs import (
     open_input,
     refuse_credentials,
 )
-from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status, TraceRecord
+from mmflow.tasks.models import ErrorInfo, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputNames, check_output_location, json_safe
 from mmflow.tasks.trace import LABEL_PATTERN, TraceLabels
 
@@ -156,19 +156,10 @@ class RunSettings(BaseModel):
         return None if isinstance(value, str) and not value.strip() else value
 
 
-class InputSummary(BaseModel):
+class InputSummary(ManifestEntry):
     """One input's ending: its manifest line, plus what the scenario reports about it."""
 
-    uri: str
-    sha256: str | None
-    status: Status
-    error: ErrorInfo | None = None
-    output: str | None = None
-    outputs: list[str] | None = None
-    documents: int | None = None
-    output_bytes: dict[str, int] | None = None
     details: dict[str, Any] = Field(default_factory=dict)
-    trace: TraceRecord | None = None
 
     @classmethod
     def of_entry(cls, entry: ManifestEntry) -> InputSummary:
@@ -177,17 +168,7 @@ class InputSummary(BaseModel):
         return cls(**entry.model_dump(include={"uri", "sha256", "status", "error", "output"}))
 
     def manifest_entry(self) -> ManifestEntry:
-        return ManifestEntry(
-            uri=self.uri,
-            sha256=self.sha256,
-            status=self.status,
-            error=self.error,
-            output=self.output,
-            outputs=self.outputs,
-            documents=self.documents,
-            output_bytes=self.output_bytes,
-            trace=self.trace,
-        )
+        return ManifestEntry(**{name: getattr(self, name) for name in ManifestEntry.model_fields})
 
 
 @dataclass(frozen=True)
