@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib.metadata import version
 from typing import Any, ClassVar, cast
 
 from prefect import flow, task
@@ -56,6 +55,7 @@ from mmflow.tasks.models import SourceInfo, Status, Usd
 from mmflow.tasks.persist import join, write_model
 from mmflow.tasks.provider import Budget, Provider
 from mmflow.tasks.provider.fallback import run_fallback_chain
+from mmflow.tasks.versions import installed_version
 
 
 class SynthesisRecord(BaseModel):
@@ -133,7 +133,7 @@ def assemble(local: LocalResult, answer: ImageAnswer, run_id: str) -> ImageResul
         answer=answer,
         lineage={
             "input_sha256": source.sha256,
-            "mmflow_version": version("mmflow"),
+            "mmflow_version": installed_version("mmflow"),
             "flags": [*source.flags, *page.flags],
             "steps": [
                 s.lineage.model_copy(update={"cached": s.run_id != run_id}).model_dump(mode="json")

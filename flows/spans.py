@@ -19,12 +19,12 @@ from __future__ import annotations
 import random
 import threading
 from functools import cache
-from importlib.metadata import version
 from typing import Any
 
 from mmflow.tasks import telemetry_settings
 from mmflow.tasks.models import Status, TraceRecord
 from mmflow.tasks.trace import InputTrace, ModelCall, redact_outgoing_text
+from mmflow.tasks.versions import installed_version
 
 SERVICE_NAME = "mmflow"
 
@@ -65,7 +65,7 @@ def _tracing(endpoint: str) -> tuple[Any, _TraceIds]:
     ids = TraceIds()
     provider = TracerProvider(
         resource=Resource.create(
-            {"service.name": SERVICE_NAME, "service.version": version("mmflow")}
+            {"service.name": SERVICE_NAME, "service.version": installed_version("mmflow")}
         ),
         id_generator=ids,
     )

@@ -18,7 +18,6 @@ import io
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,6 +35,7 @@ from mmflow.tasks.normalise import NormaliseOptions, normalise_document, render_
 from mmflow.tasks.ocr import OcrEngine, engine_version, ocr_image
 from mmflow.tasks.pdf_library import pymupdf
 from mmflow.tasks.validate import PDF_MEDIA_TYPE, ValidationLimits, validate_bytes
+from mmflow.tasks.versions import installed_version
 
 if TYPE_CHECKING:
     from mmflow.tasks.provider import Budget, Provider
@@ -565,12 +565,12 @@ def _ocr_engine(params: Mapping[str, Any]) -> str:
 VALIDATE = Step(
     "validate",
     validate_image,
-    lambda p: f"pymupdf {version('pymupdf')}",
+    lambda p: f"pymupdf {installed_version('pymupdf')}",
 )
 NORMALISE = Step(
     "normalise",
     normalise_image,
-    lambda p: f"pillow {version('pillow')}",
+    lambda p: f"pillow {installed_version('pillow')}",
 )
 OCR = Step("ocr", read_image_text, _ocr_engine)
 CLASSIFY = Step("classify", classify_page)

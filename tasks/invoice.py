@@ -7,7 +7,6 @@ step visible in the UI) or inline inside a grouped batch task, the cache keys ar
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from importlib.metadata import version
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -37,6 +36,7 @@ from mmflow.tasks.split import part_text, split_document
 from mmflow.tasks.textlayer import ENGINE as TEXT_LAYER_ENGINE
 from mmflow.tasks.validate import ValidationLimits, validate_bytes
 from mmflow.tasks.verify import verify_extraction
+from mmflow.tasks.versions import installed_version
 
 
 class InvoiceAdvanced(BaseModel):
@@ -132,7 +132,7 @@ def _engines_used(text: DocumentText) -> str:
     """The engines that read the pages: the text layer, an OCR engine, or both."""
     used = {page.engine for page in text.pages}
     names = [
-        f"pymupdf {version('pymupdf')}"
+        f"pymupdf {installed_version('pymupdf')}"
         if engine == TEXT_LAYER_ENGINE
         else engine_version(OcrEngine(engine))
         for engine in sorted(used)
@@ -140,8 +140,8 @@ def _engines_used(text: DocumentText) -> str:
     return ", ".join(names)
 
 
-VALIDATE = Step("validate", _validate, lambda p: f"pymupdf {version('pymupdf')}")
-NORMALISE = Step("normalise", _normalise, lambda p: f"pillow {version('pillow')}")
+VALIDATE = Step("validate", _validate, lambda p: f"pymupdf {installed_version('pymupdf')}")
+NORMALISE = Step("normalise", _normalise, lambda p: f"pillow {installed_version('pillow')}")
 ROUTE = Step("route", _route)
 READ = Step(
     "read",
@@ -205,7 +205,7 @@ def assemble_result(
         checks=[*split_checks, *verify_checks, *extra_checks, *sanity.value],
         lineage={
             "input_sha256": source.sha256,
-            "mmflow_version": version("mmflow"),
+            "mmflow_version": installed_version("mmflow"),
             "flags": source.flags,
             "steps": [
                 s.lineage.model_copy(update={"cached": s.run_id != run_id}).model_dump(mode="json")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -39,6 +39,7 @@ from mmflow.tasks.line_item_rules import (
 )
 from mmflow.tasks.models import FieldValue, InvoiceResult, LineItem, ManifestEntry, Status
 from mmflow.tasks.persist import Manifest, OutputLock, join, write_bytes
+from mmflow.tasks.versions import installed_version
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -132,7 +133,7 @@ def _pandas_column(rule: ColumnRule) -> dict[str, Any]:
 
 def _installed(package: str) -> str:
     try:
-        return version(package)
+        return installed_version(package)
     except PackageNotFoundError:
         return ""
 

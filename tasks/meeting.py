@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -61,6 +61,7 @@ from mmflow.tasks.audio.validate import DEFAULT_MAX_DURATION_S, require_tool, va
 from mmflow.tasks.caching import Stamped, Step
 from mmflow.tasks.inputs import copy_input, local_file
 from mmflow.tasks.models import Check
+from mmflow.tasks.versions import installed_version
 
 
 class DenoiseMode(StrEnum):
@@ -301,7 +302,7 @@ def _notes(segments: list[Segment]) -> MeetingNotes:
 
 def _version_of(package: str) -> str:
     try:
-        return f"{package} {version(package)}"
+        return f"{package} {installed_version(package)}"
     except PackageNotFoundError:
         return package
 

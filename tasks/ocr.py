@@ -16,6 +16,7 @@ from PIL import Image
 
 from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.models import PageText, Route, Word
+from mmflow.tasks.versions import installed_version
 
 
 class OcrEngine(StrEnum):
@@ -36,10 +37,9 @@ def _rapidocr() -> Any:
 
 
 def engine_version(engine: OcrEngine) -> str:
-    from importlib.metadata import version
 
     if engine is OcrEngine.RAPIDOCR:
-        return f"rapidocr {version('rapidocr')}"
+        return f"rapidocr {installed_version('rapidocr')}"
     return tesseract_version()
 
 

