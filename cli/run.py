@@ -147,6 +147,7 @@ def run_settings(
 ) -> RunSettings:
     from pydantic import ValidationError
 
+    start_local_server_early()  # before the imports below, which take about 1.5 s
     from mmflow.flows.runs import RunSettings
 
     try:
@@ -230,12 +231,31 @@ def check_runner(
         raise fail("Missing dependency", str(error)) from error
 
 
+_started_early: list[bool] = []  # whether start_local_server_early started the server
+
+
+def start_local_server_early() -> None:
+    """Without `PREFECT_API_URL` in the environment, start the local server now, in the
+    background, so it boots while this command imports Prefect and the pipeline (about
+    1.5 s); `prefect_api` then waits for it (docs/performance.md)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from mmflow.deployments import local_server
+
+    try:
+        _started_early.append(local_server.begin_start())
+    except (OSError, RuntimeError):
+        return  # `prefect_api` tries again, and says what went wrong
+
+
 def prefect_api() -> str:
     """The Prefect API this command uses: the configured one, else the local server."""
     from mmflow.deployments import local_server
 
     configured = local_server.configured_api_url()
     if configured:
+        if any(_started_early):  # a Prefect profile names a server: the local one is not used
+            local_server.stop()
         return configured
     if local_server.running() is None:
         note("starting the local Prefect server (once; later commands reuse it)…")

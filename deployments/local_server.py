@@ -102,6 +102,13 @@ def _healthy(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def _write_info(info: ServerInfo) -> None:
+    """Replace server.json at once: a command reading it never sees half a file."""
+    partial = _info_path().with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(info.model_dump_json(), encoding="utf-8")
+    partial.replace(_info_path())
+
+
 def read_info() -> ServerInfo | None:
     try:
         return ServerInfo.model_validate_json(_info_path().read_text(encoding="utf-8"))
@@ -135,13 +142,29 @@ def _free_port() -> int:
     raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} for the local server")
 
 
-def start(idle_s: float = DEFAULT_IDLE_S) -> ServerInfo:
-    """The running local server, started (and waited for) when there is none."""
+_spawned: list[subprocess.Popen[bytes]] = []  # supervisors this process started
+
+
+def _booting(info: ServerInfo) -> bool:
+    """Its supervisor is alive and it started less than START_TIMEOUT_S ago: wait for it."""
+    return _alive(info.pid) and time.time() - info.started_at < START_TIMEOUT_S
+
+
+def begin_start(idle_s: float = DEFAULT_IDLE_S) -> bool:
+    """Start the local server in the background unless one is running or starting; returns at
+    once, True when this call started it.
+
+    The CLI calls this before it imports Prefect and the pipeline (about 1.5 s), so the server
+    boots meanwhile instead of afterwards; `start()` then waits for it. The spawning command
+    writes `server.json` itself (the supervisor rewrites it with the server's pid), so a
+    command started meanwhile finds this server starting and waits for it instead of
+    starting a second one or taking it for a stale one.
+    """
     with _start_lock():
-        info = running()
-        if info is not None:
+        info = read_info()
+        if info is not None and (_booting(info) or running() is not None):
             touch()
-            return info
+            return False
         _forget_stale()
         port = _free_port()
         touch()
@@ -155,26 +178,40 @@ def start(idle_s: float = DEFAULT_IDLE_S) -> ServerInfo:
             env=os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
         )
         log.close()
-        url = f"http://127.0.0.1:{port}/api"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(url, timeout_s=1.0):
-            if supervisor.poll() is not None:
-                raise RuntimeError(
-                    f"the local Prefect server did not start (see {server_dir() / 'server.log'})"
-                )
-            if time.monotonic() > deadline:
-                supervisor.terminate()
-                raise RuntimeError(
-                    f"the local Prefect server did not answer within {START_TIMEOUT_S:g} s "
-                    f"(see {server_dir() / 'server.log'})"
-                )
-            time.sleep(0.1)
-        deadline = time.monotonic() + 10
-        while (info := read_info()) is None or info.pid != supervisor.pid:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the local server's supervisor did not record itself")
-            time.sleep(0.05)
-        return info
+        starting = ServerInfo(
+            url=f"http://127.0.0.1:{port}/api",
+            port=port,
+            pid=supervisor.pid,
+            home=str(_prefect_home()),
+            idle_s=idle_s,
+            started_at=time.time(),
+        )
+        _write_info(starting)
+        _spawned.append(supervisor)
+        return True
+
+
+def wait_until_up() -> ServerInfo:
+    """The local server once its API answers; raises RuntimeError when it cannot start."""
+    log = server_dir() / "server.log"
+    while True:
+        info = read_info()
+        exited = any(p.pid == getattr(info, "pid", None) and p.poll() is not None for p in _spawned)
+        if info is None or exited or not _alive(info.pid):
+            raise RuntimeError(f"the local Prefect server did not start (see {log})")
+        if _healthy(info.url, timeout_s=1.0):
+            return info
+        if not _booting(info):
+            raise RuntimeError(
+                f"the local Prefect server did not answer within {START_TIMEOUT_S:g} s (see {log})"
+            )
+        time.sleep(0.1)
+
+
+def start(idle_s: float = DEFAULT_IDLE_S) -> ServerInfo:
+    """The running local server, started (and waited for) when there is none."""
+    begin_start(idle_s)
+    return wait_until_up()
 
 
 def _forget_stale() -> None:
@@ -237,9 +274,13 @@ def _active_runs(url: str) -> int:
         return 1  # cannot tell: assume busy, never stop a server that may be working
 
 
+def _prefect_home() -> Path:
+    return server_dir() / "prefect-home"
+
+
 def supervise(port: int, idle_s: float) -> int:
     """Run `prefect server start` on 127.0.0.1:`port` until it has been idle for `idle_s`."""
-    home = server_dir() / "prefect-home"
+    home = _prefect_home()
     home.mkdir(parents=True, exist_ok=True)
     env = os.environ | {
         "PREFECT_HOME": str(home),
@@ -281,7 +322,13 @@ def supervise(port: int, idle_s: float) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _info_path().write_text(info.model_dump_json(), encoding="utf-8")
+    _write_info(info)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not stopping and server.poll() is None and not _healthy(url, timeout_s=1.0):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    touch()  # the idle clock starts when the server answers, not before its start-up
     check_every = min(30.0, max(1.0, idle_s / 4))
     next_check = time.monotonic() + check_every
     try:

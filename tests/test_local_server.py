@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
+import pytest
 
 DRIVER = """
 import json, sys
@@ -43,3 +47,110 @@ def test_prefect_clients_use_the_local_server_once_it_is_ensured(tmp_path: Path)
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["used"].rstrip("/") == seen["local"].rstrip("/")
     assert seen["temporary_server"] is False
+
+
+def _home_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env["MMFLOW_HOME"] = str(home)
+    return env
+
+
+START = """
+import json
+from mmflow.deployments import local_server
+info = local_server.start(idle_s=120)
+print(json.dumps({"url": info.url, "pid": info.pid}))
+"""
+
+
+def test_commands_find_a_starting_server_and_share_it_and_a_stale_record_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command spawns the server before its imports and goes on (cli/run.py): one started
+    meanwhile must wait for that server, not start a second one nor take the starting one
+    for a stale one and kill it. A record left by a dead supervisor is replaced."""
+    from mmflow.deployments import local_server
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MMFLOW_HOME", str(home))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = local_server.ServerInfo(
+        url="http://127.0.0.1:4299/api",
+        port=4299,
+        pid=dead.pid,
+        home="x",
+        idle_s=1,
+        started_at=0,
+    )
+    local_server.server_dir().mkdir(parents=True)
+    local_server._info_path().write_text(stale.model_dump_json())
+    try:
+        assert local_server.begin_start(idle_s=120) is True  # the stale record is replaced
+        starting = local_server.read_info()
+        assert starting is not None and starting.pid != dead.pid
+        assert local_server.begin_start(idle_s=120) is False  # starting: left alone
+        commands = [
+            subprocess.Popen(
+                [sys.executable, "-c", START],
+                env=_home_env(home),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        seen = [
+            json.loads(c.communicate(timeout=300)[0].strip().splitlines()[-1]) for c in commands
+        ]
+        up = local_server.wait_until_up()
+    finally:
+        local_server.stop()
+    assert {(s["url"], s["pid"]) for s in seen} == {(up.url, starting.pid)}
+    assert up.pid == starting.pid
+
+
+def _set_state(url: str, run_id: str, state: str) -> None:
+    body = {"state": {"type": state, "name": state.title()}, "force": True}
+    response = httpx.post(f"{url}/flow_runs/{run_id}/set_state", json=body, timeout=30)
+    response.raise_for_status()
+
+
+def test_an_idle_server_waits_for_its_running_flows_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor stops the server after `idle_s` without a command, but never while a
+    flow run is in progress; its database is kept, so the next start has every run. The
+    `mmflow server` commands report and stop it."""
+    from mmflow.deployments import local_server
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MMFLOW_HOME", str(home))
+    info = local_server.start(idle_s=2)  # looked at every second
+    try:
+        flow = httpx.post(f"{info.url}/flows/", json={"name": "idle-test"}, timeout=30).json()
+        run = httpx.post(f"{info.url}/flow_runs/", json={"flow_id": flow["id"]}, timeout=30)
+        run_id = run.json()["id"]
+        _set_state(info.url, run_id, "RUNNING")
+        long_ago = time.time() - 3600
+        os.utime(local_server._used_path(), (long_ago, long_ago))
+        time.sleep(5)
+        assert local_server.running() is not None  # idle, but a run is in progress
+        _set_state(info.url, run_id, "COMPLETED")
+        deadline = time.monotonic() + 60
+        while local_server.read_info() is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert local_server.read_info() is None  # stopped by itself once nothing ran
+        again = local_server.start(idle_s=120)
+        kept = httpx.get(f"{again.url}/flow_runs/{run_id}", timeout=30).json()
+        assert kept["state"]["type"] == "COMPLETED"
+        mmflow = [str(Path(sys.executable).with_name("mmflow")), "server"]
+        status = subprocess.run(
+            [*mmflow, "status"], env=_home_env(home), capture_output=True, text=True, check=True
+        )
+        assert again.url in status.stdout
+        stop = subprocess.run(
+            [*mmflow, "stop"], env=_home_env(home), capture_output=True, text=True, check=True
+        )
+        assert "stopped" in stop.stdout and local_server.read_info() is None
+    finally:
+        local_server.stop()
