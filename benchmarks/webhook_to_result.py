@@ -79,7 +79,6 @@ class ModeFigures:
     single_s: list[float] = field(default_factory=list)
     created_s: list[float] = field(default_factory=list)  # POST → flow run created (single)
     burst_s: list[float] = field(default_factory=list)
-    burst_wall_s: float = 0.0
     uploads: int = 0
     lost: int = 0
     doubled: int = 0
@@ -250,7 +249,6 @@ def measure(
         burst_bodies = invoices[1 + reps :]
         started: dict[str, float] = {}
         lock = threading.Lock()
-        wall_started = time.perf_counter()
 
         def send(body: bytes) -> None:
             posted, _, sha256 = _post(client, body)
@@ -261,7 +259,6 @@ def measure(
             list(pool.map(send, burst_bodies))
         sent.update(started)
         finished = results.wait(started, timeout_s=300, every_s=0.5)
-        figures.burst_wall_s = time.perf_counter() - wall_started
         figures.burst_s = list(finished.values())
         figures.lost += len(started) - len(finished)
         time.sleep(2)  # a second run of any upload would have started by now
@@ -294,7 +291,7 @@ def render(results: dict[Mode, ModeFigures], reps: int, burst: int, database: st
         "run created p50",
         "burst p50",
         "burst p95",
-        "burst wall",
+        "burst max",
         "lost",
         "doubled",
     ):
@@ -308,7 +305,7 @@ def render(results: dict[Mode, ModeFigures], reps: int, burst: int, database: st
             _seconds(percentile(figures.created_s, 50)),
             _seconds(percentile(figures.burst_s, 50)),
             _seconds(burst95) + _ratio(baseline.burst_s if baseline else [], burst95, 95),
-            _seconds(figures.burst_wall_s),
+            _seconds(max(figures.burst_s, default=float("nan"))),
             f"{figures.lost}/{figures.uploads}",
             f"{figures.doubled}/{figures.uploads}",
         )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -49,6 +50,7 @@ logger = logging.getLogger("mmflow.serve.in_process")
 DEFAULT_LIMIT = 4
 DEFAULT_POLL_S = 0.5
 API_RETRY_S = 5.0  # after a failed poll: the API is down or restarting; try again then
+CANCEL_CHECK_S = 5.0  # how often running runs are looked at for a cancellation to warn about
 
 
 class InProcessSettings(BaseModel):
@@ -86,6 +88,8 @@ class InProcessRunner:
         self._abandon = threading.Event()
         self.started = threading.Event()  # set once the deployments are registered
         self.finished_runs = 0
+        self._warned: set[UUID] = set()  # running runs whose cancellation was logged
+        self._cancel_checked_at = float("-inf")
 
     # ------------------------------------------------------------ control, from any thread
 
@@ -131,6 +135,7 @@ class InProcessRunner:
                 while not self._stop.is_set():
                     self._wake.clear()
                     wait = self._poll_once(client)
+                    self._note_cancellations(client)
                     self._wake.wait(wait)
                 self._wait_for_running(client)
             finally:
@@ -218,7 +223,6 @@ class InProcessRunner:
 
     def _wait_for_running(self, client: SyncPrefectClient) -> None:
         """Wait for the runs going now, or mark them Crashed once `abandon()` is called."""
-        warned_cancelling: set[UUID] = set()
         while True:
             with self._lock:
                 left = dict(self._running)
@@ -230,28 +234,41 @@ class InProcessRunner:
                         run_id, "the in-process runner was stopped before this run ended"
                     )
                 return
-            self._note_cancellations(client, left, warned_cancelling)
+            self._note_cancellations(client)
             self._wake.wait(self.settings.poll_s)
             self._wake.clear()
 
-    def _note_cancellations(
-        self, client: SyncPrefectClient, runs: dict[UUID, str], warned: set[UUID]
-    ) -> None:
-        """A run cancelled while it executes here cannot be stopped: say so, once."""
-        for run_id, name in runs.items():
-            if run_id in warned:
-                continue
-            try:
-                state = client.read_flow_run(run_id).state
-            except Exception:
-                continue
-            if state is not None and state.is_cancelling():
-                warned.add(run_id)
-                logger.warning(
-                    "flow run %s was asked to cancel, but it is running in this process and "
-                    "cannot be stopped: it runs to its end",
-                    name,
-                )
+    def _note_cancellations(self, client: SyncPrefectClient) -> None:
+        """A run cancelled while it executes here cannot be stopped: say so, once per run.
+        One query for all running runs, at most every CANCEL_CHECK_S."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            FlowRunFilterState,
+            FlowRunFilterStateName,
+        )
+
+        with self._lock:
+            running = {k: v for k, v in self._running.items() if k not in self._warned}
+        now = time.monotonic()
+        if not running or now - self._cancel_checked_at < CANCEL_CHECK_S:
+            return
+        self._cancel_checked_at = now
+        query = FlowRunFilter(
+            id=FlowRunFilterId(any_=list(running)),
+            state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Cancelling"])),
+        )
+        try:
+            cancelling = client.read_flow_runs(flow_run_filter=query)
+        except Exception:  # only a warning is at stake; the next look will do
+            return
+        for flow_run in cancelling:
+            self._warned.add(flow_run.id)
+            logger.warning(
+                "flow run %s was asked to cancel, but it is running in this process and "
+                "cannot be stopped: it runs to its end",
+                running.get(flow_run.id, flow_run.name),
+            )
 
     def _mark_crashed(self, run_id: UUID, message: str) -> None:
         from prefect import get_client

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -162,6 +164,85 @@ def test_a_run_cancelled_between_its_claim_and_its_start_does_not_run(
     # the server's cancellation clean-up may have moved it on to Cancelled meanwhile
     assert state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED)
     assert runner.running() == []
+
+
+def test_a_running_run_asked_to_cancel_runs_to_its_end_and_says_so(
+    client: SyncPrefectClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A thread cannot be killed: the documented limit, logged rather than silent."""
+    from prefect.states import Cancelling
+
+    from mmflow.deployments import in_process
+
+    monkeypatch.setattr(in_process, "CANCEL_CHECK_S", 0.0)
+    deployment_id = _probe_deployment("running").apply()
+    run = client.create_flow_run_from_deployment(deployment_id, parameters={"pause_s": 3.0}).id
+    settings = InProcessSettings(poll_s=0.2, pause_on_shutdown=False)
+    runner = InProcessRunner([_probe_deployment("running")], settings)
+    with running(runner):
+        _eventually(lambda: _ran[run] == 1, 30, "the run started")
+        client.set_flow_run_state(run, Cancelling(), force=True)
+        _eventually(lambda: "cannot be stopped" in caplog.text, 30, "the warning")
+        _eventually(lambda: runner.running() == [], 30, "the run's thread ended")
+    assert _ran[run] == 1
+    # its Completed is refused: it stays Cancelling until the server's clean-up cancels it
+    state = client.read_flow_run(run).state
+    assert state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_mmflow_serve_in_process_runs_a_deployment_and_stops_on_ctrl_c(
+    prefect_server: str, client: SyncPrefectClient, tmp_path: Path
+) -> None:
+    """The command: a run of a served deployment completes in the serving process, /metrics
+    counts it, and Ctrl-C ends the process at once when nothing runs."""
+    from tests.test_deployments import BIN, _environment, free_port
+
+    for name in SERVED:
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_deployment(client.read_deployment_by_name(name).id)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name, data in numbered_invoices(1, start=900):
+        (inbox / name).write_bytes(data)
+    metrics_port = free_port()
+    command = [str(BIN / "mmflow"), "serve", "--in-process", "--outputs", str(tmp_path / "out")]
+    with (tmp_path / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            [*command, "--metrics-port", str(metrics_port)],
+            cwd=tmp_path,
+            env=_environment(prefect_server, tmp_path / "home"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deployment = None
+        deadline = time.monotonic() + 120
+        while deployment is None or deployment.paused:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            with contextlib.suppress(ObjectNotFound):
+                deployment = client.read_deployment_by_name("invoice/invoice")
+            time.sleep(0.5)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"inputs": [str(inbox)], "run": {"tenant": "acme"}}
+        )
+        _eventually(lambda: _all_final(client, [run.id]), 120, "the run ended")
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=15)
+    state = client.read_flow_run(run.id).state
+    assert state is not None and state.type is StateType.COMPLETED
+    ok = 'mmflow_inputs_total{feature="",scenario="invoice",status="ok",tenant="acme"} 1.0'
+    assert ok in scraped, scraped[-3000:]
 
 
 # ---------------------------------------------------------------- the webhook, end to end
