@@ -333,6 +333,7 @@ def main() -> None:
     results: dict[Mode, ModeFigures] = {}
     with tempfile.TemporaryDirectory(prefix="mmflow-webhook-to-result-") as scratch:
         root = Path(scratch)
+        root.chmod(0o755)  # a PostgreSQL server runs as its own user and must reach its folder
         with (
             server_database(Database(args.database), root) as database_url,
             prefect_server(root / "prefect", database_url) as api_url,

@@ -87,7 +87,7 @@ class InProcessRunner:
         self._stop = threading.Event()
         self._abandon = threading.Event()
         self.started = threading.Event()  # set once the deployments are registered
-        self.finished_runs = 0
+        self.finished_runs = 0  # runs whose thread has ended, whatever their end
         self._warned: set[UUID] = set()  # running runs whose cancellation was logged
         self._cancel_checked_at = float("-inf")
 
