@@ -310,7 +310,7 @@ def run_batch(
     rundir = Path(tempfile.mkdtemp(prefix=f"{database.value}-", dir=workdir))  # fresh each time
     rundir.chmod(0o755)  # the PostgreSQL server runs as its own user and must reach its folder
     with (
-        _database_url(database, rundir) as database_url,
+        server_database(database, rundir) as database_url,
         prefect_server(rundir / "server", database_url) as api,
     ):
         out = rundir / "out"
@@ -372,7 +372,8 @@ def run_batch(
 
 
 @contextmanager
-def _database_url(database: Database, workdir: Path) -> Iterator[str | None]:
+def server_database(database: Database, workdir: Path) -> Iterator[str | None]:
+    """The database URL a Prefect server is given: None (its SQLite) or a private cluster's."""
     if database is Database.SQLITE:
         yield None
         return

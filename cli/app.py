@@ -384,7 +384,27 @@ def serve(
         str, typer.Option(help="The scenario of the nightly batch.")
     ] = "invoice",
     limit: Annotated[
-        int | None, typer.Option(min=1, help="Most flow runs at once (default: no limit).")
+        int | None,
+        typer.Option(
+            min=1, help="Most flow runs at once (default: no limit; 4 with --in-process)."
+        ),
+    ] = None,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Run flow runs in threads of this process: warm, starts in a fraction of a "
+            "second, but no isolation between runs and no cancelling a started run "
+            '(docs/webhook.md, "Fast path").',
+        ),
+    ] = False,
+    poll: Annotated[
+        float | None,
+        typer.Option(
+            min=0.05,
+            help="Seconds between looks for due flow runs (default: 0.5 with --in-process, "
+            "else Prefect's PREFECT_RUNNER_POLL_FREQUENCY, 10).",
+        ),
     ] = None,
     metrics_port: Annotated[
         int | None,
@@ -392,7 +412,8 @@ def serve(
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address /metrics listens on.")] = "127.0.0.1",
 ) -> None:
-    """Serve every mmflow deployment from this process (no work pool needed); Ctrl-C stops it."""
+    """Serve every mmflow deployment from this process (no work pool needed); Ctrl-C stops it
+    (with --in-process: once to finish the running flow runs, twice to abandon them)."""
     from mmflow.cli.run import prefect_api, resolved_out
     from mmflow.deployments.serve import DeploymentConflict, serve_all
 
@@ -403,8 +424,9 @@ def serve(
         console.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
     outputs = resolved_out(outputs)
     url = prefect_api()
-    console.print(f"serving the mmflow deployments on {url} · outputs under {outputs}")
+    how = " in this process" if in_process else ""
+    console.print(f"serving the mmflow deployments{how} on {url} · outputs under {outputs}")
     try:
-        serve_all(outputs, batch_source, limit, batch_scenario)
+        serve_all(outputs, batch_source, limit, batch_scenario, in_process, poll)
     except (DeploymentConflict, ValueError) as error:
         raise fail("Cannot serve", str(error)) from error

@@ -3,7 +3,9 @@
 `prefect deploy` (deployments/prefect.yaml) + a process worker is the production path; `mmflow
 serve` builds the same deployments in Python from the scenario registry — one per scenario with
 its upload trigger, plus the scheduled batch when a source is given — and runs their flow runs
-here until Ctrl-C, for users without a work pool.
+here until Ctrl-C, for users without a work pool. By default each run gets a process of its own
+(Prefect's runner); `in_process` runs them in threads of this one, the fast path for uploads
+(deployments/in_process.py, docs/webhook.md "Fast path").
 
 The two ways register deployments under the same names, so they cannot both own one: serve
 refuses to take over a deployment a work pool runs (it would change its entrypoint and pool
@@ -97,8 +99,13 @@ def serve_all(
     batch_source: str | None = None,
     limit: int | None = None,
     batch_scenario: str = "invoice",
+    in_process: bool = False,
+    poll_s: float | None = None,
 ) -> None:
-    """Register the deployments and run their flow runs in this process until interrupted."""
+    """Register the deployments and run their flow runs until interrupted: each in a process
+    of its own (Prefect's runner), or `in_process` in threads here (deployments/in_process.py).
+    `poll_s` is how often the API is asked for due runs (Prefect's runner: its setting,
+    `PREFECT_RUNNER_POLL_FREQUENCY`, 10 s by default; in process: 0.5 s)."""
     from prefect import serve
 
     deployments = build_deployments(outputs, batch_source, batch_scenario)
@@ -110,4 +117,21 @@ def serve_all(
             + ". Run their worker (`prefect worker start --pool …`) instead of `mmflow serve`, "
             "or delete them first (`prefect deployment delete FLOW/NAME`) to serve them here."
         )
-    serve(*deployments, limit=limit)
+    if in_process:
+        from mmflow.deployments.in_process import (
+            DEFAULT_LIMIT,
+            DEFAULT_POLL_S,
+            InProcessRunner,
+            InProcessSettings,
+            serve_until_interrupted,
+        )
+        from mmflow.flows import stopping
+
+        settings = InProcessSettings(limit=limit or DEFAULT_LIMIT, poll_s=poll_s or DEFAULT_POLL_S)
+        # Interrupted, running flows start no new input (flows/stopping.py), as `mmflow run`'s.
+        serve_until_interrupted(InProcessRunner(deployments, settings), stopping.request_stop)
+        return
+    if poll_s is None:
+        serve(*deployments, limit=limit)
+    else:
+        serve(*deployments, limit=limit, query_seconds=poll_s)
