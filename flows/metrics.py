@@ -4,9 +4,10 @@ Recorded where the work happens, as each input ends (flows/observe.py), into pro
 registry of that process. Exposed three ways:
 
 - `mmflow serve --metrics-port` and `mmflow webhook` answer `GET /metrics`. A served
-  deployment's flow runs in a subprocess of its own, so serve sets PROMETHEUS_MULTIPROC_DIR
-  before any flow starts: every process then keeps its counts in files there, and /metrics
-  adds them up (prometheus_client's multiprocess mode);
+  deployment's flow runs in a subprocess of its own (or, with `--in-process`, in a thread of
+  serve itself), so serve sets PROMETHEUS_MULTIPROC_DIR before any flow starts: every process
+  then keeps its counts in files there, and /metrics adds them up (prometheus_client's
+  multiprocess mode, which counts a thread's runs in its process's file the same way);
 - a run writes them to MMFLOW_METRICS_FILE when it ends (the node exporter's textfile
   collector), or pushes them to the Pushgateway at MMFLOW_PUSHGATEWAY.
 
