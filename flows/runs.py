@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from mmflow.blocks.storage import storage_for
 from mmflow.flows import engine_exit, observe, stopping
-from mmflow.flows.assets import output_assets, record_outputs
+from mmflow.flows.assets import asset_events_sent_together, output_assets, record_outputs
 from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
 from mmflow.tasks import redaction
@@ -417,8 +417,9 @@ def run_input(uri: str, steps: StepRunner, run: RunContext) -> InputSummary:
 def process_inputs(
     scenario: str, first: str, extra: int, uris: list[str], run: RunContext
 ) -> list[InputSummary]:
-    """A group of inputs in one task run; every step inside still reads and writes the cache."""
-    with InlineSteps(run.storage, run.run_id) as steps:
+    """A group of inputs in one task run; every step inside still reads and writes the cache.
+    The group's asset events go to the API in one request at its end."""
+    with InlineSteps(run.storage, run.run_id) as steps, asset_events_sent_together():
         return [run_input(uri, steps, run) for uri in uris]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import httpx
 import pytest
 from prefect import flow, get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
@@ -279,3 +280,34 @@ def test_outside_any_prefect_run_nothing_is_recorded(
     result.write_text('{"lineage": {"input_sha256": "ab", "mmflow_version": "0", "steps": []}}')
     assets.record_outputs(assets.output_assets("invoice", str(tmp_path / "x.pdf"), [str(result)]))
     assert started == []
+
+
+@pytest.mark.slow
+def test_a_groups_events_refused_in_one_request_still_arrive_one_by_one(
+    prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's asset events go in one request (flows/assets.py); an API that refuses it
+    (an older or hosted one without the batch endpoint) gets them through the events worker."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    sent_together: list[str] = []
+    request = SyncPrefectClient.request
+
+    def refusing(self: SyncPrefectClient, method: str, path: str, *args: Any, **kw: Any) -> Any:
+        if (method, path) == ("POST", "/events"):
+            sent_together.append(path)
+            raise httpx.HTTPError("405 Method Not Allowed")
+        return request(self, method, path, *args, **kw)
+
+    monkeypatch.setattr(SyncPrefectClient, "request", refusing)
+    inputs = _write_invoices(tmp_path / "in", 6)
+    state = invoice_flow(
+        inputs=[str(tmp_path / "in")],
+        out=str(tmp_path / "out"),
+        return_state=True,
+        run=RunSettings(cache=False, group_size=3),
+    )
+    documents = state.result().inputs
+    events = _asset_events(state.state_details.flow_run_id, expected=2 * len(inputs))
+    _assert_each_output_is_an_asset_of_its_own_input(documents, events)
+    assert sent_together == ["/events", "/events"]  # one request per group, both refused
