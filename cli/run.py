@@ -242,6 +242,8 @@ def start_local_server_early() -> None:
         return
     from mmflow.deployments import local_server
 
+    if local_server.configured_last_time():  # a Prefect profile named a server last time
+        return
     try:
         _started_early.append(local_server.begin_start())
     except (OSError, RuntimeError):
@@ -253,6 +255,8 @@ def prefect_api() -> str:
     from mmflow.deployments import local_server
 
     configured = local_server.configured_api_url()
+    if not os.environ.get("PREFECT_API_URL"):  # else it is seen without Prefect's settings
+        local_server.remember_configured(configured is not None)
     if configured:
         if any(_started_early):  # a Prefect profile names a server: the local one is not used
             local_server.stop()

@@ -64,6 +64,30 @@ def _used_path() -> Path:
     return server_dir() / "last-used"
 
 
+def _configured_note() -> Path:
+    return server_dir() / "api-configured"
+
+
+def remember_configured(configured: bool) -> None:
+    """Note whether this command found an API URL configured (a Prefect profile, a
+    prefect.toml), for `configured_last_time`."""
+    note = _configured_note()
+    with suppress(OSError):  # a read-only data folder: early starts just go by the default
+        if configured:
+            note.parent.mkdir(parents=True, exist_ok=True)
+            note.touch()
+        else:
+            note.unlink(missing_ok=True)
+
+
+def configured_last_time() -> bool:
+    """Whether the last command found an API URL configured. Knowing it for sure needs
+    Prefect's settings (about a second of imports, which `begin_start` exists to overlap),
+    so an early start goes by this note: wrong only after the configuration changed, and
+    then the server merely starts later, or is started and stopped once."""
+    return _configured_note().exists()
+
+
 def configured_api_url() -> str | None:
     """The API URL the user configured (environment or Prefect profile), if any."""
     from prefect.settings import get_current_settings

@@ -154,3 +154,35 @@ def test_an_idle_server_waits_for_its_running_flows_and_loses_nothing(
         assert "stopped" in stop.stdout and local_server.read_info() is None
     finally:
         local_server.stop()
+
+
+def test_with_a_server_named_by_a_prefect_profile_commands_stop_spawning_the_local_one(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """`mmflow run` spawns the local server before it can read Prefect's settings. When a
+    profile names a server, the first command stops what it spawned, and later ones, told
+    by a note, spawn nothing: a profile user must not pay a server start per command."""
+    from mmflow.tasks.samples import numbered_invoices, write_files
+
+    [pdf] = write_files(tmp_path / "in", numbered_invoices(1))
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(f'active = "t"\n\n[profiles.t]\nPREFECT_API_URL = "{prefect_server}"\n')
+    home = tmp_path / "home"
+    env = _home_env(home) | {"PREFECT_PROFILES_PATH": str(profiles)}
+    server = home / "server"
+    mmflow = str(Path(sys.executable).with_name("mmflow"))
+    for turn in ("first", "second"):
+        done = subprocess.run(
+            [mmflow, "-q", "run", "invoice", str(pdf), "--out", str(tmp_path / turn)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not (server / "server.json").exists()  # nothing left running
+        if turn == "first":
+            assert (server / "api-configured").exists()
+            (server / "server.log").unlink(missing_ok=True)
+    assert not (server / "server.log").exists()  # the second command spawned nothing
