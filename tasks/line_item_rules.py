@@ -53,6 +53,15 @@ def _not_blank(value: Any) -> bool:
     return bool(str(value).strip())
 
 
+_DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
+
+
+def _fits(value: Any) -> bool:
+    """Within decimal128(24, 6): a larger number (a hostile or garbled page) cannot be stored,
+    and must leave its document out of the table, not stop the table of every other one."""
+    return bool(abs(value) < _DECIMAL_LIMIT)
+
+
 def _share(value: Any) -> bool:
     return bool(0.0 <= value <= 1.0)
 
@@ -63,7 +72,10 @@ ROW_RULES: tuple[ColumnRule, ...] = (
     ColumnRule("line_no", "int", test=_at_least_one, error="must be at least 1"),
     ColumnRule("page", "int", nullable=True, test=_at_least_one, error="must be at least 1"),
     ColumnRule("description", "string", test=_not_blank, error="must not be blank"),
-    *(ColumnRule(column, "decimal", nullable=True) for column in NUMBER_COLUMNS),
+    *(
+        ColumnRule(column, "decimal", nullable=True, test=_fits, error="must be below 10^18")
+        for column in NUMBER_COLUMNS
+    ),
     ColumnRule("evidence", "string", nullable=True),
     ColumnRule("confidence", "float", test=_share, error="must be between 0 and 1"),
 )

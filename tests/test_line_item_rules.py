@@ -50,7 +50,7 @@ BAD = [
     ("page", 0),
     ("uri", ""),
     ("line_no", 0),
-]
+]  # a number over decimal128(24, 6) cannot even be put into the frame: tested on its own below
 
 
 @pytest.mark.parametrize(("column", "bad"), BAD)
@@ -66,6 +66,17 @@ def test_a_bad_value_breaks_the_plain_rules_and_the_pandera_schema_alike(
     frame.loc[0, column] = bad
     with pytest.raises(pandera.errors.SchemaErrors):
         LineItemsSchema.validate(frame, lazy=True)
+
+
+def test_a_number_the_table_cannot_hold_leaves_its_document_out_not_the_table_broken() -> None:
+    """decimal128(24, 6) holds less than 10^18: pyarrow refused the whole table before."""
+    huge = DocumentItems(
+        [LineItem(description="Levy", amount=Decimal("1e30"), confidence=0.5)], SHA, "in/b.pdf"
+    )
+    rows, left_out = valid_rows([_document(), huge])
+    assert [doc.uri for doc, _ in left_out] == ["in/b.pdf"]
+    assert "amount must be below 10^18" in left_out[0][1]
+    assert pa.Table.from_pylist(rows, schema=table_schema()).num_rows == 2
 
 
 def test_row_problems_name_each_line_and_rule() -> None:
