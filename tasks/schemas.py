@@ -28,11 +28,9 @@ import pyarrow
 from mmflow.tasks.line_item_rules import (
     DECIMAL_PRECISION,
     DECIMAL_SCALE,
-    ROW_RULES,
     TABLE_RULES,
     ColumnRule,
     DocumentItems,
-    item_rows,
 )
 from mmflow.tasks.models import LineItem
 
@@ -55,11 +53,6 @@ def _column(rule: ColumnRule) -> pa.Column:
     return pa.Column(_dtype(rule), checks, nullable=rule.nullable)
 
 
-LineItemRowsSchema = pa.DataFrameSchema(
-    {rule.name: _column(rule) for rule in ROW_RULES}, strict=True, name="line_item_rows"
-)
-"""The columns that describe the items themselves (what verify can check)."""
-
 LineItemsSchema = pa.DataFrameSchema(
     {rule.name: _column(rule) for rule in TABLE_RULES},
     strict=True,
@@ -69,10 +62,12 @@ LineItemsSchema = pa.DataFrameSchema(
 """One row per line item of one or more documents: `line_items.parquet`."""
 
 
-def _frame(rows: list[dict[str, Any]], rules: tuple[ColumnRule, ...]) -> pd.DataFrame:
-    columns = {rule.name: [row[rule.name] for row in rows] for rule in rules}
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(
-        {rule.name: pd.Series(columns[rule.name], dtype=_dtype(rule)) for rule in rules}
+        {
+            rule.name: pd.Series([row[rule.name] for row in rows], dtype=_dtype(rule))
+            for rule in TABLE_RULES
+        }
     )
 
 
@@ -84,9 +79,4 @@ def line_items_frame(items: list[LineItem], sha256: str, uri: str) -> pd.DataFra
 def line_items_table(documents: list[DocumentItems]) -> pd.DataFrame:
     """One validated table for many documents, as `line_items.parquet` holds them."""
     rows = [row for doc in documents for row in doc.rows()]
-    return LineItemsSchema.validate(_frame(rows, TABLE_RULES), lazy=True)
-
-
-def item_rows_frame(items: list[LineItem]) -> pd.DataFrame:
-    """The row columns of `items` (no input columns), for `LineItemRowsSchema`."""
-    return _frame(item_rows(items), ROW_RULES)
+    return LineItemsSchema.validate(_frame(rows), lazy=True)
