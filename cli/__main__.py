@@ -1,3 +1,3 @@
-from mmflow.cli.app import app
+from mmflow.cli.launch import main
 
-app()
+main()

@@ -8,13 +8,7 @@ imported only by the command that needs it, so `mmflow --help` stays quick.
 from __future__ import annotations
 
 import os
-
-# Prefect's own console logs would tear through the progress bar; the UI still gets them all.
-os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# A server started on a busy 2-core machine needs room.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+import mmflow.cli.runner_client as runner_client
 from mmflow.cli.console import Verbosity, console, fail, print_table
 from mmflow.cli.costs import costs
 from mmflow.cli.evaluation import accept, run_tier, show_history
@@ -79,6 +74,12 @@ def main(
     if verbose:
         level = "DEBUG" if verbose > 1 else "INFO"
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = level
+        if "prefect.logging.configuration" in sys.modules:  # imported already (a warm runner)
+            from prefect.context import refresh_global_settings_context
+            from prefect.logging.configuration import setup_logging
+
+            refresh_global_settings_context()
+            setup_logging(incremental=False)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -270,6 +271,7 @@ def server_stop() -> None:
     from mmflow.deployments import local_server
 
     stopped = local_server.stop()
+    runner_client.stop()  # it would end within a second of the server anyway
     console.print("stopped" if stopped else "no local server was running")
 
 
@@ -287,6 +289,17 @@ def server_status() -> None:
     ]
     if info:
         rows += [["supervisor pid", str(info.pid)], ["idle stop after", f"{info.idle_s:g} s"]]
+    runner = runner_client.ping() if runner_client.enabled() else None
+    rows.append(
+        [
+            "warm runner",
+            f"ready (pid {runner['pid']}, {runner['served']} commands run)"
+            if runner
+            else "off (MMFLOW_WARM_RUNNER=0, or not Linux)"
+            if not runner_client.enabled()
+            else "not running (the next `mmflow run` starts it as it ends)",
+        ]
+    )
     print_table("mmflow server", ["", ""], rows)
 
 

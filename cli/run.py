@@ -10,6 +10,7 @@ progress bar, stop gently on the first Ctrl-C, and end with a table and an exit 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from typer.core import TyperGroup
 
+import mmflow.cli.runner_client as runner_client
 from mmflow.cli.console import (
     errors,
     fail,
@@ -264,9 +266,13 @@ def prefect_api() -> str:
     if local_server.running() is None:
         note("starting the local Prefect server (once; later commands reuse it)…")
     try:
-        return local_server.ensure_api_url()
+        url = local_server.ensure_api_url()
     except RuntimeError as error:
         raise fail("Prefect server", str(error), code=1) from error
+    # Later `mmflow run` commands skip the imports in a warm runner, started once this
+    # command is done so that it never competes with this run (cli/warm_runner.py).
+    atexit.register(runner_client.ensure_running)
+    return url
 
 
 @contextmanager

@@ -20,6 +20,7 @@ one server in the background, in a session of its own, and later commands reuse 
 from __future__ import annotations
 
 import fcntl
+import http.client
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -120,10 +122,18 @@ def _alive(pid: int | None) -> bool:
 
 
 def _healthy(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether the server at `url` (always plain http on the loopback) answers its health
+    check. Standard-library HTTP: an httpx client loads the CA bundle first (~40 ms), for a
+    connection that never uses TLS."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout_s)
     try:
-        return httpx.get(f"{url}/health", timeout=timeout_s).status_code == 200
-    except httpx.HTTPError:
+        connection.request("GET", f"{parts.path}/health")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()
 
 
 def _write_info(info: ServerInfo) -> None:
