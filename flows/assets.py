@@ -28,11 +28,15 @@ The open-source server stores these events (`/api/events/filter`); its UI has no
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
 import re
+import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
@@ -208,8 +212,17 @@ def _payload(output: OutputAsset) -> dict[str, Any]:
 _held: ContextVar[list[Event] | None] = ContextVar("mmflow_held_asset_events", default=None)
 
 
+# This process: a group's task run compares it with its run's, to know whether it runs in the
+# flow's own process (a thread) or in a Dask or Ray worker.
+PROCESS = uuid.uuid4().hex
+
+_sender: ThreadPoolExecutor | None = None
+_pending: list[Future[None]] = []
+_pending_lock = threading.Lock()
+
+
 @contextmanager
-def asset_events_sent_together() -> Iterator[None]:
+def asset_events_sent_together(later: bool = False) -> Iterator[None]:
     """Within this block (one batch group's task run), asset events are held and sent to the
     API in one request at its end, instead of one by one through Prefect's events worker.
 
@@ -218,6 +231,12 @@ def asset_events_sent_together() -> Iterator[None]:
     (docs/performance.md). The events are the same: built by `_events_of` with Prefect's own
     helpers, the run context's resources attached as the worker attaches them. They are sent
     even when the group fails part way: its finished inputs' outputs exist.
+
+    `later`: the request goes out from a background thread, in the group's context, and the
+    group's task run ends without waiting for it (the server took ~55 ms a group to answer,
+    while the next group waited); `flush_asset_events` waits for every such request before
+    the flow run ends. Only for groups in the flow's own process: a worker process may be
+    gone before a background request is done.
     """
     held: list[Event] = []
     token = _held.set(held)
@@ -225,8 +244,33 @@ def asset_events_sent_together() -> Iterator[None]:
         yield
     finally:
         _held.reset(token)
-        if held:
+        if held and later:
+            _send_in_background(held)
+        elif held:
             _send_together(held)
+
+
+def _send_in_background(events: list[Event]) -> None:
+    global _sender
+    context = contextvars.copy_context()  # the group's task run and flow run, for their resources
+    with _pending_lock:
+        if _sender is None:
+            _sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmflow-asset-events")
+        _pending.append(_sender.submit(context.run, _send_together, events))
+
+
+def flush_asset_events(timeout_s: float = 120.0) -> None:
+    """Wait for every group's asset events sent in the background (`later`) to be sent, or
+    handed to Prefect's events worker when the API refused them."""
+    with _pending_lock:
+        pending = list(_pending)
+        _pending.clear()
+    done, late = wait(pending, timeout=timeout_s)
+    for future in done:
+        if future.exception() is not None:
+            logger.warning("asset events of a group were not sent: %s", future.exception())
+    if late:
+        logger.warning("%d groups' asset events still unsent after %g s", len(late), timeout_s)
 
 
 def _events_of(context: AssetContext) -> list[Event]:

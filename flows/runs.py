@@ -42,8 +42,13 @@ from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field, field_validator
 
 from mmflow.blocks.storage import storage_for
-from mmflow.flows import engine_exit, observe, stopping
-from mmflow.flows.assets import asset_events_sent_together, output_assets, record_outputs
+from mmflow.flows import assets, engine_exit, observe, stopping
+from mmflow.flows.assets import (
+    asset_events_sent_together,
+    flush_asset_events,
+    output_assets,
+    record_outputs,
+)
 from mmflow.flows.progress import ItemDone, listening, publish
 from mmflow.flows.steps import InlineSteps, PrefectSteps, StepRunner
 from mmflow.tasks import redaction
@@ -183,6 +188,7 @@ class RunContext:
     names: OutputNames
     settings: RunSettings
     labels: dict[str, str] = field(default_factory=dict)  # input → display name
+    process: str = assets.PROCESS  # the flow's process (flows/assets.py)
 
     def label(self, uri: str) -> str:
         return self.labels.get(uri) or display_name(uri)
@@ -419,7 +425,8 @@ def process_inputs(
 ) -> list[InputSummary]:
     """A group of inputs in one task run; every step inside still reads and writes the cache.
     The group's asset events go to the API in one request at its end."""
-    with InlineSteps(run.storage, run.run_id) as steps, asset_events_sent_together():
+    here = run.process == assets.PROCESS  # a thread of the flow's process, not a worker's
+    with InlineSteps(run.storage, run.run_id) as steps, asset_events_sent_together(later=here):
         return [run_input(uri, steps, run) for uri in uris]
 
 
@@ -449,27 +456,39 @@ def run_groups(
     size = run.settings.group_size or default_group_size(len(uris), run.settings.workers)
     groups = [uris[i : i + size] for i in range(0, len(uris), size)]
     heard: set[str] = set()
-    ended: dict[int, list[InputSummary]] = {}
     with listening(lambda event: heard.add(event.uri)):
-        futures = {
-            process_inputs.submit(
-                run.pipeline.name, run.label(group[0]), len(group) - 1, group, run
-            ): i
-            for i, group in enumerate(groups)
-        }
-        for future in as_completed(list(futures)):
-            index = futures[future]
-            try:
-                summaries = future.result()
-            except Exception as error:
-                summaries = [_group_lost(uri, error, run.manifest) for uri in groups[index]]
-            for summary in summaries:
-                if summary.uri not in heard:
-                    publish(done_event(summary))
-            ended[index] = summaries
-            if on_group is not None:
-                on_group(summaries)
+        try:
+            ended = _run_each(run, groups, heard, on_group)
+        finally:  # groups here sent their asset events in the background: all are sent now
+            flush_asset_events()
     return [summary for index in range(len(groups)) for summary in ended[index]]
+
+
+def _run_each(
+    run: RunContext,
+    groups: list[list[str]],
+    heard: set[str],
+    on_group: Callable[[list[InputSummary]], None] | None,
+) -> dict[int, list[InputSummary]]:
+    """Submit every group; each one's summaries (by group index) once it ends."""
+    futures = {
+        process_inputs.submit(run.pipeline.name, run.label(group[0]), len(group) - 1, group, run): i
+        for i, group in enumerate(groups)
+    }
+    ended: dict[int, list[InputSummary]] = {}
+    for future in as_completed(list(futures)):
+        index = futures[future]
+        try:
+            summaries = future.result()
+        except Exception as error:
+            summaries = [_group_lost(uri, error, run.manifest) for uri in groups[index]]
+        for summary in summaries:
+            if summary.uri not in heard:
+                publish(done_event(summary))
+        ended[index] = summaries
+        if on_group is not None:
+            on_group(summaries)
+    return ended
 
 
 def _group_lost(uri: str, error: Exception, manifest: Manifest) -> InputSummary:

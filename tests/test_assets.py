@@ -311,3 +311,70 @@ def test_a_groups_events_refused_in_one_request_still_arrive_one_by_one(
     events = _asset_events(state.state_details.flow_run_id, expected=2 * len(inputs))
     _assert_each_output_is_an_asset_of_its_own_input(documents, events)
     assert sent_together == ["/events", "/events"]  # one request per group, both refused
+
+
+def test_a_group_sent_later_does_not_wait_and_flush_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A group in the flow's own process hands its events to a background thread (in its own
+    context, for the run's resources) and ends at once; `flush_asset_events` returns only when
+    they are sent."""
+    import contextvars
+    import threading
+    import time
+
+    from prefect.events import Event
+
+    from mmflow.flows import assets
+
+    group = contextvars.ContextVar("group", default="none")
+    release = threading.Event()
+    sent: list[tuple[str, int]] = []
+
+    def slow_send(events: list[Event]) -> None:
+        release.wait(30)
+        sent.append((group.get(), len(events)))
+
+    monkeypatch.setattr(assets, "_send_together", slow_send)
+    event = Event(event="prefect.asset.referenced", resource={"prefect.resource.id": "file:///x"})
+    group.set("group 1")
+    started = time.monotonic()
+    with assets.asset_events_sent_together(later=True):
+        assets._held.get().append(event)  # type: ignore[union-attr]
+    assert time.monotonic() - started < 5 and sent == []  # the group did not wait
+    threading.Timer(0.3, release.set).start()
+    assets.flush_asset_events()
+    assert sent == [("group 1", 1)]
+    with assets.asset_events_sent_together():  # in a worker process: sent before it ends
+        assets._held.get().append(event)  # type: ignore[union-attr]
+    assert sent == [("group 1", 1), ("group 1", 1)]
+
+
+@pytest.mark.slow
+def test_a_grouped_run_ends_only_after_every_groups_events_were_sent(
+    prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups no longer wait for their events' request; the flow run still does, before it
+    ends, so a finished run has sent every event."""
+    import time
+
+    from mmflow.flows import assets
+
+    send = assets._send_together
+    sent: list[int] = []
+
+    def slow_send(events: Any) -> None:
+        time.sleep(1.0)
+        send(events)
+        sent.append(len(events))
+
+    monkeypatch.setattr(assets, "_send_together", slow_send)
+    _write_invoices(tmp_path / "in", 6)
+    state = invoice_flow(
+        inputs=[str(tmp_path / "in")],
+        out=str(tmp_path / "out"),
+        return_state=True,
+        run=RunSettings(cache=False, group_size=3),
+    )
+    assert state.is_completed()
+    assert sent == [6, 6]  # two groups, two events per document: all sent when the flow returned
