@@ -97,6 +97,41 @@ def _terminal_open() -> bool:
     return True
 
 
+class _Relay:
+    """Passes the terminal's signals on to the command the runner runs: Ctrl-C, SIGTERM,
+    hang-up and quit as they come (held until the command's pid is known), and Ctrl-Z as a
+    stop of both, resumed together by `fg`."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.held: list[int] = []
+        for signum in FORWARDED:
+            signal.signal(signum, self.forward)
+        signal.signal(signal.SIGTSTP, self.suspend)
+
+    def start(self, pid: int) -> None:
+        self.pid = pid
+        for signum in self.held:
+            self.send(signum)
+
+    def send(self, signum: int) -> None:
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def forward(self, signum: int, frame: object) -> None:
+        if self.pid is None:
+            self.held.append(signum)
+        self.send(signum)
+
+    def suspend(self, signum: int, frame: object) -> None:
+        self.send(signal.SIGSTOP)  # its own process group: the terminal's stop never reaches it
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until the shell continues this process
+        signal.signal(signal.SIGTSTP, self.suspend)
+        self.send(signal.SIGCONT)
+
+
 def run_in_warm_runner(argv: Sequence[str]) -> int | None:
     """The command's exit status once the warm runner ran it; None when no runner took it
     (none listening, or it declined), and the command is to run here."""
@@ -132,20 +167,14 @@ def run_in_warm_runner(argv: Sequence[str]) -> int | None:
         if not answer.get("ready"):
             return None  # declined (answer["refused"] says why): run here
         # Committed: the runner runs the command from here on, so it never runs here too.
+        relay = _Relay()
         sock.settimeout(None)
         try:
             sock.sendall(runner_client.GO)
-            pid = int(runner_client.receive_message(sock)[0]["pid"])
+            relay.start(int(runner_client.receive_message(sock)[0]["pid"]))
         except (OSError, EOFError, ValueError, KeyError):
             print("mmflow: the warm runner did not start the command", file=sys.stderr)
             return 1
-
-        def forward(signum: int, frame: object) -> None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-
-        for signum in FORWARDED:
-            signal.signal(signum, forward)
         try:
             answer, _ = runner_client.receive_message(sock)
             code = int(answer["exit"])

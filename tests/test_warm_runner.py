@@ -196,6 +196,11 @@ def _command_process(cwd: Path) -> int:
     raise AssertionError(f"no command process in {cwd}")
 
 
+def _state(pid: int) -> str:
+    """The process's state letter (R, S, T for stopped…), from /proc."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
 def _limit_them() -> None:
     os.nice(3)
     resource.setrlimit(resource.RLIMIT_NOFILE, (900, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
@@ -204,8 +209,8 @@ def _limit_them() -> None:
 def test_a_command_takes_its_callers_priority_and_limits_and_a_signal_ends_both(
     served: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """`nice mmflow run …` and `ulimit` hold for the command the runner forks; a command
-    killed by a signal ends its caller the same way."""
+    """`nice mmflow run …` and `ulimit` hold for the command the runner forks; Ctrl-Z stops
+    it with its caller; a command killed by a signal ends its caller the same way."""
     home = served[0]
     caller, _ = _long_run(home, tmp_path, ["-q", "run"], preexec_fn=_limit_them)
     command = _command_process(tmp_path)
@@ -215,6 +220,11 @@ def test_a_command_takes_its_callers_priority_and_limits_and_a_signal_ends_both(
     assert any(
         line.startswith("Max open files") and " 900 " in line for line in limits.splitlines()
     )
+    # Ctrl-Z stops both, `fg` (SIGCONT to the caller) resumes both
+    caller.send_signal(signal.SIGTSTP)
+    _wait_for(lambda: _state(command) == "T" and _state(caller.pid) == "T", 30, "both stopped")
+    caller.send_signal(signal.SIGCONT)
+    _wait_for(lambda: _state(command) != "T" and _state(caller.pid) != "T", 30, "both resumed")
     caller.send_signal(signal.SIGTERM)
     assert caller.wait(timeout=120) == -signal.SIGTERM
     _wait_for(lambda: any("exit -15" in line for line in _served(home)), 30, "the runner's log")
