@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import mmflow.cli.runner_client as runner_client
@@ -124,6 +125,14 @@ def test_the_first_command_leaves_a_runner_that_serves_the_next_one_as_if_in_pla
     assert ran["fields"] == local["fields"] and ran["checks"] == local["checks"]
     status = _mmflow(["server", "status"], env, work)
     assert "ready (pid" in status.stdout
+    # the run, its state and its logs are on the server, as for a command run in place
+    run_id = json.loads((work / "warm" / "manifest.jsonl").read_text())["trace"]["run_id"]
+    api = json.loads((home / "server" / "server.json").read_text())["url"]
+    flow_run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=30).json()
+    assert flow_run["state"]["type"] == "COMPLETED"
+    query = {"logs": {"flow_run_id": {"any_": [run_id]}}}
+    logs = httpx.post(f"{api}/logs/filter", json=query, timeout=30).json()
+    assert any(log["message"].startswith("Beginning flow run") for log in logs)
 
 
 def test_exit_statuses_usage_lines_and_the_callers_environment_carry_over(
