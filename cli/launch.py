@@ -9,7 +9,6 @@ library and the runner's protocol, so the hand-over costs a bare Python start (~
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import resource
@@ -17,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+import mmflow.cli.ending as ending
 import mmflow.cli.runner_client as runner_client
 
 ENV_DEFAULTS = {
@@ -61,23 +61,8 @@ def run_here(name: str | None = None) -> int:
         print(code, file=sys.stderr)
     status = 0 if code is None else code if isinstance(code, int) else 1
     if is_run_command(sys.argv):
-        _exit_status.append(status)
+        ending.end_quickly(status)
     return status
-
-
-_exit_status: list[int] = []
-
-
-def skip_teardown() -> None:
-    """Registered with atexit before anything else, so it runs after every other exit
-    handler (Prefect's log and event flushes among them): a finished `mmflow run` then ends
-    without tearing down its ~1,800 modules one by one (~0.25 s). Threads were joined before
-    exit handlers ran; outputs were closed when the run ended."""
-    if _exit_status:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(_exit_status[-1])
 
 
 def is_run_command(argv: Sequence[str]) -> bool:
@@ -191,7 +176,7 @@ def run_in_warm_runner(argv: Sequence[str]) -> int | None:
 def main() -> None:
     code = run_in_warm_runner(sys.argv)
     if code is None:
-        atexit.register(skip_teardown)
+        ending.install()
         apply_env_defaults()
         code = run_here()
     sys.exit(code)

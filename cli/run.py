@@ -10,7 +10,6 @@ progress bar, stop gently on the first Ctrl-C, and end with a table and an exit 
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 from typer.core import TyperGroup
 
+import mmflow.cli.ending as ending
 import mmflow.cli.runner_client as runner_client
 from mmflow.cli.console import (
     errors,
@@ -271,7 +271,7 @@ def prefect_api() -> str:
         raise fail("Prefect server", str(error), code=1) from error
     # Later `mmflow run` commands skip the imports in a warm runner, started once this
     # command is done so that it never competes with this run (cli/warm_runner.py).
-    atexit.register(runner_client.ensure_running)
+    ending.run_last(runner_client.ensure_running)
     return url
 
 

@@ -365,11 +365,10 @@ def main() -> int:
     except OSError:
         return 0
     listener.listen(16)  # callers queue here while the imports below run
-    import atexit
+    import mmflow.cli.ending as ending
+    from mmflow.cli.launch import apply_env_defaults
 
-    from mmflow.cli.launch import apply_env_defaults, skip_teardown
-
-    atexit.register(skip_teardown)  # first, so that it runs last in a command process
+    ending.install()  # first, so that it runs last in a command process
     apply_env_defaults()
     runner = Runner()
     if runner.supervisor_gone():

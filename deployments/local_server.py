@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import http.client
+import json
 import os
 import signal
 import socket
@@ -29,11 +30,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
-
-import httpx
-from pydantic import BaseModel
 
 from mmflow.tasks.data_folder import data_dir
 
@@ -42,16 +41,35 @@ START_TIMEOUT_S = 180.0  # a busy 2-core machine needs 10-20 s; give it room
 PORTS = range(4200, 4300)
 
 
-class ServerInfo(BaseModel):
-    """`server.json`: the running local server."""
+@dataclass(frozen=True)
+class ServerInfo:
+    """`server.json`: the running local server. (A dataclass and the standard library only:
+    the first command imports this module before it spawns the server, and the supervisor
+    before it starts it, so every import here delays the server.)"""
 
     url: str  # the API URL clients use (…/api)
     port: int
     pid: int  # the supervisor, which owns the server process
-    server_pid: int | None = None
     home: str  # PREFECT_HOME of the server: its SQLite database lives there
     idle_s: float
     started_at: float
+    server_pid: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerInfo:
+        """Raises ValueError for anything but a complete record."""
+        data = json.loads(text)
+        try:
+            info = cls(**data)
+        except TypeError as error:
+            raise ValueError(f"not a server record: {error}") from error
+        numbers = (info.port, info.pid, info.idle_s, info.started_at)
+        if not isinstance(info.url, str) or not all(isinstance(n, int | float) for n in numbers):
+            raise ValueError("not a server record")
+        return info
 
 
 def server_dir() -> Path:
@@ -121,31 +139,42 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _healthy(url: str, timeout_s: float = 2.0) -> bool:
-    """Whether the server at `url` (always plain http on the loopback) answers its health
-    check. Standard-library HTTP: an httpx client loads the CA bundle first (~40 ms), for a
-    connection that never uses TLS."""
+def _call(url: str, path: str, body: object = None, timeout_s: float = 2.0) -> tuple[int, bytes]:
+    """One request to the local server (always plain http on the loopback): status and body.
+    Standard-library HTTP: an httpx client loads the CA bundle first (~40 ms), for a
+    connection that never uses TLS. Raises OSError or http.client.HTTPException."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout_s)
     try:
-        connection.request("GET", f"{parts.path}/health")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
+        if body is None:
+            connection.request("GET", f"{parts.path}{path}")
+        else:
+            headers = {"Content-Type": "application/json"}
+            connection.request("POST", f"{parts.path}{path}", json.dumps(body), headers)
+        response = connection.getresponse()
+        return response.status, response.read()
     finally:
         connection.close()
+
+
+def _healthy(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether the server at `url` answers its health check."""
+    try:
+        return _call(url, "/health", timeout_s=timeout_s)[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
 
 
 def _write_info(info: ServerInfo) -> None:
     """Replace server.json at once: a command reading it never sees half a file."""
     partial = _info_path().with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(info.model_dump_json(), encoding="utf-8")
+    partial.write_text(info.to_json(), encoding="utf-8")
     partial.replace(_info_path())
 
 
 def read_info() -> ServerInfo | None:
     try:
-        return ServerInfo.model_validate_json(_info_path().read_text(encoding="utf-8"))
+        return ServerInfo.from_json(_info_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -301,10 +330,11 @@ def _active_runs(url: str) -> int:
     """Flow runs the server has in progress (pending, running, cancelling)."""
     body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}}}
     try:
-        response = httpx.post(f"{url}/flow_runs/count", json=body, timeout=10)
-        response.raise_for_status()
-        return int(response.json())
-    except (httpx.HTTPError, ValueError):
+        status, answer = _call(url, "/flow_runs/count", body, timeout_s=10)
+        if status != 200:
+            raise ValueError(f"status {status}")
+        return int(json.loads(answer))
+    except (OSError, http.client.HTTPException, ValueError):
         return 1  # cannot tell: assume busy, never stop a server that may be working
 
 

@@ -84,7 +84,7 @@ def test_commands_find_a_starting_server_and_share_it_and_a_stale_record_is_repl
         started_at=0,
     )
     local_server.server_dir().mkdir(parents=True)
-    local_server._info_path().write_text(stale.model_dump_json())
+    local_server._info_path().write_text(stale.to_json())
     try:
         assert local_server.begin_start(idle_s=120) is True  # the stale record is replaced
         starting = local_server.read_info()
