@@ -97,9 +97,7 @@ def prefect_server_start(scratch: Path, rep: int) -> float:
 
 
 def _wait_for_runner(env: dict[str, str], timeout_s: float = 120.0) -> None:
-    ask = (
-        "import sys; from mmflow.cli import runner_client; sys.exit(not runner_client.ping())"
-    )
+    ask = "import sys; from mmflow.cli import runner_client; sys.exit(not runner_client.ping())"
     deadline = time.monotonic() + timeout_s
     while subprocess.run([PYTHON, "-c", ask], env=env, check=False).returncode != 0:
         if time.monotonic() > deadline:
