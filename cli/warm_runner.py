@@ -8,18 +8,20 @@ copy of itself for each command, the way `multiprocessing`'s forkserver, Android
 Spring's preloader do:
 
 1. the `mmflow` command (cli/launch.py, which imports nothing heavy) connects to the runner's
-   socket and sends its arguments, working folder, environment and umask, and its standard
-   input, output and error as file descriptors (SCM_RIGHTS);
+   socket and sends its arguments, working folder, environment, umask, resource limits,
+   niceness, CPU affinity and `sys.path`, and its standard input, output and error as file
+   descriptors (SCM_RIGHTS);
 2. the runner forks a session process for the connection, which forks the command process: it
    takes the terminal's descriptors as its own 0, 1 and 2, the caller's folder, environment and
    arguments, refreshes Prefect's settings and logging from that environment, and runs the
    ordinary command line (`mmflow.cli.app`) exactly as the caller would have;
 3. the session process waits for it and sends its exit status back; the caller forwards
-   Ctrl-C and other signals to it, and exits with its status.
+   Ctrl-C and other signals to it (Ctrl-Z stops both), and exits with its status.
 
-So output, colours, progress bars, relative paths, provider keys, `-v`, Ctrl-C and exit codes
-are those of a command run in place. The runner refuses (and the caller runs the command
-itself) when the caller uses another interpreter or other `PYTHON*` settings, and when the
+So output, colours, progress bars, relative paths, provider keys, `-v`, `nice`, `ulimit`,
+Ctrl-C and exit codes are those of a command run in place. The runner refuses (and the caller
+runs the command itself) when the caller uses another interpreter or other `PYTHON*`
+settings, asks for a limit or a priority an unprivileged runner cannot grant, or when the
 runner's preloaded code changed on disk (an edit, a `pip install`): it then exits, and the
 next command starts a fresh one.
 
