@@ -111,9 +111,9 @@ class _Relay:
 
     def suspend(self, signum: int, frame: object) -> None:
         self.send(signal.SIGSTOP)  # its own process group: the terminal's stop never reaches it
-        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTSTP)  # stops here until the shell continues this process
-        signal.signal(signal.SIGTSTP, self.suspend)
+        # SIGSTOP, not SIGTSTP: the kernel discards a SIGTSTP to a process whose group is
+        # orphaned (a command started from a script), which would resume the command at once
+        os.kill(os.getpid(), signal.SIGSTOP)  # stops here until the shell continues this process
         self.send(signal.SIGCONT)
 
 
