@@ -151,6 +151,7 @@ class Runner:
 
     def __init__(self) -> None:
         self.started_at = time.time()
+        self.pid = os.getpid()  # a forked session or command process has another
         self.served = 0
         self.watched: list[str] = []
         self.stamp: dict[str, int] = {}
@@ -247,14 +248,11 @@ class Runner:
             _log(f"connection dropped: {error}")
             return None
         finally:
-            if fds and os.getpid() == _RUNNER_PID[0]:
+            if fds and os.getpid() == self.pid:
                 for fd in fds:
                     os.close(fd)
-            if os.getpid() == _RUNNER_PID[0]:
+            if os.getpid() == self.pid:
                 conn.close()
-
-
-_RUNNER_PID = [0]
 
 
 def _log(message: str) -> None:
@@ -360,7 +358,6 @@ def _refresh_prefect() -> None:
 def main() -> int:
     if not enabled():
         return 0
-    _RUNNER_PID[0] = os.getpid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(address())  # taken: another runner serves this data folder
