@@ -1,9 +1,11 @@
-"""Where a flow's task runs execute: threads here, or the processes of a Dask or Ray cluster.
+"""Where a flow's task runs execute: threads here, worker processes forked on this machine
+(flows/processes.py), or the processes of a Dask or Ray cluster.
 
-A remote task run costs ~0.1 s more than a thread (docs/facts.md; benchmarks/runner_overhead.py),
-so distribution pays only when each task run holds seconds of work that threads cannot share
-out — grouped batches (flows/runs.py) of pure-Python steps, or a cluster that adds cores. On one
-machine OCR gains nothing: onnxruntime already spreads one page over every core from a thread.
+A task run in another process costs ~0.1–0.35 s more than a thread (docs/facts.md;
+benchmarks/runner_overhead.py), so distribution pays only when each task run holds seconds of
+work that threads cannot share out: grouped batches (flows/runs.py) of pure-Python steps, or a
+cluster that adds cores. On one machine OCR gains nothing: onnxruntime already spreads one page
+over every core from a thread.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ R = TypeVar("R")
 
 class Runner(StrEnum):
     THREADS = "threads"
+    PROCESSES = "processes"  # worker processes on this machine (flows/processes.py)
     DASK = "dask"
     RAY = "ray"
 
@@ -36,8 +39,10 @@ _SCHEMES = {Runner.DASK: ("tcp", "tls", "ws", "wss"), Runner.RAY: ("ray",)}
 
 def _check_address(runner: Runner, address: str) -> None:
     """Refuse an address the chosen runner cannot connect to, before any flow run starts."""
-    if runner is Runner.THREADS:
-        raise ValueError("--address names a Dask or Ray cluster; the threads runner takes none")
+    if runner in (Runner.THREADS, Runner.PROCESSES):
+        raise ValueError(
+            f"--address names a Dask or Ray cluster; the {runner.value} runner takes none"
+        )
     if runner is Runner.RAY and address == "auto":
         return  # Ray's own spelling for "the cluster already running on this machine"
     scheme, sep, rest = address.partition("://")
@@ -63,6 +68,10 @@ def task_runner_for(
         _check_address(runner, address)
     if runner is Runner.THREADS:
         built: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=workers)
+    elif runner is Runner.PROCESSES:
+        from mmflow.flows.processes import WarmProcessPoolTaskRunner
+
+        built = WarmProcessPoolTaskRunner(max_workers=workers)
     elif runner is Runner.DASK:
         try:
             from prefect_dask import DaskTaskRunner
@@ -101,9 +110,9 @@ def task_runner_for(
 def workers_report_here(runner: Runner, address: str | None = None) -> Iterator[str | None]:
     """Point worker processes at this process's Prefect API for the run; yields its URL.
 
-    A Dask or Ray worker is a fresh process: with no `PREFECT_API_URL` in its environment it
-    starts a temporary Prefect server of its own (7+ s each, same SQLite file, and it times out
-    on a busy machine). So the URL this process uses — a profile's, a test harness's, or the
+    A worker process (forked here, Dask or Ray) with no `PREFECT_API_URL` in its environment
+    starts a temporary Prefect server of its own (7+ s each, same SQLite file, and it times
+    out on a busy machine). So the URL this process uses — a profile's, a test harness's, or the
     temporary server started here — goes into the environment local workers inherit. A cluster
     at `address` runs elsewhere and cannot reach a temporary server on this machine.
     """

@@ -134,7 +134,8 @@ class RunSettings(BaseModel):
     group_size: int | None = Field(
         None,
         ge=1,
-        description="Inputs per task run in large runs (default: two groups per worker, ≤ 25).",
+        description="Inputs per task run in large runs (default: two groups per worker, ≤ 25; "
+        "in worker processes, a worker's share, ≤ 100).",
     )
     stepwise_max: int = Field(
         4, ge=0, description="Runs of up to this many inputs show every step as its own task run."
@@ -436,9 +437,25 @@ def done_event(summary: InputSummary) -> ItemDone:
     return ItemDone(uri=summary.uri, status=summary.status.value, units=units)
 
 
-def default_group_size(inputs: int, workers: int) -> int:
-    """Two groups per worker so the pool stays busy, at most 25 inputs per task run."""
+def default_group_size(inputs: int, workers: int, in_processes: bool = False) -> int:
+    """Two groups per worker so the pool stays busy, at most 25 inputs per task run.
+
+    A task run in a worker process (Dask, Ray, `processes`) costs ~0.1–0.35 s more than in a
+    thread (benchmarks/runner_overhead.py), so there a group is a worker's share, at most
+    100 inputs: 200 text PDFs of ~25 ms each would otherwise spend a third of their time
+    starting 8 task runs."""
+    if in_processes:
+        return max(1, min(100, math.ceil(inputs / workers)))
     return max(1, min(25, math.ceil(inputs / (2 * workers))))
+
+
+def _task_runs_in_other_processes() -> bool:
+    """Whether this flow run's task runner runs task runs outside this process."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    context = FlowRunContext.get()
+    return context is not None and not isinstance(context.task_runner, ThreadPoolTaskRunner)
 
 
 def run_groups(
@@ -453,7 +470,9 @@ def run_groups(
     whose task run dies as a whole (a killed worker) still ends each of its inputs in the
     manifest, as failed.
     """
-    size = run.settings.group_size or default_group_size(len(uris), run.settings.workers)
+    size = run.settings.group_size or default_group_size(
+        len(uris), run.settings.workers, _task_runs_in_other_processes()
+    )
     groups = [uris[i : i + size] for i in range(0, len(uris), size)]
     heard: set[str] = set()
     with listening(lambda event: heard.add(event.uri)):

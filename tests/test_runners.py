@@ -11,15 +11,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prefect import flow, task
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from mmflow.flows import stopping
+from mmflow.flows.processes import WarmProcessPoolTaskRunner
+from mmflow.flows.progress import listening
 from mmflow.flows.runners import Runner, run_on, task_runner_for, workers_report_here
-from mmflow.flows.runs import RunSettings
+from mmflow.flows.runs import RunSettings, default_group_size
 from mmflow.tasks.errors import MissingDependency
 from mmflow.tasks.samples import SPECS, invoice_pdf, make_samples
 
@@ -35,6 +38,31 @@ def test_threads_runner_is_a_thread_pool_of_the_given_size() -> None:
 def test_threads_runner_refuses_an_address() -> None:
     with pytest.raises(ValueError, match="threads runner takes none"):
         task_runner_for(Runner.THREADS, 2, "tcp://127.0.0.1:8786")
+
+
+def test_processes_runner_is_a_warm_process_pool_of_the_given_size() -> None:
+    runner = task_runner_for(Runner.PROCESSES, 3, None)
+    assert isinstance(runner, WarmProcessPoolTaskRunner)
+    assert runner._max_workers == 3
+    with pytest.raises(ValueError, match="processes runner takes none"):
+        task_runner_for(Runner.PROCESSES, 2, "tcp://127.0.0.1:8786")
+
+
+@pytest.mark.parametrize(
+    ("inputs", "workers", "in_processes", "size"),
+    [
+        (200, 2, False, 25),  # threads: two groups a worker, at most 25
+        (40, 2, False, 10),
+        (200, 2, True, 100),  # worker processes: a worker's share, at most 100
+        (9, 2, True, 5),
+        (1000, 2, True, 100),
+        (1, 4, True, 1),
+    ],
+)
+def test_groups_in_worker_processes_are_a_workers_share(
+    inputs: int, workers: int, in_processes: bool, size: int
+) -> None:
+    assert default_group_size(inputs, workers, in_processes) == size
 
 
 def test_dask_runner_without_address_starts_one_single_threaded_process_per_worker() -> None:
@@ -93,7 +121,7 @@ def test_a_missing_runner_package_names_the_extra_to_install(
 
 
 def test_runner_names_parse_as_the_cli_spells_them() -> None:
-    assert [Runner(name) for name in ("threads", "dask", "ray")] == list(Runner)
+    assert [Runner(name) for name in ("threads", "processes", "dask", "ray")] == list(Runner)
 
 
 def test_workers_get_this_process_api_url_for_the_run_only(prefect_server: str) -> None:
@@ -294,6 +322,71 @@ def test_ray_run_gives_the_same_results_as_threads(runs: Runs, tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_processes_run_gives_the_same_results_as_threads(runs: Runs, tmp_path: Path) -> None:
+    flow_run = _run_invoice(Runner.PROCESSES, runs.inputs, tmp_path / "p", tmp_path / "cache")
+    processes = [_comparable(e) for e in _manifest(tmp_path / "p")]
+    threads = [_comparable(e) for e in _manifest(runs.threads_out)]
+    assert processes == threads
+    assert _completed_group_runs(flow_run, 5) == 5  # recorded through the flow's process
+
+
+@task
+def _pid_of_group_worker() -> int:
+    return os.getpid()
+
+
+@flow
+def _pids_and_a_nested_task(count: int) -> list[int]:
+    return [future.result() for future in [_pid_of_group_worker.submit() for _ in range(count)]]
+
+
+@pytest.mark.slow
+def test_processes_runner_runs_task_runs_in_forked_workers(prefect_server: str) -> None:
+    pids = run_on(_pids_and_a_nested_task, Runner.PROCESSES, 2, count=6)
+    assert os.getpid() not in pids
+    assert 1 <= len(set(pids)) <= 2
+
+
+@pytest.mark.slow
+def test_a_stop_asked_in_the_flows_process_reaches_its_worker_processes(
+    prefect_server: str, tmp_path: Path
+) -> None:
+    """Groups of one input in one worker; the stop is asked when the first group ends, so
+    the inputs of the last groups, started in the worker afterwards, end `interrupted`."""
+    from mmflow.flows.invoice import invoice_flow
+
+    inputs = []
+    for i in range(12):
+        spec = dataclasses.replace(SPECS["northwind-invoice"], number=f"NW-STOP-{i}")
+        path = tmp_path / "in" / f"invoice-{i:02}.pdf"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(invoice_pdf(spec))
+        inputs.append(path)
+    state: Any = None
+    try:
+        with listening(lambda event: stopping.request_stop()):
+            state = run_on(
+                cast(Any, invoice_flow),
+                Runner.PROCESSES,
+                1,
+                None,
+                inputs=[str(p) for p in inputs],
+                out=str(tmp_path / "out"),
+                return_state=True,
+                run=RunSettings(cache=False, workers=1, stepwise_max=0, group_size=1),
+            )
+    finally:
+        stopping.reset()
+    assert state is not None and state.is_cancelled()
+    entries = {Path(e["uri"]).name: e for e in _manifest(tmp_path / "out")}
+    assert sorted(entries) == [p.name for p in inputs]  # every input, once
+    assert entries["invoice-00.pdf"]["status"] == "ok"
+    for name in [p.name for p in inputs[-6:]]:
+        assert entries[name]["status"] == "failed"
+        assert entries[name]["error"]["code"] == "interrupted"
+
+
+@pytest.mark.slow
 def test_inputs_sharing_a_stem_in_different_worker_processes_get_distinct_outputs(
     prefect_server: str, tmp_path: Path
 ) -> None:
@@ -335,6 +428,22 @@ def _mmflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=600,
         check=False,
     )
+
+
+@pytest.mark.slow
+def test_the_cli_runs_a_batch_in_worker_processes(prefect_server: str, tmp_path: Path) -> None:
+    for i in range(6):  # more than stepwise_max: grouped, so the groups go to the workers
+        spec = dataclasses.replace(SPECS["northwind-invoice"], number=f"NW-CLI-{i}")
+        (tmp_path / f"invoice-{i}.pdf").write_bytes(invoice_pdf(spec))
+    out = tmp_path / "out"
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    args = ["run", "invoice", str(tmp_path), "--out", str(out), "--no-cache"]
+    done = _mmflow(*args, "--runner", "processes", "--workers", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    entries = _manifest(out)
+    assert len(entries) == 6 and {e["status"] for e in entries} == {"ok"}
+    fields = [json.loads(Path(e["output"]).read_text(encoding="utf-8"))["fields"] for e in entries]
+    assert {f["invoice_number"]["value"] for f in fields} == {f"NW-CLI-{i}" for i in range(6)}
 
 
 def test_the_cli_refuses_a_provider_budget_spread_over_worker_processes(tmp_path: Path) -> None:
