@@ -17,7 +17,7 @@ client. This module adds what mmflow's runs share within one process:
   flow's process alone decides, and a stop ends every input in the manifest.
 
 A group of inputs is one task run in a worker (flows/runs.py), and a task run in a worker
-costs ~0.3 s more than in a thread, so groups are larger here (`default_group_size`).
+costs ~0.35 s more than in a thread, so groups are larger here (`default_group_size`).
 Progress arrives when a group ends.
 """
 

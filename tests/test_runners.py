@@ -331,18 +331,18 @@ def test_processes_run_gives_the_same_results_as_threads(runs: Runs, tmp_path: P
 
 
 @task
-def _pid_of_group_worker() -> int:
+def _pid_of_task_run() -> int:
     return os.getpid()
 
 
 @flow
-def _pids_and_a_nested_task(count: int) -> list[int]:
-    return [future.result() for future in [_pid_of_group_worker.submit() for _ in range(count)]]
+def _pids_of_task_runs(count: int) -> list[int]:
+    return [future.result() for future in [_pid_of_task_run.submit() for _ in range(count)]]
 
 
 @pytest.mark.slow
 def test_processes_runner_runs_task_runs_in_forked_workers(prefect_server: str) -> None:
-    pids = run_on(_pids_and_a_nested_task, Runner.PROCESSES, 2, count=6)
+    pids = run_on(_pids_of_task_runs, Runner.PROCESSES, 2, count=6)
     assert os.getpid() not in pids
     assert 1 <= len(set(pids)) <= 2
 
