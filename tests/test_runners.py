@@ -24,7 +24,7 @@ from mmflow.flows.progress import listening
 from mmflow.flows.runners import Runner, run_on, task_runner_for, workers_report_here
 from mmflow.flows.runs import RunSettings, default_group_size
 from mmflow.tasks.errors import MissingDependency
-from mmflow.tasks.samples import SPECS, invoice_pdf, make_samples
+from mmflow.tasks.samples import SPECS, invoice_pdf, make_samples, numbered_invoices, write_files
 
 prefect_dask = pytest.importorskip("prefect_dask")
 
@@ -330,19 +330,9 @@ def test_processes_run_gives_the_same_results_as_threads(runs: Runs, tmp_path: P
     assert _completed_group_runs(flow_run, 5) == 5  # recorded through the flow's process
 
 
-@task
-def _pid_of_task_run() -> int:
-    return os.getpid()
-
-
-@flow
-def _pids_of_task_runs(count: int) -> list[int]:
-    return [future.result() for future in [_pid_of_task_run.submit() for _ in range(count)]]
-
-
 @pytest.mark.slow
 def test_processes_runner_runs_task_runs_in_forked_workers(prefect_server: str) -> None:
-    pids = run_on(_pids_of_task_runs, Runner.PROCESSES, 2, count=6)
+    pids = run_on(_pids, Runner.PROCESSES, 2, count=6)
     assert os.getpid() not in pids
     assert 1 <= len(set(pids)) <= 2
 
@@ -355,13 +345,7 @@ def test_a_stop_asked_in_the_flows_process_reaches_its_worker_processes(
     the inputs of the last groups, started in the worker afterwards, end `interrupted`."""
     from mmflow.flows.invoice import invoice_flow
 
-    inputs = []
-    for i in range(12):
-        spec = dataclasses.replace(SPECS["northwind-invoice"], number=f"NW-STOP-{i}")
-        path = tmp_path / "in" / f"invoice-{i:02}.pdf"
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(invoice_pdf(spec))
-        inputs.append(path)
+    inputs = write_files(tmp_path / "in", numbered_invoices(12))
     state: Any = None
     try:
         with listening(lambda event: stopping.request_stop()):
@@ -380,7 +364,7 @@ def test_a_stop_asked_in_the_flows_process_reaches_its_worker_processes(
     assert state is not None and state.is_cancelled()
     entries = {Path(e["uri"]).name: e for e in _manifest(tmp_path / "out")}
     assert sorted(entries) == [p.name for p in inputs]  # every input, once
-    assert entries["invoice-00.pdf"]["status"] == "ok"
+    assert entries[inputs[0].name]["status"] == "ok"
     for name in [p.name for p in inputs[-6:]]:
         assert entries[name]["status"] == "failed"
         assert entries[name]["error"]["code"] == "interrupted"
@@ -432,18 +416,17 @@ def _mmflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 @pytest.mark.slow
 def test_the_cli_runs_a_batch_in_worker_processes(prefect_server: str, tmp_path: Path) -> None:
-    for i in range(6):  # more than stepwise_max: grouped, so the groups go to the workers
-        spec = dataclasses.replace(SPECS["northwind-invoice"], number=f"NW-CLI-{i}")
-        (tmp_path / f"invoice-{i}.pdf").write_bytes(invoice_pdf(spec))
+    # more than stepwise_max: grouped, so the groups go to the workers
+    write_files(tmp_path / "in", numbered_invoices(6))
     out = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
-    args = ["run", "invoice", str(tmp_path), "--out", str(out), "--no-cache"]
+    args = ["run", "invoice", str(tmp_path / "in"), "--out", str(out), "--no-cache"]
     done = _mmflow(*args, "--runner", "processes", "--workers", "2", env=env)
     assert done.returncode == 0, done.stderr
     entries = _manifest(out)
     assert len(entries) == 6 and {e["status"] for e in entries} == {"ok"}
     fields = [json.loads(Path(e["output"]).read_text(encoding="utf-8"))["fields"] for e in entries]
-    assert {f["invoice_number"]["value"] for f in fields} == {f"NW-CLI-{i}" for i in range(6)}
+    assert {f["invoice_number"]["value"] for f in fields} == {f"NW-{10000 + i}" for i in range(6)}
 
 
 def test_the_cli_refuses_a_provider_budget_spread_over_worker_processes(tmp_path: Path) -> None:
