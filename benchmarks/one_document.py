@@ -20,7 +20,6 @@ it. Timings on a shared machine are noisy: read the ratios, which are measured s
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import shutil
 import socket
@@ -35,6 +34,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mmflow.deployments.local_server import _healthy
 from mmflow.tasks.samples import numbered_invoices, write_files
 
 console = Console(width=120)
@@ -67,26 +67,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _answers(port: int) -> bool:
-    """One cheap health check, as mmflow's own wait for its server makes (a few µs of CPU)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        connection.request("GET", "/api/health")
-        return connection.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
 def prefect_server_start(scratch: Path, rep: int) -> float:
     """Seconds from `prefect server start` (fresh PREFECT_HOME) until /api/health answers.
 
-    Polled with the standard library's client, not httpx: on these 2-vCPU machines a poller
-    that burns CPU speeds the server's own start up. An httpx poll (~40 ms of CPU each, its
-    CA bundle) every 50 ms brought it from 8.8–9.0 s to 7.6–7.8 s, and a 40 ms busy loop
-    per poll to 6.9 s (docs/performance.md), which would make the reference look faster than
-    the start a user waits for."""
+    Polled with mmflow's own health check (standard-library HTTP), as mmflow waits for its
+    server, not with httpx: on these 2-vCPU machines a poller that burns CPU speeds the
+    server's own start up. An httpx poll (~40 ms of CPU each, its CA bundle) every 50 ms
+    brought it from 8.8–9.0 s to 7.6–7.8 s, and a 40 ms busy loop per poll to 6.9 s
+    (docs/performance.md), which would make the reference look faster than the start a user
+    waits for."""
     port = _free_port()
     home = scratch / f"prefect-home-{rep}"
     env = _env(PREFECT_HOME=str(home))
@@ -103,7 +92,7 @@ def prefect_server_start(scratch: Path, rep: int) -> float:
         while True:
             if server.poll() is not None:
                 raise RuntimeError("prefect server start exited before answering")
-            if _answers(port):
+            if _healthy(f"http://127.0.0.1:{port}/api", timeout_s=1.0):
                 return time.perf_counter() - started
             time.sleep(0.05)
     finally:
